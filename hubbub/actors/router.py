@@ -1,0 +1,120 @@
+"""The gateway's router: key → shard, and one Ray call per batch.
+
+A key maps to its shard by a stable hash (the same on every gateway and
+across restarts). Commands bound for one shard are coalesced into one Ray
+call — it leaves when full or after ``router_flush_ms`` — and each caller
+gets its own outcome back. A command that carries an idempotency key is
+retried, until its deadline, when its shard is unavailable (dead, restarting
+or fenced); any other command fails with a clear retriable error, because
+it may or may not have been applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hubbub.actors.batcher import Batcher
+from hubbub.actors.command import Command, Outcome
+from hubbub.actors.runtime import ShardRef
+from hubbub.config import Settings
+from hubbub.errors import AppError
+
+__all__ = ["Router", "shard_index"]
+
+_RETRY_FIRST_DELAY = 0.02
+_RETRY_MAX_DELAY = 0.5
+_ROUTER_CALLS_IN_FLIGHT = 4  # per shard: pipelining without unbounded fan-in
+
+
+def shard_index(key: str, shards: int) -> int:
+    """The shard of ``key`` among ``shards``: stable, uniform, cheap."""
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % shards
+
+
+class Router:
+    """Owns: one batcher per shard. Concurrency: one event loop, any callers."""
+
+    def __init__(self, shards: Mapping[str, Sequence[ShardRef]], settings: Settings) -> None:
+        self._shards = {kind: list(refs) for kind, refs in shards.items()}
+        self._timeout = settings.command_timeout_seconds
+        self._batchers = {
+            (ref.kind, ref.index): Batcher(
+                ref.call,
+                max_size=settings.router_batch_size,
+                max_delay=settings.router_flush_ms / 1000,
+                max_concurrency=_ROUTER_CALLS_IN_FLIGHT,
+            )
+            for refs in self._shards.values()
+            for ref in refs
+        }
+
+    @property
+    def kinds(self) -> list[str]:
+        return list(self._shards)
+
+    def shards(self, kind: str) -> list[ShardRef]:
+        return self._shards[kind]
+
+    async def send(self, command: Command) -> Any:
+        """The command's reply; raises its AppError."""
+        return (await self.ask(command)).unwrap()
+
+    async def ask(self, command: Command) -> Outcome:
+        """The command's outcome, within the command deadline."""
+        refs = self._shards.get(command.kind)
+        if refs is None:
+            return Outcome(error=AppError("unknown_kind", f"no entity kind {command.kind!r}"))
+        batcher = self._batchers[(command.kind, shard_index(command.key, len(refs)))]
+        deadline = time.monotonic() + self._timeout
+        delay = _RETRY_FIRST_DELAY
+        while True:
+            try:
+                async with asyncio.timeout_at(_loop_deadline(deadline)):
+                    outcome = await batcher.submit(command)
+            except TimeoutError:
+                return Outcome(error=_timed_out(command))
+            except AppError as error:  # the whole shard call failed
+                outcome = Outcome(error=error)
+            if not _should_retry(command, outcome, deadline, delay):
+                return _explain(command, outcome)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RETRY_MAX_DELAY)
+
+    async def close(self) -> None:
+        """Let batches in flight finish; accept no more commands."""
+        await asyncio.gather(*(batcher.close() for batcher in self._batchers.values()))
+
+
+def _loop_deadline(deadline: float) -> float:
+    loop = asyncio.get_running_loop()
+    return loop.time() + (deadline - time.monotonic())
+
+
+def _should_retry(command: Command, outcome: Outcome, deadline: float, delay: float) -> bool:
+    error = outcome.error
+    return (
+        error is not None
+        and error.retriable
+        and command.idempotency_key is not None
+        and time.monotonic() + delay < deadline
+    )
+
+
+def _explain(command: Command, outcome: Outcome) -> Outcome:
+    error = outcome.error
+    if error is None or not error.retriable or command.idempotency_key is not None:
+        return outcome
+    message = f"{error.message}; the command may not have been applied, retry it with an "
+    message += "idempotency key to apply it exactly once"
+    return Outcome(error=AppError(error.code, message, error.status, True, error.errors))
+
+
+def _timed_out(command: Command) -> AppError:
+    return AppError.unavailable(
+        "command_timeout", f"{command.kind} {command.key!r} did not answer in time; retry"
+    )

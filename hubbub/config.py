@@ -1,0 +1,118 @@
+"""Every setting of hubbub, read from ``HUBBUB_*`` environment variables.
+
+Nothing else in the package reads the environment. An invalid value stops
+start-up with :class:`ConfigError`, whose message names the variable and the
+expected form. The table in the README lists the same fields.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
+
+ENV_PREFIX = "HUBBUB_"
+
+CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+class ConfigError(Exception):
+    """A setting is invalid; the message names each bad variable."""
+
+
+class Settings(BaseSettings):
+    """hubbub's configuration. Field ``x`` is read from ``HUBBUB_X``."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Address the gateway listens on.")
+    port: int = Field(8000, ge=0, le=65535, description="Port the gateway listens on.")
+    data_dir: Path = Field(
+        Path(".hubbub"), description="Where the embedded Postgres and Redis keep their data."
+    )
+    database_url: str | None = Field(
+        None, description="postgresql:// URL of an external Postgres; unset: embedded."
+    )
+    redis_url: str | None = Field(
+        None, description="redis:// URL of an external Redis; unset: embedded."
+    )
+    ray_address: str | None = Field(
+        None, description="Address of a Ray cluster to join (host:port); unset: local Ray."
+    )
+    ray_namespace: str = Field(
+        "hubbub", pattern=r"^[A-Za-z0-9_.-]+$", description="Ray namespace of the shards."
+    )
+    shards: int = Field(2, ge=1, le=1024, description="Shard actors per entity kind.")
+    db_pool_size: int = Field(10, ge=1, le=500, description="Postgres connections per process.")
+    app_role: str = Field(
+        "hubbub_app",
+        pattern=r"^[a-z_][a-z0-9_]*$",
+        description="Postgres role the application runs as; row-level security applies to it.",
+    )
+    entity_idle_seconds: float = Field(
+        300.0, gt=0, description="An entity idle this long is passivated (dropped from memory)."
+    )
+    router_batch_size: int = Field(
+        256, ge=1, le=100_000, description="Commands coalesced into one shard call at most."
+    )
+    router_flush_ms: float = Field(
+        1.0, ge=0, le=1000, description="How long the router waits to fill a batch."
+    )
+    command_timeout_seconds: float = Field(
+        10.0, gt=0, description="Deadline of one command through the router."
+    )
+    idempotency_window_hours: float = Field(
+        24.0, gt=0, description="How long a command's idempotency key is remembered."
+    )
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest HTTP request body accepted."
+    )
+    cors_origins: CommaList = Field(
+        (), description="Comma-separated origins allowed by CORS; '*' for any."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level."
+    )
+    log_format: Literal["json", "console"] = Field("json", description="Log line format.")
+    plugins: CommaList = Field(
+        (), description="Comma-separated modules that add entity kinds, routes and events."
+    )
+    gateway_id: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
+        description="Name of this gateway in logs and health reports.",
+    )
+
+    @field_validator("cors_origins", "plugins", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @property
+    def embedded(self) -> bool:
+        """True when hubbub starts its own Postgres and Redis."""
+        return self.database_url is None or self.redis_url is None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; ``overrides`` win (used by the CLI)."""
+    given = {name: value for name, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = ["invalid configuration:"]
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        lines.append(f"  {ENV_PREFIX}{field.upper()}: {error['msg']} (got {error.get('input')!r})")
+    return "\n".join(lines)

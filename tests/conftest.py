@@ -1,0 +1,103 @@
+"""Shared fixtures: real Postgres, Redis and Ray, started once per session.
+
+With ``HUBBUB_DATABASE_URL`` and ``HUBBUB_REDIS_URL`` set the suite uses
+those servers; otherwise it starts the embedded ones in a temporary
+directory. Ray is a local cluster started by the test process (or the
+cluster named by ``HUBBUB_RAY_ADDRESS``), in a namespace of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from hubbub.actors.runtime import connect_ray, disconnect_ray
+from hubbub.config import Settings, load_settings
+from hubbub.storage.database import Database, connect_owner
+from hubbub.storage.embedded import EmbeddedPostgres, EmbeddedRedis
+from hubbub.storage.migrate import migrate
+from tests.support.tally import TALLY_SCHEMA
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def service_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """``(database_url, redis_url)`` of the servers the suite runs against."""
+    database_url = os.environ.get("HUBBUB_DATABASE_URL")
+    redis_url = os.environ.get("HUBBUB_REDIS_URL")
+    started: list[EmbeddedPostgres | EmbeddedRedis] = []
+    data = tmp_path_factory.mktemp("services")
+    if database_url is None:
+        postgres = EmbeddedPostgres(data / "postgres")
+        database_url = postgres.start()
+        started.append(postgres)
+    if redis_url is None:
+        redis = EmbeddedRedis(data / "redis")
+        redis_url = redis.start()
+        started.append(redis)
+    yield database_url, redis_url
+    for server in reversed(started):
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(service_urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    database_url, redis_url = service_urls
+    return load_settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        data_dir=tmp_path_factory.mktemp("data"),
+        ray_namespace=f"hubbub-test-{uuid.uuid4().hex[:8]}",
+        shards=2,
+        log_format="console",
+    )
+
+
+@pytest.fixture(scope="session")
+async def migrated(settings: Settings) -> Settings:
+    """The database with hubbub's migrations and the test entity's table."""
+    assert settings.database_url is not None
+    await migrate(settings.database_url, app_role=settings.app_role)
+    owner = await connect_owner(settings.database_url)
+    try:
+        await owner.execute(TALLY_SCHEMA)
+        await owner.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON tally_entries TO {settings.app_role}")
+    finally:
+        await owner.close()
+    return settings
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(migrated: Settings) -> Iterator[Settings]:
+    """A connected Ray; shard processes can import ``tests.support``."""
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])
+    )
+    connect_ray(migrated)
+    yield migrated
+    disconnect_ray()
+
+
+@pytest.fixture(scope="session")
+async def db(migrated: Settings) -> AsyncIterator[Database]:
+    """A pool as the application role: row-level security applies."""
+    assert migrated.database_url is not None
+    database = await Database.connect(
+        migrated.database_url, role=migrated.app_role, size=4
+    )
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+async def owner_conn(migrated: Settings) -> AsyncIterator:
+    """A connection as the database owner, to check what really was written."""
+    assert migrated.database_url is not None
+    conn = await connect_owner(migrated.database_url)
+    yield conn
+    await conn.close()

@@ -1,0 +1,86 @@
+"""A small entity kind for testing the entity framework: a tally of amounts.
+
+Each ``add`` appends an entry with the tally's next gap-free ``seq`` and
+publishes it; ``get`` reads the current seq and total. Real kinds follow
+the same shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from hubbub.actors.command import Command
+from hubbub.actors.entity import Decision, Entity, Publication, Write
+from hubbub.errors import AppError, FieldError
+
+__all__ = ["TALLY_SCHEMA", "Tally", "TallyState"]
+
+TALLY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tally_entries (
+  tally     text    NOT NULL,
+  seq       integer NOT NULL,
+  tenant_id uuid,
+  amount    bigint  NOT NULL,
+  sender    text,
+  PRIMARY KEY (tally, seq)
+);
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_policies WHERE tablename = 'tally_entries') THEN
+    PERFORM hubbub_enable_tenant_rls('tally_entries');
+  END IF;
+END $$;
+"""
+
+_INSERT = "INSERT INTO tally_entries (tally, seq, tenant_id, amount, sender) VALUES ($1, $2, $3, $4, $5)"
+
+
+@dataclass(frozen=True, slots=True)
+class TallyState:
+    seq: int = 0
+    total: int = 0
+
+
+class Tally(Entity):
+    kind = "tally"
+    state: TallyState
+
+    def __init__(self, key: str, tenant_id: str | None, state: TallyState | None) -> None:
+        super().__init__(key, tenant_id, state or TallyState())
+
+    @classmethod
+    async def load(cls, conn: asyncpg.Connection, keys: list[str]) -> dict[str, Any]:
+        rows = await conn.fetch(
+            "SELECT tally, max(seq) AS seq, sum(amount) AS total FROM tally_entries"
+            " WHERE tally = ANY($1::text[]) GROUP BY tally",
+            keys,
+        )
+        return {row["tally"]: TallyState(row["seq"], int(row["total"])) for row in rows}
+
+    def handle(self, command: Command, now: datetime) -> Decision:
+        if command.name == "get":
+            return Decision(reply={"seq": self.state.seq, "total": self.state.total})
+        if command.name == "add":
+            return self._add(command)
+        raise AppError("unknown_command", f"tally has no command {command.name!r}")
+
+    def _add(self, command: Command) -> Decision:
+        amount = command.args.get("amount")
+        if not isinstance(amount, int) or isinstance(amount, bool):
+            raise AppError(
+                "validation_failed",
+                "amount must be an integer",
+                status=422,
+                errors=(FieldError("body", "amount", f"expected an integer, got {amount!r}"),),
+            )
+        self.state = replace(self.state, seq=self.state.seq + 1, total=self.state.total + amount)
+        seq, sender = self.state.seq, command.args.get("sender")
+        entry = {"tally": self.key, "seq": seq, "amount": amount, "total": self.state.total}
+        return Decision(
+            reply={"seq": seq, "total": self.state.total},
+            writes=[Write(_INSERT, (self.key, seq, self.tenant_id, amount, sender))],
+            publications=[Publication(f"tally:{self.key}", "tally:added", entry)],
+        )
