@@ -68,7 +68,7 @@ class Settings(BaseSettings):
         10.0, gt=0, description="Deadline of one command through the router."
     )
     idempotency_window_hours: float = Field(
-        24.0, gt=0, description="How long a command's idempotency key is remembered."
+        24.0, ge=1, description="How long a command's idempotency key is remembered."
     )
     max_body_bytes: int = Field(
         1_048_576, ge=1024, description="Largest HTTP request body accepted."

@@ -45,6 +45,9 @@ _SHARD_OPTIONS: dict[str, Any] = {
     "max_task_retries": 0,  # the router decides what may be retried
     "max_concurrency": 10_000,  # an async actor: entities run concurrently
     "num_cpus": 0,  # shards are I/O bound; leave CPUs to job workers
+    # A gateway's container may be a Ray node too (docker-compose.yml labels it);
+    # a shard there would die with that gateway, so shards avoid such nodes.
+    "label_selector": {"hubbub-role": "!gateway"},
 }
 
 
@@ -178,9 +181,7 @@ def ray_status() -> dict[str, Any]:
     return {"namespace": context.namespace, "node_id": context.get_node_id()}
 
 
-def open_shards(
-    entity_cls: type[Entity], count: int, settings: Settings
-) -> Sequence[ShardRef]:
+def open_shards(entity_cls: type[Entity], count: int, settings: Settings) -> Sequence[ShardRef]:
     """Find or create the ``count`` shard actors of a kind. Blocking."""
     kind = entity_cls.kind
     running = _running_shard_count(kind, settings.ray_namespace)

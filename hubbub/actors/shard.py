@@ -42,6 +42,10 @@ EntityId = tuple[str | None, str]  # (tenant_id, key): tenants never share an en
 
 _RECORD_REPLY = """INSERT INTO entity_commands (kind, entity_key, idempotency_key, tenant_id, reply)
 VALUES ($1, $2, $3, $4, $5)"""
+_PRUNE_REPLIES = """DELETE FROM entity_commands WHERE ctid = ANY(ARRAY(
+  SELECT ctid FROM entity_commands WHERE kind = $1 AND created_at < now() - $2::interval
+  LIMIT 10000))"""
+_PRUNE_EVERY_SECONDS = 600.0
 _LOAD_REPLIES = """SELECT entity_key, idempotency_key, reply FROM entity_commands
 WHERE kind = $1 AND entity_key = ANY($2::text[]) AND created_at > now() - $3::interval"""
 
@@ -332,7 +336,9 @@ class ShardHost:
         return [None] * len(messages)
 
     async def _sweep_idle(self) -> None:
+        """Passivate idle entities; shard 0 also prunes expired receipts."""
         period = min(max(self._idle_seconds / 4, 0.5), 30.0)
+        next_prune = time.monotonic()
         while True:
             await asyncio.sleep(period)
             horizon = time.monotonic() - self._idle_seconds
@@ -343,3 +349,13 @@ class ShardHost:
             ]
             for eid in idle:
                 del self._active[eid]
+            if self._lease.shard == 0 and time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + _PRUNE_EVERY_SECONDS
+                await self._prune_receipts()
+
+    async def _prune_receipts(self) -> None:
+        try:
+            async with self._db.tenant(None) as conn:
+                await conn.execute(_PRUNE_REPLIES, self.kind, self._window)
+        except Exception:  # the next sweep tries again
+            log.exception("pruning expired %s receipts failed", self.kind)

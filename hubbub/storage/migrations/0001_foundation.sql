@@ -48,5 +48,9 @@ CREATE TABLE entity_commands (
   created_at      timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (kind, entity_key, idempotency_key)
 );
-CREATE INDEX entity_commands_created_at ON entity_commands (created_at);
+CREATE INDEX entity_commands_created_at ON entity_commands (kind, created_at);
 SELECT hubbub_enable_tenant_rls('entity_commands');
+-- Expired receipts may be pruned without a tenant scope: the window is at
+-- least an hour, and a receipt past it protects nothing.
+CREATE POLICY prune_expired ON entity_commands FOR DELETE
+  USING (created_at < now() - interval '1 hour');

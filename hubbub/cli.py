@@ -1,0 +1,147 @@
+"""The ``hubbub`` command: ``serve``, ``migrate`` and ``doctor``.
+
+``serve`` starts, in order, what the settings leave to it — an embedded
+Postgres and Valkey under ``HUBBUB_DATA_DIR``, the migrations, a local Ray —
+then the gateway; on SIGINT or SIGTERM it stops them in reverse order and
+leaves no process behind. With ``HUBBUB_DATABASE_URL``, ``HUBBUB_REDIS_URL``
+and ``HUBBUB_RAY_ADDRESS`` it starts nothing and joins those instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from aiohttp import web
+
+from hubbub import __version__
+from hubbub.actors.runtime import connect_ray, disconnect_ray
+from hubbub.config import ConfigError, Settings, load_settings
+from hubbub.log import configure_logging
+from hubbub.storage.embedded import EmbeddedPostgres, EmbeddedRedis
+from hubbub.storage.migrate import Migration, MigrationError, migrate
+
+__all__ = ["main"]
+
+log = logging.getLogger("hubbub")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(host=args.host, port=args.port, shards=args.shards)
+    except ConfigError as error:
+        print(f"hubbub: {error}", file=sys.stderr)
+        return 2
+    configure_logging(settings)
+    command: Callable[[Settings], Any] = args.run
+    try:
+        return _run(command(settings))
+    except (ConfigError, MigrationError) as error:
+        print(f"hubbub: {error}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hubbub", description="hubbub realtime backend")
+    parser.add_argument("--version", action="version", version=f"hubbub {__version__}")
+    commands = parser.add_subparsers(required=True, metavar="command")
+    serve = commands.add_parser("serve", help="run a gateway (and, by default, everything else)")
+    serve.add_argument("--host", help="listen address (HUBBUB_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (HUBBUB_PORT, default 8000)")
+    serve.add_argument("--shards", type=int, help="shard actors per entity kind (HUBBUB_SHARDS)")
+    serve.set_defaults(run=_serve)
+    for name, run, text in [
+        ("migrate", _migrate, "apply pending database migrations and exit"),
+        ("doctor", _doctor, "say which Postgres, Redis and Ray hubbub would use, and check them"),
+    ]:
+        sub = commands.add_parser(name, help=text)
+        sub.set_defaults(run=run, host=None, port=None, shards=None)
+    return parser
+
+
+def _run(coroutine: Any) -> int:
+    try:
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - Windows
+        loop_factory = None
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(coroutine)
+
+
+@contextlib.asynccontextmanager
+async def storage_services(settings: Settings, *, redis: bool = True) -> AsyncIterator[Settings]:
+    """Start the embedded servers the settings leave to us; yield resolved settings."""
+    async with contextlib.AsyncExitStack() as stack:
+        resolved: dict[str, str] = {}
+        if settings.database_url is None:
+            postgres = EmbeddedPostgres(settings.data_dir / "postgres")
+            resolved["database_url"] = await asyncio.to_thread(postgres.start)
+            stack.callback(postgres.stop)
+            log.info("embedded Postgres running with data in %s", postgres.directory)
+        if redis and settings.redis_url is None:
+            valkey = EmbeddedRedis(settings.data_dir / "redis")
+            resolved["redis_url"] = await asyncio.to_thread(valkey.start)
+            stack.callback(valkey.stop)
+            log.info("embedded Valkey running at %s", resolved["redis_url"])
+        yield settings.model_copy(update=resolved)
+
+
+async def _migrate_to(settings: Settings) -> list[Migration]:
+    assert settings.database_url is not None
+
+    def announce(migration: Migration) -> None:
+        log.info("applying migration %04d_%s", migration.version, migration.name)
+
+    return await migrate(settings.database_url, app_role=settings.app_role, on_apply=announce)
+
+
+async def _migrate(settings: Settings) -> int:
+    async with storage_services(settings, redis=False) as ready:
+        applied = await _migrate_to(ready)
+    print(f"applied {len(applied)} migration(s); the database is up to date")
+    return 0
+
+
+async def _serve(settings: Settings) -> int:
+    from hubbub.gateway import create_app
+    from hubbub.plugin import load_plugins
+
+    plugins = load_plugins(settings.plugins)
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+    async with storage_services(settings) as ready, contextlib.AsyncExitStack() as stack:
+        await _migrate_to(ready)
+        connect_ray(ready)
+        stack.callback(disconnect_ray)
+        _stop_on_signals(stop)  # Ray's start-up may have replaced our handlers
+        runner = web.AppRunner(create_app(ready, plugins), handle_signals=False, access_log=None)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, ready.host, ready.port)
+        await site.start()
+        log.info("hubbub %s serving on http://%s:%d", __version__, ready.host, ready.port)
+        await stop.wait()
+        log.info("stopping")
+    return 0
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+
+async def _doctor(settings: Settings) -> int:
+    from hubbub.doctor import run_checks
+
+    return await run_checks(settings)

@@ -1,0 +1,111 @@
+"""The gateway application: HTTP, Socket.IO and the services behind them.
+
+:func:`create_app` assembles one gateway from resolved settings (real
+database and Redis URLs) and its plugins. Every resource is one
+``cleanup_ctx`` generator, registered in dependency order and torn down in
+reverse: Postgres, Redis, the shards and router, then the fan-out
+subscription. Each adds its check to the readiness report. Ray must be
+connected before the app starts (``hubbub.actors.runtime.connect_ray``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from hubbub.actors.router import Router
+from hubbub.actors.runtime import open_shards, ray_status
+from hubbub.config import Settings
+from hubbub.http.app import create_http_app
+from hubbub.http.health import Readiness
+from hubbub.plugin import Plugin
+from hubbub.realtime.handshake import Authenticator, anonymous
+from hubbub.realtime.server import Realtime
+from hubbub.storage.database import Database
+from hubbub.storage.redis import connect_redis, ping_redis
+
+__all__ = ["DATABASE", "REALTIME", "REDIS", "ROUTER", "SETTINGS", "create_app"]
+
+SETTINGS = web.AppKey("settings", Settings)
+DATABASE = web.AppKey("database", Database)
+REDIS = web.AppKey("redis", Redis)
+ROUTER = web.AppKey("router", Router)
+REALTIME = web.AppKey("realtime", Realtime)
+
+_SHARD_CHECK_TIMEOUT = 2.0
+
+
+def create_app(
+    settings: Settings, plugins: Sequence[Plugin], authenticate: Authenticator = anonymous
+) -> web.Application:
+    """One gateway. ``settings`` must carry the database and Redis URLs."""
+    assert settings.database_url and settings.redis_url, "resolve embedded services first"
+    readiness = Readiness()
+    app = create_http_app(settings, [api for p in plugins for api in p.apis], readiness)
+    app[SETTINGS] = settings
+    app[REDIS] = connect_redis(settings.redis_url)
+    realtime = app[REALTIME] = Realtime(settings, app[REDIS], authenticate)
+    for plugin in plugins:
+        for event, handler in plugin.socket_events.items():
+            realtime.on(event, handler)
+    realtime.attach(app)
+    kinds = [kind for plugin in plugins for kind in plugin.entity_kinds]
+    app.cleanup_ctx.extend(
+        [
+            lambda app: _database(app, readiness),
+            lambda app: _redis(app, readiness),
+            lambda app: _shards(app, readiness, kinds),
+            lambda app: _realtime(app, readiness),
+        ]
+    )
+    return app
+
+
+async def _database(app: web.Application, readiness: Readiness) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    assert settings.database_url is not None
+    app[DATABASE] = await Database.connect(
+        settings.database_url, role=settings.app_role, size=settings.db_pool_size
+    )
+    readiness.add("postgres", app[DATABASE].ping)
+    yield
+    await app[DATABASE].close()
+
+
+async def _redis(app: web.Application, readiness: Readiness) -> AsyncIterator[None]:
+    await app[REDIS].ping()  # fail start-up now rather than on the first request
+    readiness.add("redis", lambda: ping_redis(app[REDIS]))
+    yield
+    await app[REDIS].aclose()
+
+
+async def _shards(
+    app: web.Application, readiness: Readiness, kinds: list[Any]
+) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    shards = {}
+    for kind in kinds:
+        shards[kind.kind] = await asyncio.to_thread(open_shards, kind, settings.shards, settings)
+    router = app[ROUTER] = Router(shards, settings)
+
+    async def check_ray() -> dict[str, Any]:
+        refs = [ref for kind in router.kinds for ref in router.shards(kind)]
+        async with asyncio.timeout(_SHARD_CHECK_TIMEOUT):
+            await asyncio.gather(*(ref.stats() for ref in refs))
+        return ray_status() | {"shards": len(refs)}
+
+    readiness.add("ray", check_ray)
+    yield
+    await router.close()
+
+
+async def _realtime(app: web.Application, readiness: Readiness) -> AsyncIterator[None]:
+    realtime = app[REALTIME]
+    await realtime.start()
+    readiness.add("fanout", realtime.fanout.probe)
+    yield
+    await realtime.close()

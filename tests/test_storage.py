@@ -1,0 +1,75 @@
+"""Storage: migrations, the application role and tenant isolation in Postgres."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from hubbub.config import Settings
+from hubbub.storage.database import Database
+from hubbub.storage.migrate import MigrationError, discover, migrate
+
+
+async def test_migrating_twice_applies_nothing_the_second_time(migrated: Settings) -> None:
+    assert migrated.database_url is not None
+    assert await migrate(migrated.database_url, app_role=migrated.app_role) == []
+
+
+async def test_an_edited_applied_migration_stops_migrating(
+    migrated: Settings, tmp_path: Path
+) -> None:
+    assert migrated.database_url is not None
+    for migration in discover():
+        edited = migration.sql + "\n-- edited\n"
+        (tmp_path / f"{migration.version:04d}_{migration.name}.sql").write_text(edited)
+    with pytest.raises(MigrationError, match="was changed after it was applied"):
+        await migrate(migrated.database_url, app_role=migrated.app_role, directory=tmp_path)
+
+
+def test_a_misnamed_migration_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "add_things.sql").write_text("SELECT 1")
+    with pytest.raises(MigrationError, match="NNNN_name.sql"):
+        discover(tmp_path)
+
+
+async def test_the_application_role_is_bound_by_row_level_security(db: Database) -> None:
+    async with db.pool.acquire() as conn:
+        role = await conn.fetchrow(
+            "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user"
+        )
+    assert role is not None and not role["rolsuper"] and not role["rolbypassrls"]
+
+
+async def test_every_tenant_scoped_table_has_a_forced_tenant_policy(owner_conn) -> None:
+    unprotected = await owner_conn.fetch(
+        """SELECT c.relname FROM pg_class c
+           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id'
+           JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
+           WHERE c.relkind = 'r' AND NOT (c.relrowsecurity AND c.relforcerowsecurity
+             AND EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid))"""
+    )
+    assert [row["relname"] for row in unprotected] == []
+
+
+async def test_a_tenant_sees_and_writes_only_its_own_rows(db: Database, owner_conn) -> None:
+    tenant_a, tenant_b = str(uuid.uuid4()), str(uuid.uuid4())
+    key = f"isolation-{uuid.uuid4().hex}"
+    insert = "INSERT INTO tally_entries (tally, seq, tenant_id, amount) VALUES ($1, $2, $3, 1)"
+    async with db.tenant(tenant_a) as conn:
+        await conn.execute(insert, key, 1, tenant_a)
+    async with db.tenant(tenant_b) as conn:
+        assert await conn.fetch("SELECT * FROM tally_entries WHERE tally = $1", key) == []
+        assert await conn.execute("UPDATE tally_entries SET amount = 9 WHERE tally = $1", key) == "UPDATE 0"
+        with pytest.raises(Exception, match="row-level security"):
+            await conn.execute(insert, key, 2, tenant_a)
+    async with db.tenant(None) as conn:
+        assert await conn.fetch("SELECT * FROM tally_entries WHERE tally = $1", key) == []
+    assert await owner_conn.fetchval("SELECT amount FROM tally_entries WHERE tally = $1", key) == 1
+
+
+async def test_the_migration_record_is_out_of_the_application_roles_reach(db: Database) -> None:
+    async with db.pool.acquire() as conn:
+        with pytest.raises(Exception, match="permission denied"):
+            await conn.fetch("SELECT * FROM schema_migrations")
