@@ -24,6 +24,7 @@ from hubbub import __version__
 from hubbub.actors.runtime import connect_ray, disconnect_ray
 from hubbub.config import ConfigError, Settings, load_settings
 from hubbub.log import configure_logging
+from hubbub.plugin import Plugin, load_plugins, migration_streams
 from hubbub.storage.embedded import EmbeddedPostgres, EmbeddedRedis
 from hubbub.storage.migrate import Migration, MigrationError, migrate
 
@@ -96,31 +97,36 @@ async def storage_services(settings: Settings, *, redis: bool = True) -> AsyncIt
         yield settings.model_copy(update=resolved)
 
 
-async def _migrate_to(settings: Settings) -> list[Migration]:
+async def _migrate_to(settings: Settings, plugins: list[Plugin]) -> list[Migration]:
     assert settings.database_url is not None
 
     def announce(migration: Migration) -> None:
-        log.info("applying migration %04d_%s", migration.version, migration.name)
+        log.info("applying migration %s", migration)
 
-    return await migrate(settings.database_url, app_role=settings.app_role, on_apply=announce)
+    return await migrate(
+        settings.database_url,
+        app_role=settings.app_role,
+        on_apply=announce,
+        streams=migration_streams(plugins),
+    )
 
 
 async def _migrate(settings: Settings) -> int:
+    plugins = load_plugins(settings.plugins)
     async with storage_services(settings, redis=False) as ready:
-        applied = await _migrate_to(ready)
+        applied = await _migrate_to(ready, plugins)
     print(f"applied {len(applied)} migration(s); the database is up to date")
     return 0
 
 
 async def _serve(settings: Settings) -> int:
     from hubbub.gateway import create_app
-    from hubbub.plugin import load_plugins
 
     plugins = load_plugins(settings.plugins)
     stop = asyncio.Event()
     _stop_on_signals(stop)
     async with storage_services(settings) as ready, contextlib.AsyncExitStack() as stack:
-        await _migrate_to(ready)
+        await _migrate_to(ready, plugins)
         connect_ray(ready)
         stack.callback(disconnect_ray)
         _stop_on_signals(stop)  # Ray's start-up may have replaced our handlers

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from hubbub.config import Settings
+from hubbub.plugin import load_plugins, migration_streams
 from hubbub.storage.migrate import discover
 
 __all__ = ["Report", "run_checks"]
@@ -65,15 +66,19 @@ async def _postgres(settings: Settings) -> Report:
         applied = await _applied_migrations(conn)
     finally:
         await conn.close()
-    pending = len(discover()) - applied
-    detail = f"PostgreSQL {version}; {applied} migration(s) applied, {pending} pending"
+    streams = migration_streams(load_plugins(settings.plugins))
+    known = {(m.stream, m.version) for s, d in streams for m in discover(s, d)}
+    pending = len(known - applied)
+    detail = f"PostgreSQL {version}; {len(applied)} migration(s) applied, {pending} pending"
     hint = "run `hubbub migrate` (serve also migrates at start)" if pending else ""
     return Report("postgres", target, True, detail, hint)
 
 
-async def _applied_migrations(conn: asyncpg.Connection) -> int:
-    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
-    return await conn.fetchval("SELECT count(*) FROM schema_migrations") if exists else 0
+async def _applied_migrations(conn: asyncpg.Connection) -> set[tuple[str, int]]:
+    if not await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL"):
+        return set()
+    rows = await conn.fetch("SELECT stream, version FROM schema_migrations")
+    return {(row["stream"], row["version"]) for row in rows}
 
 
 async def _redis(settings: Settings) -> Report:

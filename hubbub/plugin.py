@@ -12,13 +12,15 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from hubbub.actors.entity import Entity
 from hubbub.config import ConfigError
 from hubbub.http.routing import Api
 from hubbub.realtime.server import SocketHandler
+from hubbub.storage.migrate import HUBBUB_STREAM
 
-__all__ = ["BUILTIN", "Plugin", "load_plugins"]
+__all__ = ["BUILTIN", "Plugin", "load_plugins", "migration_streams"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,12 @@ class Plugin:
     entity_kinds: tuple[type[Entity], ...] = ()
     apis: tuple[Api, ...] = ()
     socket_events: Mapping[str, SocketHandler] = field(default_factory=dict)
+    migrations: Path | None = None  # NNNN_name.sql files, applied after hubbub's own
+
+
+def migration_streams(plugins: Iterable[Plugin]) -> list[tuple[str, Path]]:
+    """hubbub's migrations, then each plugin's, as ``(stream, directory)``."""
+    return [HUBBUB_STREAM] + [(p.name, p.migrations) for p in plugins if p.migrations]
 
 
 #: hubbub's own capabilities, in the order they are installed.

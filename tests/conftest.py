@@ -17,10 +17,13 @@ import pytest
 
 from hubbub.actors.runtime import connect_ray, disconnect_ray
 from hubbub.config import Settings, load_settings
+from hubbub.plugin import migration_streams
 from hubbub.storage.database import Database, connect_owner
 from hubbub.storage.embedded import EmbeddedPostgres, EmbeddedRedis
 from hubbub.storage.migrate import migrate
-from tests.support.tally import TALLY_SCHEMA
+from tests.support import probe
+
+TEST_STREAMS = migration_streams([probe.plugin])
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,15 +63,9 @@ def settings(service_urls: tuple[str, str], tmp_path_factory: pytest.TempPathFac
 
 @pytest.fixture(scope="session")
 async def migrated(settings: Settings) -> Settings:
-    """The database with hubbub's migrations and the test entity's table."""
+    """The database with hubbub's migrations and the test plugin's."""
     assert settings.database_url is not None
-    await migrate(settings.database_url, app_role=settings.app_role)
-    owner = await connect_owner(settings.database_url)
-    try:
-        await owner.execute(TALLY_SCHEMA)
-        await owner.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON tally_entries TO {settings.app_role}")
-    finally:
-        await owner.close()
+    await migrate(settings.database_url, app_role=settings.app_role, streams=TEST_STREAMS)
     return settings
 
 
@@ -87,9 +84,7 @@ def ray_cluster(migrated: Settings) -> Iterator[Settings]:
 async def db(migrated: Settings) -> AsyncIterator[Database]:
     """A pool as the application role: row-level security applies."""
     assert migrated.database_url is not None
-    database = await Database.connect(
-        migrated.database_url, role=migrated.app_role, size=4
-    )
+    database = await Database.connect(migrated.database_url, role=migrated.app_role, size=4)
     yield database
     await database.close()
 

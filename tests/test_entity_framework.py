@@ -29,7 +29,9 @@ from tests.support.tally import Tally
 TENANT = str(uuid.uuid4())
 
 
-def add(key: str, amount: int = 1, *, idem: str | None = None, sender: str | None = None) -> Command:
+def add(
+    key: str, amount: int = 1, *, idem: str | None = None, sender: str | None = None
+) -> Command:
     args = {"amount": amount, "sender": sender}
     return Command("tally", key, "add", args, tenant_id=TENANT, idempotency_key=idem)
 
@@ -51,7 +53,9 @@ async def entries(owner_conn, key: str) -> list[tuple[int, int]]:
 
 
 def test_a_key_always_maps_to_the_same_shard() -> None:
-    assert [shard_index("conversation-42", 8) for _ in range(3)] == [shard_index("conversation-42", 8)] * 3
+    assert [shard_index("conversation-42", 8) for _ in range(3)] == [
+        shard_index("conversation-42", 8)
+    ] * 3
     spread = {shard_index(str(uuid.uuid4()), 4) for _ in range(200)}
     assert spread == {0, 1, 2, 3}
 
@@ -101,7 +105,10 @@ async def test_a_refused_command_changes_nothing(router: Router, owner_conn) -> 
         await router.send(Command("tally", key, "add", {"amount": "lots"}, tenant_id=TENANT))
     assert refused.value.code == "validation_failed"
     assert refused.value.errors[0].field == "amount"
-    assert await router.send(Command("tally", key, "get", tenant_id=TENANT)) == {"seq": 0, "total": 0}
+    assert await router.send(Command("tally", key, "get", tenant_id=TENANT)) == {
+        "seq": 0,
+        "total": 0,
+    }
     assert await entries(owner_conn, key) == []
 
 

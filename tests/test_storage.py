@@ -9,29 +9,33 @@ import pytest
 
 from hubbub.config import Settings
 from hubbub.storage.database import Database
-from hubbub.storage.migrate import MigrationError, discover, migrate
+from hubbub.storage.migrate import HUBBUB_STREAM, MigrationError, discover, migrate
+from tests.conftest import TEST_STREAMS
 
 
 async def test_migrating_twice_applies_nothing_the_second_time(migrated: Settings) -> None:
     assert migrated.database_url is not None
-    assert await migrate(migrated.database_url, app_role=migrated.app_role) == []
+    applied = await migrate(migrated.database_url, app_role=migrated.app_role, streams=TEST_STREAMS)
+    assert applied == []
 
 
 async def test_an_edited_applied_migration_stops_migrating(
     migrated: Settings, tmp_path: Path
 ) -> None:
     assert migrated.database_url is not None
-    for migration in discover():
+    for migration in discover(*HUBBUB_STREAM):
         edited = migration.sql + "\n-- edited\n"
         (tmp_path / f"{migration.version:04d}_{migration.name}.sql").write_text(edited)
     with pytest.raises(MigrationError, match="was changed after it was applied"):
-        await migrate(migrated.database_url, app_role=migrated.app_role, directory=tmp_path)
+        await migrate(
+            migrated.database_url, app_role=migrated.app_role, streams=[("hubbub", tmp_path)]
+        )
 
 
 def test_a_misnamed_migration_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "add_things.sql").write_text("SELECT 1")
-    with pytest.raises(MigrationError, match="NNNN_name.sql"):
-        discover(tmp_path)
+    with pytest.raises(MigrationError, match=r"NNNN_name\.sql"):
+        discover("hubbub", tmp_path)
 
 
 async def test_the_application_role_is_bound_by_row_level_security(db: Database) -> None:
@@ -61,7 +65,10 @@ async def test_a_tenant_sees_and_writes_only_its_own_rows(db: Database, owner_co
         await conn.execute(insert, key, 1, tenant_a)
     async with db.tenant(tenant_b) as conn:
         assert await conn.fetch("SELECT * FROM tally_entries WHERE tally = $1", key) == []
-        assert await conn.execute("UPDATE tally_entries SET amount = 9 WHERE tally = $1", key) == "UPDATE 0"
+        assert (
+            await conn.execute("UPDATE tally_entries SET amount = 9 WHERE tally = $1", key)
+            == "UPDATE 0"
+        )
         with pytest.raises(Exception, match="row-level security"):
             await conn.execute(insert, key, 2, tenant_a)
     async with db.tenant(None) as conn:

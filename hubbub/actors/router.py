@@ -28,6 +28,8 @@ __all__ = ["Router", "shard_index"]
 _RETRY_FIRST_DELAY = 0.02
 _RETRY_MAX_DELAY = 0.5
 _ROUTER_CALLS_IN_FLIGHT = 4  # per shard: pipelining without unbounded fan-in
+# Failures after which a command may or may not have taken effect.
+_OUTCOME_UNKNOWN = frozenset({"shard_unavailable", "command_timeout", "commit_failed"})
 
 
 def shard_index(key: str, shards: int) -> int:
@@ -107,7 +109,7 @@ def _should_retry(command: Command, outcome: Outcome, deadline: float, delay: fl
 
 def _explain(command: Command, outcome: Outcome) -> Outcome:
     error = outcome.error
-    if error is None or not error.retriable or command.idempotency_key is not None:
+    if error is None or error.code not in _OUTCOME_UNKNOWN or command.idempotency_key:
         return outcome
     message = f"{error.message}; the command may not have been applied, retry it with an "
     message += "idempotency key to apply it exactly once"

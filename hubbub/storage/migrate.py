@@ -1,6 +1,8 @@
 """Ordered SQL migrations, each applied in its own transaction and recorded.
 
-Files are ``NNNN_name.sql`` in ``hubbub/storage/migrations``. A migration
+Files are ``NNNN_name.sql``: hubbub's own in ``hubbub/storage/migrations``
+(stream ``hubbub``), and a plugin's in the directory it names (a stream
+named after the plugin), applied after hubbub's. A migration
 already applied is never run again; if its file changed since, migrating
 stops with an error instead of guessing. An advisory lock lets several
 gateways start at once: one migrates, the others wait and find nothing to do.
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +22,10 @@ import asyncpg
 
 from hubbub.storage.database import connect_owner
 
-__all__ = ["MIGRATIONS_DIR", "Migration", "MigrationError", "discover", "migrate"]
+__all__ = ["HUBBUB_STREAM", "Migration", "MigrationError", "discover", "migrate"]
 
-MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+#: hubbub's own migrations: ``(stream, directory)``.
+HUBBUB_STREAM = ("hubbub", Path(__file__).with_name("migrations"))
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _LOCK_KEY = 0x687562627562  # "hubbub"
 
@@ -33,6 +36,7 @@ class MigrationError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Migration:
+    stream: str
     version: int
     name: str
     sql: str
@@ -41,15 +45,18 @@ class Migration:
     def checksum(self) -> str:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
+    def __str__(self) -> str:
+        return f"{self.stream}/{self.version:04d}_{self.name}"
 
-def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
-    """Every migration file in ``directory``, by version."""
+
+def discover(stream: str, directory: Path) -> list[Migration]:
+    """Every migration file of ``stream`` in ``directory``, by version."""
     found: list[Migration] = []
     for path in sorted(directory.glob("*.sql")):
         match = _FILE_NAME.match(path.name)
         if match is None:
             raise MigrationError(f"expected a file named NNNN_name.sql, got {path.name!r}")
-        found.append(Migration(int(match[1]), match[2], path.read_text()))
+        found.append(Migration(stream, int(match[1]), match[2], path.read_text()))
     versions = [m.version for m in found]
     if len(set(versions)) != len(versions):
         raise MigrationError(f"two migration files share a version: {versions}")
@@ -61,10 +68,10 @@ async def migrate(
     *,
     app_role: str,
     on_apply: Callable[[Migration], None] | None = None,
-    directory: Path = MIGRATIONS_DIR,
+    streams: Sequence[tuple[str, Path]] = (HUBBUB_STREAM,),
 ) -> list[Migration]:
-    """Apply pending migrations to ``url``; returns those applied."""
-    migrations = discover(directory)
+    """Apply pending migrations of ``streams``, in order; returns those applied."""
+    migrations = [m for stream, directory in streams for m in discover(stream, directory)]
     conn = await connect_owner(url)
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
@@ -82,30 +89,32 @@ async def migrate(
 async def _pending(conn: asyncpg.Connection, migrations: list[Migration]) -> list[Migration]:
     await conn.execute(
         """CREATE TABLE IF NOT EXISTS schema_migrations (
-             version    integer     PRIMARY KEY,
+             stream     text        NOT NULL,
+             version    integer     NOT NULL,
              name       text        NOT NULL,
              checksum   text        NOT NULL,
-             applied_at timestamptz NOT NULL DEFAULT now())"""
+             applied_at timestamptz NOT NULL DEFAULT now(),
+             PRIMARY KEY (stream, version))"""
     )
-    applied = {
-        row["version"]: row["checksum"]
-        for row in await conn.fetch("SELECT version, checksum FROM schema_migrations")
-    }
+    rows = await conn.fetch("SELECT stream, version, checksum FROM schema_migrations")
+    applied = {(row["stream"], row["version"]): row["checksum"] for row in rows}
     for migration in migrations:
-        recorded = applied.get(migration.version)
+        recorded = applied.get((migration.stream, migration.version))
         if recorded is not None and recorded != migration.checksum:
             raise MigrationError(
-                f"migration {migration.version:04d}_{migration.name} was changed after it "
-                "was applied; add a new migration instead of editing an applied one"
+                f"migration {migration} was changed after it was applied; "
+                "add a new migration instead of editing an applied one"
             )
-    return [m for m in migrations if m.version not in applied]
+    return [m for m in migrations if (m.stream, m.version) not in applied]
 
 
 async def _apply(conn: asyncpg.Connection, migration: Migration) -> None:
     async with conn.transaction():
         await conn.execute(migration.sql)
         await conn.execute(
-            "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+            "INSERT INTO schema_migrations (stream, version, name, checksum)"
+            " VALUES ($1, $2, $3, $4)",
+            migration.stream,
             migration.version,
             migration.name,
             migration.checksum,

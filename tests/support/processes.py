@@ -24,12 +24,14 @@ def free_port() -> int:
 
 
 class Gateway:
-    """One ``python -m hubbub serve`` process on a free port."""
+    """One ``python -m hubbub serve`` process on a free port, configured only
+    by ``env``: no ``HUBBUB_*`` variable leaks in from the test process."""
 
     def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._env = {**os.environ, **env, "HUBBUB_PORT": str(self.port)}
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("HUBBUB_")}
+        self._env = {**inherited, **env, "HUBBUB_PORT": str(self.port)}
         self._log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -44,9 +46,9 @@ class Gateway:
             )
         return self
 
-    async def wait_ready(self, timeout: float = 120.0) -> dict:
+    async def wait_ready(self, within: float = 120.0) -> dict:
         """The readiness report, once it says ready."""
-        async with aiohttp.ClientSession() as http, asyncio.timeout(timeout):
+        async with aiohttp.ClientSession() as http, asyncio.timeout(within):
             while True:
                 if self.process is None or self.process.poll() is not None:
                     raise AssertionError(f"gateway exited early:\n{self.log_tail()}")
@@ -65,12 +67,12 @@ class Gateway:
         except psutil.NoSuchProcess:
             return []
 
-    async def stop(self, signum: int = signal.SIGINT, timeout: float = 60.0) -> int:
+    async def stop(self, signum: int = signal.SIGINT, within: float = 60.0) -> int:
         """Signal the gateway and wait for it to exit; its exit status."""
         assert self.process is not None
         if self.process.poll() is None:
             self.process.send_signal(signum)
-        return await asyncio.to_thread(self.process.wait, timeout)
+        return await asyncio.to_thread(self.process.wait, within)
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -17,25 +17,12 @@ from hubbub.actors.command import Command
 from hubbub.actors.entity import Decision, Entity, Publication, Write
 from hubbub.errors import AppError, FieldError
 
-__all__ = ["TALLY_SCHEMA", "Tally", "TallyState"]
+__all__ = ["Tally", "TallyState"]
 
-TALLY_SCHEMA = """
-CREATE TABLE IF NOT EXISTS tally_entries (
-  tally     text    NOT NULL,
-  seq       integer NOT NULL,
-  tenant_id uuid,
-  amount    bigint  NOT NULL,
-  sender    text,
-  PRIMARY KEY (tally, seq)
-);
-DO $$ BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pg_policies WHERE tablename = 'tally_entries') THEN
-    PERFORM hubbub_enable_tenant_rls('tally_entries');
-  END IF;
-END $$;
-"""
 
-_INSERT = "INSERT INTO tally_entries (tally, seq, tenant_id, amount, sender) VALUES ($1, $2, $3, $4, $5)"
+_INSERT = (
+    "INSERT INTO tally_entries (tally, seq, tenant_id, amount, sender) VALUES ($1, $2, $3, $4, $5)"
+)
 
 
 @dataclass(frozen=True, slots=True)
