@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     router_flush_ms: float = Field(
         1.0, ge=0, le=1000, description="How long the router waits to fill a batch."
     )
+    router_calls_in_flight: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Shard calls one gateway keeps in flight per shard; the next batch "
+        "grows while they are out.",
+    )
     command_timeout_seconds: float = Field(
         10.0, gt=0, description="Deadline of one command through the router."
     )

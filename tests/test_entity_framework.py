@@ -15,13 +15,20 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from hubbub.actors.command import Command
+from hubbub.actors.command import (
+    Command,
+    Outcome,
+    decode_commands,
+    decode_outcomes,
+    encode_commands,
+    encode_outcomes,
+)
 from hubbub.actors.lease import acquire_lease
 from hubbub.actors.router import Router, shard_index
 from hubbub.actors.runtime import open_shards
 from hubbub.actors.shard import ShardHost
 from hubbub.config import Settings
-from hubbub.errors import AppError
+from hubbub.errors import AppError, FieldError
 from hubbub.storage.database import Database
 from hubbub.storage.redis import connect_redis
 from tests.support.tally import Tally
@@ -145,6 +152,45 @@ async def test_killing_a_shard_mid_stream_loses_no_acknowledged_command(
     for key in keys:
         assert [reply["seq"] for reply in acked[key]] == list(range(1, 101))
         assert await entries(owner_conn, key) == [(n, n) for n in range(1, 101)]
+
+
+def test_batches_cross_the_ray_boundary_unchanged() -> None:
+    commands = [add("a", 3, idem="k1", sender="s"), Command("tally", "b", "get")]
+    assert decode_commands(encode_commands(commands)) == commands
+    refused = AppError(
+        "validation_failed",
+        "bad",
+        status=422,
+        retriable=False,
+        errors=(FieldError("body", "amount", "expected an integer"),),
+        extra={"limit": 5},
+    )
+    outcomes = [Outcome(reply={"seq": 1}), Outcome(reply=None), Outcome(error=refused)]
+    decoded = decode_outcomes(encode_outcomes(outcomes))
+    assert decoded[:2] == outcomes[:2]
+    assert decoded[2].error is not None and decoded[2].error.to_wire() == refused.to_wire()
+    assert decoded[2].error.status == 422
+
+
+async def test_a_bug_in_an_entity_fails_its_command_and_reloads_it(
+    migrated: Settings, db: Database, owner_conn
+) -> None:
+    """The broken command fails alone; the entity comes back from Postgres,
+    after what it decided before the bug is committed."""
+    redis = connect_redis(migrated.redis_url or "")
+    lease = await acquire_lease(db.pool, "tally", 901, "owner")
+    host = ShardHost(Tally, lease, db, redis, idle_seconds=60, idempotency_window_hours=1)
+    key = f"buggy-{uuid.uuid4().hex}"
+    corrupt = Command("tally", key, "corrupt", tenant_id=TENANT)
+    try:
+        first, broken, after = await host.handle([add(key, 5), corrupt, add(key, 1)])
+        assert first.reply == {"seq": 1, "total": 5}
+        assert broken.error is not None and broken.error.code == "internal_error"
+        assert after.reply == {"seq": 2, "total": 6}
+        assert await entries(owner_conn, key) == [(1, 5), (2, 1)]
+    finally:
+        await host.close()
+        await redis.aclose()
 
 
 async def test_a_deposed_shard_cannot_write(migrated: Settings, db: Database, owner_conn) -> None:

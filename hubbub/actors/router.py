@@ -27,7 +27,6 @@ __all__ = ["Router", "shard_index"]
 
 _RETRY_FIRST_DELAY = 0.02
 _RETRY_MAX_DELAY = 0.5
-_ROUTER_CALLS_IN_FLIGHT = 4  # per shard: pipelining without unbounded fan-in
 # Failures after which a command may or may not have taken effect.
 _OUTCOME_UNKNOWN = frozenset({"shard_unavailable", "command_timeout", "commit_failed"})
 
@@ -49,7 +48,7 @@ class Router:
                 ref.call,
                 max_size=settings.router_batch_size,
                 max_delay=settings.router_flush_ms / 1000,
-                max_concurrency=_ROUTER_CALLS_IN_FLIGHT,
+                max_concurrency=settings.router_calls_in_flight,
             )
             for refs in self._shards.values()
             for ref in refs

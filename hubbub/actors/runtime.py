@@ -20,7 +20,14 @@ from typing import Any
 import ray
 from ray.actor import ActorHandle
 
-from hubbub.actors.command import Command, Outcome
+from hubbub.actors.command import (
+    Command,
+    Outcome,
+    decode_commands,
+    decode_outcomes,
+    encode_commands,
+    encode_outcomes,
+)
 from hubbub.actors.entity import Entity
 from hubbub.actors.lease import acquire_lease
 from hubbub.actors.sequencer import Sequencer
@@ -82,11 +89,11 @@ class ShardActor:
         self._opening: asyncio.Lock | None = None
         self._sequencer = Sequencer()
 
-    async def handle(self, commands: list[Command], origin: str, number: int) -> list[Outcome]:
+    async def handle(self, commands: bytes, origin: str, number: int) -> bytes:
         """Run batch ``number`` of router ``origin``, after its predecessors."""
         host = await self._open()
         await self._sequencer.admit(origin, number)
-        return list(await asyncio.gather(*host.enqueue(commands)))
+        return encode_outcomes(await asyncio.gather(*host.enqueue(decode_commands(commands))))
 
     async def stats(self) -> dict[str, Any]:
         return (await self._open()).stats()
@@ -142,11 +149,14 @@ class ShardRef:
         """
         number = next(self._numbers)
         try:
-            return await self._handle.handle.remote(commands, self._origin, number)
+            reply = await self._handle.handle.remote(
+                encode_commands(commands), self._origin, number
+            )
         except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
             raise AppError.unavailable(
                 "shard_unavailable", f"{self.kind} shard {self.index} is unavailable: {exc}"
             ) from None
+        return decode_outcomes(reply)
 
     async def stats(self) -> dict[str, Any]:
         return await self._handle.stats.remote()

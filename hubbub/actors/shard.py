@@ -16,8 +16,7 @@ import contextlib
 import logging
 import os
 import time
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -52,19 +51,12 @@ WHERE kind = $1 AND entity_key = ANY($2::text[]) AND created_at > now() - $3::in
 
 @dataclass(slots=True)
 class _Active:
-    """An activated entity and its idempotency receipts."""
+    """An activated entity, its idempotency receipts, and its latest commit."""
 
     entity: Entity
     receipts: dict[str, tuple[Any, asyncio.Future[None] | None]] = field(default_factory=dict)
     last_used: float = 0.0
-
-
-@dataclass(slots=True)
-class _Mailbox:
-    """Commands waiting for one entity, and whether a drain task runs."""
-
-    queue: deque[tuple[Command, asyncio.Future[Outcome]]] = field(default_factory=deque)
-    draining: bool = False
+    committing: asyncio.Future[None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,25 +69,45 @@ class _Staged:
     replay_of: asyncio.Future[None] | None = None  # an earlier, maybe uncommitted, reply
 
 
+@dataclass(slots=True)
+class _Group:
+    """Commands decided together: one commit request, one settlement."""
+
+    committed: asyncio.Future[None]
+    generation: int
+    now: datetime
+    staged: list[tuple[_Staged, asyncio.Future[Outcome]]] = field(default_factory=list)
+    writes: dict[str | None, list[Write]] = field(default_factory=dict)  # by tenant
+    activate: list[EntityId] = field(default_factory=list)  # first seen: load them
+    reload: list[EntityId] = field(default_factory=list)  # suspect: load after this commit
+
+
 @dataclass(frozen=True, slots=True)
 class _PendingCommit:
-    request: CommitRequest
+    requests: list[CommitRequest]
     generation: int
+
+
+_Waiting = list[tuple[Command, asyncio.Future[Outcome]]]
 
 
 class ShardHost:
     """Hosts the entities of one ``(kind, shard)``.
 
-    Owns: the active entities of its shard, their mailboxes and idempotency
-    receipts, and the shard's lease. Concurrency: one event loop. Commands
-    enter an entity's mailbox synchronously, in the order ``enqueue`` sees
-    them; one drain task per busy entity decides everything queued, commits
-    it as one group, and settles it before taking more. Durability: replies
-    and publications only after commit; memory is a cache rebuilt from
-    Postgres. Failure: a failed commit drops every active entity (the next
-    command reloads it) and fails the staged commands with a retriable
-    error; a fenced shard refuses all writes; a bug in one entity fails its
-    commands with ``internal_error`` and drops that entity only.
+    Owns: the active entities of its shard, their idempotency receipts, the
+    commands waiting for an entity to activate, and the shard's lease.
+    Concurrency: one event loop. A command for an active entity is decided
+    as soon as it arrives, in arrival order, with no task of its own; the
+    commands of one call form a group with one commit and one settlement.
+    A command for an inactive entity waits, with every later command for
+    it, until its batched load. Commits run one at a time in submission
+    order, so an entity's writes reach Postgres in the order decided.
+    Durability: replies and publications only after commit; memory is a
+    cache rebuilt from Postgres. Failure: a failed commit drops every active
+    entity (the next command reloads it) and fails every uncommitted
+    command with a retriable error; a fenced shard refuses all writes; a
+    bug in one entity fails that command with ``internal_error`` and
+    reloads that entity once what it decided before is settled.
     """
 
     def __init__(
@@ -118,8 +130,8 @@ class ShardHost:
         self._window = timedelta(hours=idempotency_window_hours)
         self._clock = clock
         self._active: dict[EntityId, _Active] = {}
-        self._mailboxes: dict[EntityId, _Mailbox] = {}
-        self._drains: set[asyncio.Task[None]] = set()
+        self._waiting: dict[EntityId, _Waiting] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._generation = 0
         self._handled = 0
         self._loads: Batcher[EntityId, _Active] = Batcher(
@@ -134,20 +146,15 @@ class ShardHost:
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_idle())
 
     def enqueue(self, commands: list[Command]) -> list[asyncio.Future[Outcome]]:
-        """Queue ``commands`` in order; one future outcome each. Synchronous."""
+        """Take ``commands`` in order; one future outcome each. Synchronous."""
         loop = asyncio.get_running_loop()
+        group = self._new_group()
         futures: list[asyncio.Future[Outcome]] = []
         for command in commands:
-            eid = (command.tenant_id, command.key)
-            mailbox = self._mailboxes.setdefault(eid, _Mailbox())
             future: asyncio.Future[Outcome] = loop.create_future()
-            mailbox.queue.append((command, future))
             futures.append(future)
-            if not mailbox.draining:
-                mailbox.draining = True
-                task = loop.create_task(self._drain(eid, mailbox))
-                self._drains.add(task)
-                task.add_done_callback(self._drains.discard)
+            self._route(command, future, group)
+        self._finish(group)
         self._handled += len(commands)
         return futures
 
@@ -171,79 +178,67 @@ class ShardHost:
         self._sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._sweeper
-        if self._drains:
-            await asyncio.wait(set(self._drains))
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
         await self._loads.close()
         await self._commits.close()
         await self._publishes.close()
 
-    async def _drain(self, eid: EntityId, mailbox: _Mailbox) -> None:
-        try:
-            while mailbox.queue:
-                batch = list(mailbox.queue)
-                mailbox.queue.clear()
-                outcomes = await self._process(eid, [command for command, _ in batch])
-                for (_, future), outcome in zip(batch, outcomes, strict=True):
-                    if not future.done():
-                        future.set_result(outcome)
-        finally:
-            mailbox.draining = False
-            if self._mailboxes.get(eid) is mailbox and not mailbox.queue:
-                del self._mailboxes[eid]
+    def _new_group(self) -> _Group:
+        committed = asyncio.get_running_loop().create_future()
+        return _Group(committed, self._generation, self._clock())
 
-    async def _process(self, eid: EntityId, commands: list[Command]) -> list[Outcome]:
+    def _route(self, command: Command, future: asyncio.Future[Outcome], group: _Group) -> None:
+        """Decide ``command`` now, or queue it behind its entity's activation."""
+        eid = (command.tenant_id, command.key)
+        waiting = self._waiting.get(eid)
+        if waiting is not None:
+            waiting.append((command, future))
+            return
         active = self._active.get(eid)
         if active is None:
-            try:
-                active = await self._loads.submit(eid)
-            except Exception:
-                log.exception("%s %r failed to activate", self.kind, eid[1])
-                failure = AppError.unavailable("activation_failed", "could not load; retry")
-                return [Outcome(error=failure)] * len(commands)
-        try:
-            staged, writes, fresh = self._decide_all(active, commands)
-        except Exception:  # a bug in the entity kind: its state is suspect
-            log.exception("%s %r failed to decide; dropping it", self.kind, eid[1])
-            self._active.pop(eid, None)
-            failure = AppError("internal_error", "the command failed", status=500)
-            return [Outcome(error=failure)] * len(commands)
-        committed = self._commit_future(eid[0], writes)
-        for idempotency_key, reply in fresh.items():
-            active.receipts[idempotency_key] = (reply, committed)
-        outcomes = await self._settle(staged, committed)
-        active.last_used = time.monotonic()
-        return outcomes
+            self._waiting[eid] = [(command, future)]
+            group.activate.append(eid)
+        elif not self._decide(active, command, future, group):
+            del self._active[eid]  # its state is suspect: reload it after this commit
+            self._waiting[eid] = []
+            group.reload.append(eid)
 
-    def _decide_all(
-        self, active: _Active, commands: list[Command]
-    ) -> tuple[list[_Staged], list[Write], dict[str, Any]]:
-        """Decide in order; returns staged results, writes, and new receipts."""
-        now = self._clock()
-        staged: list[_Staged] = []
-        writes: list[Write] = []
-        fresh: dict[str, Any] = {}
-        for command in commands:
-            key = command.idempotency_key
-            if key in fresh:  # the same key twice in one batch
-                staged.append(_Staged(reply=fresh[key]))
-                continue
-            receipt = active.receipts.get(key) if key else None
-            if receipt is not None:
-                staged.append(_Staged(reply=receipt[0], replay_of=receipt[1]))
-                continue
-            try:
-                decision = active.entity.handle(command, now)
-            except AppError as error:
-                staged.append(_Staged(error=error))
-                continue
-            reply = decision.reply
-            writes.extend(decision.writes)
-            if key:
-                reply = orjson.loads(orjson.dumps(reply))  # a replay returns the same form
-                fresh[key] = reply
-                writes.append(self._receipt_write(command, reply))
-            staged.append(_Staged(reply=reply, publications=tuple(decision.publications)))
-        return staged, writes, fresh
+    def _decide(
+        self,
+        active: _Active,
+        command: Command,
+        future: asyncio.Future[Outcome],
+        group: _Group,
+    ) -> bool:
+        """Stage ``command``'s outcome in ``group``; False if the entity failed."""
+        key = command.idempotency_key
+        receipt = active.receipts.get(key) if key else None
+        if receipt is not None:
+            group.staged.append((_Staged(reply=receipt[0], replay_of=receipt[1]), future))
+            return True
+        try:
+            decision = active.entity.handle(command, group.now)
+        except AppError as error:
+            group.staged.append((_Staged(error=error), future))
+            return True
+        except Exception:  # a bug in the entity kind
+            log.exception("%s %r failed to decide; reloading it", self.kind, command.key)
+            failure = AppError("internal_error", "the command failed", status=500)
+            group.staged.append((_Staged(error=failure), future))
+            return False
+        reply = decision.reply
+        writes = group.writes.setdefault(command.tenant_id, [])
+        writes.extend(decision.writes)
+        if key:
+            reply = orjson.loads(orjson.dumps(reply))  # a replay returns the same form
+            writes.append(self._receipt_write(command, reply))
+            active.receipts[key] = (reply, group.committed)
+        staged = _Staged(reply=reply, publications=tuple(decision.publications))
+        group.staged.append((staged, future))
+        active.last_used = time.monotonic()
+        active.committing = group.committed
+        return True
 
     def _receipt_write(self, command: Command, reply: Any) -> Write:
         return Write(
@@ -251,34 +246,67 @@ class ShardHost:
             (self.kind, command.key, command.idempotency_key, command.tenant_id, reply),
         )
 
-    def _commit_future(self, tenant_id: str | None, writes: list[Write]) -> asyncio.Future[None]:
-        if writes:
-            request = CommitRequest(tenant_id, writes)
-            return self._commits.submit(_PendingCommit(request, self._generation))
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
+    def _finish(self, group: _Group) -> None:
+        """Submit the group's commit; settle it and start its activations."""
+        requests = [CommitRequest(tenant, writes) for tenant, writes in group.writes.items()]
+        requests = [request for request in requests if request.writes]
+        if requests:
+            commit = self._commits.submit(_PendingCommit(requests, group.generation))
+            commit.add_done_callback(lambda done: _copy_outcome(done, group.committed))
+        else:
+            group.committed.set_result(None)
+        if group.staged:
+            self._spawn(self._settle(group))
+        if group.activate:
+            self._spawn(self._activate(group.activate))
+        if group.reload:
+            self._spawn(self._activate(group.reload, after=group.committed))
 
-    async def _settle(
-        self, staged: list[_Staged], committed: asyncio.Future[None]
-    ) -> list[Outcome]:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _settle(self, group: _Group) -> None:
+        """Reply to every command of ``group`` once its commit is over."""
         try:
-            await committed
+            await group.committed
         except AppError as error:
-            return [Outcome(error=item.error or error) for item in staged]
-        outcomes: list[Outcome] = []
-        for item in staged:
-            if item.replay_of is not None and item.replay_of is not committed:
+            for staged, future in group.staged:
+                _resolve(future, Outcome(error=staged.error or error))
+            return
+        for staged, future in group.staged:
+            if staged.replay_of is not None and staged.replay_of is not group.committed:
                 try:
-                    await item.replay_of
+                    await staged.replay_of
                 except AppError as error:
-                    outcomes.append(Outcome(error=error))
+                    _resolve(future, Outcome(error=error))
                     continue
-            outcomes.append(Outcome(reply=item.reply, error=item.error))
-            for publication in item.publications:
+            _resolve(future, Outcome(reply=staged.reply, error=staged.error))
+            for publication in staged.publications:
                 payload = pubsub.encode(publication.event, publication.data)
                 self._publishes.submit((publication.channel, payload))
-        return outcomes
+
+    async def _activate(
+        self, eids: list[EntityId], after: asyncio.Future[None] | None = None
+    ) -> None:
+        """Load ``eids`` (after ``after`` is over), then decide what waits for them."""
+        if after is not None:
+            await asyncio.wait([after])  # only its end matters, not its outcome
+        loaded = await asyncio.gather(*map(self._loads.submit, eids), return_exceptions=True)
+        group = self._new_group()
+        for eid, active in zip(eids, loaded, strict=True):
+            waiting = self._waiting.pop(eid)
+            if isinstance(active, BaseException):
+                log.error("%s %r failed to activate", self.kind, eid[1], exc_info=active)
+                failure = AppError.unavailable("activation_failed", "could not load; retry")
+                for _, future in waiting:
+                    _resolve(future, Outcome(error=failure))
+                continue
+            self._active[eid] = active
+            for command, future in waiting:
+                self._route(command, future, group)
+        self._finish(group)
 
     async def _load_batch(self, eids: list[EntityId]) -> list[_Active | BaseException]:
         tenants: dict[str | None, list[str]] = {}
@@ -296,11 +324,11 @@ class ShardHost:
                 receipts = loaded[(tenant_id, row["entity_key"])].receipts
                 receipts[row["idempotency_key"]] = (row["reply"], None)
         # Loaded state is committed state, valid whatever reset happened meanwhile.
-        return [self._active.setdefault(eid, loaded[eid]) for eid in eids]
+        return [loaded[eid] for eid in eids]
 
     async def _commit_batch(self, pending: list[_PendingCommit]) -> list[BaseException | None]:
         generation = self._generation
-        current = [p.request for p in pending if p.generation == generation]
+        current = [r for p in pending if p.generation == generation for r in p.requests]
         stale = AppError.unavailable("shard_reset", "the shard reloaded its state; retry")
         try:
             if current:
@@ -345,7 +373,8 @@ class ShardHost:
             idle = [
                 eid
                 for eid, active in self._active.items()
-                if active.last_used < horizon and eid not in self._mailboxes
+                if active.last_used < horizon
+                and (active.committing is None or active.committing.done())
             ]
             for eid in idle:
                 del self._active[eid]
@@ -359,3 +388,17 @@ class ShardHost:
                 await conn.execute(_PRUNE_REPLIES, self.kind, self._window)
         except Exception:  # the next sweep tries again
             log.exception("pruning expired %s receipts failed", self.kind)
+
+
+def _resolve(future: asyncio.Future[Outcome], outcome: Outcome) -> None:
+    if not future.done():  # the caller may have given up
+        future.set_result(outcome)
+
+
+def _copy_outcome(source: asyncio.Future[None], target: asyncio.Future[None]) -> None:
+    if source.cancelled():
+        target.cancel()
+    elif (error := source.exception()) is not None:
+        target.set_exception(error)
+    else:
+        target.set_result(None)

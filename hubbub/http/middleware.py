@@ -28,6 +28,7 @@ REQUEST_ID_HEADER = "X-Request-Id"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _CODES = {
     404: "not_found",
+    403: "forbidden",
     405: "method_not_allowed",
     413: "payload_too_large",
     415: "unsupported_media_type",

@@ -73,7 +73,8 @@ def build_openapi(apis: Sequence[Api]) -> dict[str, Any]:
 def _models(routes: list[Route]) -> list[type[BaseModel]]:
     found: dict[type[BaseModel], None] = {}
     for route in routes:
-        for model in (route.body, route.response):
+        # Parameter models too: their schemas' $refs (enums, nested models) point here.
+        for model in (route.body, route.response, route.params, route.query):
             if model is not None:
                 found[model] = None
     return list(found)

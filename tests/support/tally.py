@@ -1,7 +1,8 @@
 """A small entity kind for testing the entity framework: a tally of amounts.
 
 Each ``add`` appends an entry with the tally's next gap-free ``seq`` and
-publishes it; ``get`` reads the current seq and total. Real kinds follow
+publishes it; ``get`` reads the current seq and total; ``corrupt`` is a
+bug (it spoils the state, then raises) for the tests of failure handling. Real kinds follow
 the same shape.
 """
 
@@ -52,6 +53,9 @@ class Tally(Entity):
             return Decision(reply={"seq": self.state.seq, "total": self.state.total})
         if command.name == "add":
             return self._add(command)
+        if command.name == "corrupt":  # a bug: state changed, then a crash
+            self.state = replace(self.state, total=-1)
+            raise RuntimeError("tally bug")
         raise AppError("unknown_command", f"tally has no command {command.name!r}")
 
     def _add(self, command: Command) -> Decision:
