@@ -47,7 +47,11 @@ class JsonFormatter(logging.Formatter):
         request_id = request_id_var.get()
         if request_id:
             line["request_id"] = request_id
-        line.update((k, v) for k, v in vars(record).items() if k not in _STANDARD)
+        line.update(
+            (k, v)
+            for k, v in vars(record).items()
+            if k not in _STANDARD and not k.startswith("_")  # Ray adds _ray_timestamp_ns
+        )
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(line, default=str).decode()
