@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     idempotency_window_hours: float = Field(
         24.0, ge=1, description="How long a command's idempotency key is remembered."
     )
+    access_token_minutes: float = Field(
+        15.0, gt=0, le=1440, description="Lifetime of an access token (JWT)."
+    )
+    refresh_token_days: float = Field(
+        30.0, gt=0, le=365, description="A session unused for this long can no longer refresh."
+    )
     max_body_bytes: int = Field(
         1_048_576, ge=1024, description="Largest HTTP request body accepted."
     )

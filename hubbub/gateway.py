@@ -4,8 +4,10 @@
 database and Redis URLs) and its plugins. Every resource is one
 ``cleanup_ctx`` generator, registered in dependency order and torn down in
 reverse: Postgres, Redis, the shards and router, then the fan-out
-subscription. Each adds its check to the readiness report. Ray must be
-connected before the app starts (``hubbub.actors.runtime.connect_ray``).
+subscription; plugins' own resources come after Redis, before the shards.
+Each adds its check to the readiness report. The Socket.IO authenticator is
+the first one a plugin provides (identity's, built in) unless one is given.
+Ray must be connected before the app starts (``hubbub.actors.runtime.connect_ray``).
 """
 
 from __future__ import annotations
@@ -40,9 +42,12 @@ _SHARD_CHECK_TIMEOUT = 2.0
 
 
 def create_app(
-    settings: Settings, plugins: Sequence[Plugin], authenticate: Authenticator = anonymous
+    settings: Settings, plugins: Sequence[Plugin], authenticate: Authenticator | None = None
 ) -> web.Application:
     """One gateway. ``settings`` must carry the database and Redis URLs."""
+    if authenticate is None:
+        provided = [p.authenticator for p in plugins if p.authenticator is not None]
+        authenticate = provided[0] if provided else anonymous
     assert settings.database_url and settings.redis_url, "resolve embedded services first"
     readiness = Readiness()
     app = create_http_app(settings, [api for p in plugins for api in p.apis], readiness)
@@ -58,6 +63,7 @@ def create_app(
         [
             lambda app: _database(app, readiness),
             lambda app: _redis(app, readiness),
+            *(context for plugin in plugins for context in plugin.cleanup_ctx),
             lambda app: _shards(app, readiness, kinds),
             lambda app: _realtime(app, readiness),
         ]

@@ -1,26 +1,34 @@
 """Plugins: how capabilities join a gateway.
 
-A plugin bundles entity kinds (hosted on shards), HTTP APIs and Socket.IO
-event handlers. hubbub's own capabilities are plugins listed in
-``BUILTIN``; ``HUBBUB_PLUGINS`` names more modules, each defining a module
-attribute ``plugin = Plugin(...)``. Shard processes import entity kinds by
+A plugin bundles entity kinds (hosted on shards), HTTP APIs, Socket.IO
+event handlers, resources with a lifecycle (``cleanup_ctx`` generators, run
+after Postgres and Redis are up) and optionally the Socket.IO
+authenticator. hubbub's own capabilities are plugins whose modules are
+listed in ``BUILTIN``; ``HUBBUB_PLUGINS`` names more modules, each defining
+a module attribute ``plugin = Plugin(...)``. Shard processes import entity kinds by
 module path, so a plugin's module must be importable on every Ray node.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from aiohttp import web
 
 from hubbub.actors.entity import Entity
 from hubbub.config import ConfigError
 from hubbub.http.routing import Api
+from hubbub.realtime.handshake import Authenticator
 from hubbub.realtime.server import SocketHandler
 from hubbub.storage.migrate import HUBBUB_STREAM
 
-__all__ = ["BUILTIN", "Plugin", "load_plugins", "migration_streams"]
+__all__ = ["BUILTIN", "CleanupContext", "Plugin", "load_plugins", "migration_streams"]
+
+#: An aiohttp ``cleanup_ctx`` generator: set up, ``yield``, tear down.
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,9 @@ class Plugin:
     apis: tuple[Api, ...] = ()
     socket_events: Mapping[str, SocketHandler] = field(default_factory=dict)
     migrations: Path | None = None  # NNNN_name.sql files, applied after hubbub's own
+    cleanup_ctx: tuple[CleanupContext, ...] = ()
+    #: Who a socket is; the gateway uses the first plugin that provides one.
+    authenticator: Authenticator | None = None
 
 
 def migration_streams(plugins: Iterable[Plugin]) -> list[tuple[str, Path]]:
@@ -37,14 +48,15 @@ def migration_streams(plugins: Iterable[Plugin]) -> list[tuple[str, Path]]:
     return [HUBBUB_STREAM] + [(p.name, p.migrations) for p in plugins if p.migrations]
 
 
-#: hubbub's own capabilities, in the order they are installed.
-BUILTIN: tuple[Plugin, ...] = ()
+#: Modules of hubbub's own capabilities, in the order they are installed. Named,
+#: not imported here: a plugin module imports this one for :class:`Plugin`.
+BUILTIN: tuple[str, ...] = ("hubbub.identity.plugin",)
 
 
 def load_plugins(modules: Iterable[str]) -> list[Plugin]:
     """The built-in plugins, then those of ``modules`` (``HUBBUB_PLUGINS``)."""
-    plugins = list(BUILTIN)
-    for name in modules:
+    plugins = []
+    for name in (*BUILTIN, *modules):
         try:
             module = importlib.import_module(name)
         except ImportError as exc:

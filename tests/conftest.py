@@ -14,10 +14,12 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestServer
 
 from hubbub.actors.runtime import connect_ray, disconnect_ray
 from hubbub.config import Settings, load_settings
-from hubbub.plugin import migration_streams
+from hubbub.gateway import create_app
+from hubbub.plugin import load_plugins, migration_streams
 from hubbub.storage.database import Database, connect_owner
 from hubbub.storage.embedded import EmbeddedPostgres, EmbeddedRedis
 from hubbub.storage.migrate import migrate
@@ -96,3 +98,12 @@ async def owner_conn(migrated: Settings) -> AsyncIterator:
     conn = await connect_owner(migrated.database_url)
     yield conn
     await conn.close()
+
+
+@pytest.fixture(scope="module")
+async def gateway(ray_cluster: Settings) -> AsyncIterator[TestServer]:
+    """A gateway in the test process, with the test plugin, on a real port."""
+    server = TestServer(create_app(ray_cluster, load_plugins(["tests.support.probe"])))
+    await server.start_server()
+    yield server
+    await server.close()

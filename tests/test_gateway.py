@@ -7,12 +7,10 @@ from __future__ import annotations
 import asyncio
 import signal
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import psutil
-import pytest
 import ray
 import socketio
 from aiohttp.test_utils import TestServer
@@ -22,16 +20,8 @@ from hubbub.gateway import create_app
 from hubbub.plugin import load_plugins
 from hubbub.storage.embedded import EmbeddedRedis
 from tests.conftest import REPO_ROOT
+from tests.support.accounts import sign_up
 from tests.support.processes import Gateway
-
-
-@pytest.fixture(scope="module")
-async def gateway(ray_cluster: Settings) -> AsyncIterator[TestServer]:
-    """A gateway in the test process, with the test plugin, on a real port."""
-    server = TestServer(create_app(ray_cluster, load_plugins(["tests.support.probe"])))
-    await server.start_server()
-    yield server
-    await server.close()
 
 
 class Listener:
@@ -45,8 +35,12 @@ class Listener:
     async def _record(self, event: str, data: dict) -> None:
         await self.events.put((event, data))
 
-    async def connect(self, url: str) -> Listener:
-        await self.client.connect(url, transports=["websocket"], wait_timeout=10)
+    async def connect(self, url: str, token: str | None = None) -> Listener:
+        """Connect as a fresh account (signed up at ``url``) unless ``token`` is given."""
+        if token is None:
+            token = (await sign_up(url.rstrip("/")))["access_token"]
+        auth = {"token": token}
+        await self.client.connect(url, transports=["websocket"], wait_timeout=10, auth=auth)
         return self
 
     async def next(self) -> tuple[str, dict]:
@@ -142,7 +136,9 @@ async def test_an_event_on_one_gateway_reaches_a_socket_on_another(
     try:
         await asyncio.gather(first.wait_ready(), second.wait_ready())
         key = f"across-{uuid.uuid4().hex}"
-        listener = await Listener().connect(second.url)
+        # Signed up on the first gateway: the second verifies it with the shared keys.
+        token = (await sign_up(first.url))["access_token"]
+        listener = await Listener().connect(second.url, token)
         speaker = await Listener().connect(first.url)
         await listener.client.call("tally:watch", {"key": key}, timeout=10)
 

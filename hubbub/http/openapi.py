@@ -19,7 +19,17 @@ from swagger_ui_bundle import swagger_ui_path
 from hubbub import __version__
 from hubbub.http.routing import Api, Route
 
-__all__ = ["build_openapi", "register_docs"]
+__all__ = ["SECURITY_SCHEMES", "build_openapi", "register_docs"]
+
+#: The schemes a route may name in ``security=``.
+SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "An access token from /api/v1/auth/login, register or refresh.",
+    },
+}
 
 _REF = "#/components/schemas/{model}"
 _PROBLEM_SCHEMA: dict[str, Any] = {
@@ -61,12 +71,16 @@ def build_openapi(apis: Sequence[Api]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+    components: dict[str, Any] = {"schemas": schemas}
+    used = sorted({name for route in routes for name in route.security})
+    if used:
+        components["securitySchemes"] = {name: SECURITY_SCHEMES[name] for name in used}
     return {
         "openapi": "3.1.0",
         "info": {"title": "hubbub", "version": __version__},
         "tags": [{"name": api.tag, "description": api.description} for api in apis],
         "paths": paths,
-        "components": {"schemas": schemas},
+        "components": components,
     }
 
 
@@ -88,6 +102,8 @@ def _operation(route: Route) -> dict[str, Any]:
         "parameters": _parameters(route.params, "path") + _parameters(route.query, "query"),
         "responses": _responses(route),
     }
+    if route.security:
+        operation["security"] = [{name: []} for name in route.security]
     if route.body is not None:
         operation["requestBody"] = {
             "required": True,
@@ -118,6 +134,8 @@ def _responses(route: Route) -> dict[str, Any]:
     if route.response is not None:
         success["content"] = {route.content_type: {"schema": _ref(route.response)}}
     problems = _DEFAULT_PROBLEMS | dict(route.responses)
+    if route.security:
+        problems.setdefault(401, "Missing, invalid or expired token, or a revoked session")
     if route.status == 200 and route.response is None:
         responses = {"204": {"description": "Success, no content"}}
     else:

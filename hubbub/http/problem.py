@@ -5,6 +5,7 @@ served as ``application/problem+json``. ``type`` is
 ``https://hubbub.dev/problems/<code>``: stable, one per code, documented by
 the code itself. ``extra`` fields of the error are added as extension
 members; a ``retry_after`` among them also becomes the ``Retry-After`` header.
+Every 401 carries ``WWW-Authenticate: Bearer`` (RFC 9110 requires a challenge).
 """
 
 from __future__ import annotations
@@ -42,12 +43,21 @@ def problem_response(
     all_headers = dict(headers or {})
     if "retry_after" in error.extra:
         all_headers["Retry-After"] = str(error.extra["retry_after"])
+    if error.status == 401:
+        all_headers.setdefault("WWW-Authenticate", _bearer_challenge(error.code))
     return web.Response(
         body=orjson.dumps(body),
         status=error.status,
         content_type=CONTENT_TYPE,
         headers=all_headers,
     )
+
+
+def _bearer_challenge(code: str) -> str:
+    """RFC 6750's challenge; ``error`` says a presented token was refused."""
+    if code == "invalid_credentials" or code == "unauthenticated":
+        return 'Bearer realm="hubbub"'
+    return f'Bearer realm="hubbub", error="invalid_token", error_description="{code}"'
 
 
 def _title(status: int) -> str:

@@ -15,6 +15,10 @@ they declared, as keyword arguments::
               response=Copy, status=201, summary="Copy a thing")
     async def copy_thing(request: web.Request, *, path: ThingPath, body: NewCopy) -> Copy:
         ...
+
+``security=("bearer",)`` declares that a route needs a bearer token; it is
+documented in OpenAPI (with its 401 answer). The handler itself checks the
+token (``hubbub.identity.bearer.authenticate_request``).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class Route:
     response: type[BaseModel] | None = None
     responses: Mapping[int, str] = field(default_factory=dict)
     content_type: str = "application/json"  # of the success response
+    security: tuple[str, ...] = ()  # names in hubbub.http.openapi.SECURITY_SCHEMES
 
     @property
     def operation_id(self) -> str:

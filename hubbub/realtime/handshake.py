@@ -20,6 +20,7 @@ class Principal:
     """The identity behind a socket or a request."""
 
     user_id: str | None = None
+    session_id: str | None = None  # the login session a token belongs to
     tenant_id: str | None = None
     scopes: frozenset[str] = frozenset()
 

@@ -124,7 +124,10 @@ class Realtime:
         try:
             principal = await self._authenticate(environ, auth)
         except AppError as error:
-            raise socketio.exceptions.ConnectionRefusedError(error.to_wire()) from None
+            # The client's connect_error gets {message, data: {code, message, ...}}.
+            raise socketio.exceptions.ConnectionRefusedError(
+                error.message, error.to_wire()
+            ) from None
         await self.sio.save_session(sid, {"principal": principal})
         self._topics[sid] = set()
 

@@ -7,7 +7,8 @@ already applied is never run again; if its file changed since, migrating
 stops with an error instead of guessing. An advisory lock lets several
 gateways start at once: one migrates, the others wait and find nothing to do.
 Afterwards the application role exists and may use every table but the
-migration record.
+migration record, less the privileges listed in ``app_role_revocations``
+(a table migrations fill in).
 """
 
 from __future__ import annotations
@@ -136,3 +137,15 @@ async def _ensure_app_role(conn: asyncpg.Connection, role: str) -> None:
                 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {quoted};
                 REVOKE ALL ON schema_migrations FROM {quoted};"""
         )
+        await _apply_revocations(conn, quoted)
+
+
+async def _apply_revocations(conn: asyncpg.Connection, quoted_role: str) -> None:
+    if await conn.fetchval("SELECT to_regclass('app_role_revocations')") is None:
+        return  # created by hubbub's 0002 migration
+    rows = await conn.fetch(
+        "SELECT quote_ident(table_name) AS target, privilege FROM app_role_revocations"
+    )
+    for row in rows:
+        # privilege is one of four keywords (a CHECK constraint); target is quoted.
+        await conn.execute(f"REVOKE {row['privilege']} ON {row['target']} FROM {quoted_role}")

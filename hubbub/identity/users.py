@@ -1,0 +1,56 @@
+"""Accounts: the ``users`` table. Emails are unique whatever their case."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+
+from hubbub.ids import new_id
+
+__all__ = ["User", "create_user", "find_for_login", "get_user"]
+
+_COLUMNS = "id, email, name, email_verified, created_at"
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: UUID
+    email: str
+    name: str
+    email_verified: bool
+    created_at: datetime
+
+
+async def create_user(
+    conn: asyncpg.Connection, *, email: str, name: str, password_hash: str
+) -> User | None:
+    """The new account, or None when the email is taken."""
+    row = await conn.fetchrow(
+        f"""INSERT INTO users (id, email, name, password_hash) VALUES ($1, $2, $3, $4)
+            ON CONFLICT ((lower(email))) DO NOTHING RETURNING {_COLUMNS}""",
+        new_id(),
+        email,
+        name,
+        password_hash,
+    )
+    return None if row is None else User(**row)
+
+
+async def find_for_login(conn: asyncpg.Connection, email: str) -> tuple[User, str] | None:
+    """The account of ``email`` (any case) and its password hash, or None."""
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS}, password_hash FROM users WHERE lower(email) = lower($1)", email
+    )
+    if row is None:
+        return None
+    fields = dict(row)
+    password_hash = fields.pop("password_hash")
+    return User(**fields), password_hash
+
+
+async def get_user(conn: asyncpg.Connection, user_id: UUID) -> User | None:
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM users WHERE id = $1", user_id)
+    return None if row is None else User(**row)
