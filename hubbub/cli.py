@@ -1,4 +1,4 @@
-"""The ``hubbub`` command: ``serve``, ``migrate`` and ``doctor``.
+"""The ``hubbub`` command: ``serve``, ``migrate``, ``doctor`` and ``staff``.
 
 ``serve`` starts, in order, what the settings leave to it — an embedded
 Postgres and Valkey under ``HUBBUB_DATA_DIR``, the migrations, a local Ray —
@@ -42,9 +42,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hubbub: {error}", file=sys.stderr)
         return 2
     configure_logging(settings)
-    command: Callable[[Settings], Any] = args.run
+    command: Callable[..., Any] = args.run
+    # A command that needs its parsed arguments names them in `arguments`.
+    arguments = {name: getattr(args, name) for name in getattr(args, "arguments", ())}
     try:
-        return _run(command(settings))
+        return _run(command(settings, **arguments))
     except (ConfigError, MigrationError) as error:
         print(f"hubbub: {error}", file=sys.stderr)
         return 2
@@ -65,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     ]:
         sub = commands.add_parser(name, help=text)
         sub.set_defaults(run=run, host=None, port=None, shards=None)
+    staff = commands.add_parser("staff", help="grant or revoke platform staff status")
+    staff.add_argument("action", choices=["grant", "revoke"])
+    staff.add_argument("email", help="the account's email (any case)")
+    staff.set_defaults(run=_staff, arguments=("action", "email"), host=None, port=None, shards=None)
     return parser
 
 
@@ -145,6 +151,29 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+
+
+async def _staff(settings: Settings, action: str, email: str) -> int:
+    """Grant or revoke staff status, recorded in the staff audit log."""
+    from hubbub.identity.staff import set_staff
+    from hubbub.storage.database import connect_owner
+
+    async with storage_services(settings, redis=False) as ready:
+        assert ready.database_url is not None
+        conn = await connect_owner(ready.database_url)
+        try:
+            async with conn.transaction():
+                grant = action == "grant"
+                result = await set_staff(conn, email, grant=grant, reason=f"hubbub staff {action}")
+        finally:
+            await conn.close()
+    if result is None:
+        print(f"hubbub: no account has the email {email!r}", file=sys.stderr)
+        return 1
+    user, changed = result
+    state = "staff" if user.is_staff else "not staff"
+    print(f"{user.email} is {'now' if changed else 'already'} {state}")
+    return 0
 
 
 async def _doctor(settings: Settings) -> int:

@@ -12,7 +12,7 @@ import socket
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
@@ -20,6 +20,8 @@ __all__ = ["ConfigError", "Settings", "load_settings"]
 ENV_PREFIX = "HUBBUB_"
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
+#: A rate limit, ``<count>/<second|minute|hour|day>`` (``hubbub.ratelimit.Limit``).
+RateText = Annotated[str, Field(pattern=r"^\s*[1-9]\d*\s*/\s*(second|minute|hour|day)\s*$")]
 
 
 class ConfigError(Exception):
@@ -83,6 +85,57 @@ class Settings(BaseSettings):
     refresh_token_days: float = Field(
         30.0, gt=0, le=365, description="A session unused for this long can no longer refresh."
     )
+    two_factor_key: SecretStr | None = Field(
+        None,
+        min_length=32,
+        description="At least 32 random characters: TOTP secrets are stored encrypted under "
+        "a key derived from it; unset: stored plainly. The same on every gateway.",
+    )
+    public_url: str = Field(
+        "http://127.0.0.1:8000",
+        pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
+        description="Base URL of the links in mails (email verification, password reset).",
+    )
+    smtp_url: str | None = Field(
+        None,
+        pattern=r"^smtps?://",
+        description="smtp:// (STARTTLS when offered) or smtps:// URL of the mail server, "
+        "with user:password if it needs them; unset: mails are written to the log.",
+    )
+    mail_from: str = Field(
+        "hubbub <no-reply@localhost>", min_length=3, description="From: of every mail."
+    )
+    mail_max_attempts: int = Field(
+        8, ge=1, le=100, description="Delivery attempts of one mail before it is given up."
+    )
+    mail_poll_seconds: float = Field(
+        5.0, gt=0, le=3600, description="How often a gateway looks for mails to send."
+    )
+    email_token_hours: float = Field(
+        48.0, gt=0, le=720, description="Lifetime of an email verification link."
+    )
+    reset_token_minutes: float = Field(
+        60.0, gt=0, le=1440, description="Lifetime of a password reset link."
+    )
+    login_limit_per_ip: RateText = Field("30/minute", description="Logins from one address.")
+    login_limit_per_account: RateText = Field(
+        "5/minute", description="Logins to one account (by email)."
+    )
+    login_lockout_failures: int = Field(
+        10, ge=1, le=1000, description="Consecutive failed logins that lock an account."
+    )
+    login_lockout_minutes: float = Field(
+        15.0, gt=0, le=1440, description="How long a locked account stays locked."
+    )
+    email_send_limit: RateText = Field(
+        "1/minute", description="Verification mails one account may ask for."
+    )
+    password_forgot_limit_per_email: RateText = Field(
+        "3/hour", description="Reset mails asked for one email address."
+    )
+    password_forgot_limit_per_ip: RateText = Field(
+        "10/hour", description="Reset mails asked for from one address."
+    )
     max_body_bytes: int = Field(
         1_048_576, ge=1024, description="Largest HTTP request body accepted."
     )
@@ -95,6 +148,20 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = Field("json", description="Log line format.")
     plugins: CommaList = Field(
         (), description="Comma-separated modules that add entity kinds, routes and events."
+    )
+    signup_policy: Literal["open", "invite_only", "approval"] = Field(
+        "open",
+        description="Who may register: anyone (open), only through an invite (invite_only), "
+        "or after staff approve a signup request (approval).",
+    )
+    plans: str | None = Field(
+        None,
+        description="JSON object {plan: {features, limits, buckets}}; unset: free/pro/business "
+        "as in hubbub/tenancy/plans.py. The first plan is the one new tenants get.",
+    )
+    invite_days: float = Field(7.0, gt=0, le=90, description="Lifetime of a tenant invite.")
+    tenant_deletion_grace_days: float = Field(
+        30.0, ge=0, le=365, description="How long a deleted tenant can still be restored."
     )
     gateway_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",

@@ -60,6 +60,12 @@ def settings(service_urls: tuple[str, str], tmp_path_factory: pytest.TempPathFac
         ray_namespace=f"hubbub-test-{uuid.uuid4().hex[:8]}",
         shards=2,
         log_format="console",
+        # Every test logs in from 127.0.0.1: per-address limits would make tests
+        # depend on each other. tests/test_rate_limits.py checks the limits on a
+        # gateway of its own.
+        login_limit_per_ip="100000/minute",
+        login_limit_per_account="1000/minute",
+        password_forgot_limit_per_ip="100000/minute",
     )
 
 

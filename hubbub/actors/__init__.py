@@ -12,6 +12,8 @@ else sends it commands. Keep this table true.
 | batches bound for a shard, batch numbering   | the gateway's router (one per gateway)  |
 | sockets, their rooms and watched topics      | the gateway holding them (``Realtime``) |
 | the Redis subscription of a gateway          | its ``Fanout``                          |
+| a tenant's profile, plan, roster, invites,   | its ``TenantEntity`` (``tenant.py``);   |
+| usage counters                               | see ``hubbub/tenancy/__init__.py``      |
 
 Ray appears only in ``runtime.py``.
 """

@@ -91,6 +91,8 @@ def _models(routes: list[Route]) -> list[type[BaseModel]]:
         for model in (route.body, route.response, route.params, route.query):
             if model is not None:
                 found[model] = None
+        for _, model in route.alternatives.values():
+            found[model] = None
     return list(found)
 
 
@@ -140,6 +142,9 @@ def _responses(route: Route) -> dict[str, Any]:
         responses = {"204": {"description": "Success, no content"}}
     else:
         responses = {str(route.status): success}
+    for status, (description, model) in route.alternatives.items():
+        content = {"application/json": {"schema": _ref(model)}}
+        responses[str(status)] = {"description": description, "content": content}
     for status, description in sorted(problems.items()):
         responses[str(status)] = {
             "description": description,

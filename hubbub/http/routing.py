@@ -55,6 +55,9 @@ class Route:
     responses: Mapping[int, str] = field(default_factory=dict)
     content_type: str = "application/json"  # of the success response
     security: tuple[str, ...] = ()  # names in hubbub.http.openapi.SECURITY_SCHEMES
+    #: Other success answers the handler may return as a web.Response:
+    #: ``{status: (description, model)}``, documented in OpenAPI.
+    alternatives: Mapping[int, tuple[str, type[BaseModel]]] = field(default_factory=dict)
 
     @property
     def operation_id(self) -> str:

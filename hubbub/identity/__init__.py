@@ -5,7 +5,16 @@
 - ``tokens``: access JWTs (EdDSA, ``kid``), issued and verified.
 - ``users`` / ``sessions``: the queries behind accounts and sessions.
 - ``bearer``: who a request or a socket is, from its access token.
+- ``sign_in``: the last step of every way in: a session and the token answer.
+- ``totp`` / ``two_factor`` / ``two_factor_api``: TOTP two-factor authentication
+  with recovery codes and login challenges.
+- ``standing`` / ``staff`` / ``staff_api``: bans and locks by platform staff,
+  and the staff audit log.
+- ``revocation``: sockets of revoked sessions are disconnected on every gateway.
 - ``wire`` / ``api``: the HTTP shapes and routes under ``/api/v1/auth``.
+- ``mail_tokens`` / ``letters`` / ``recovery``: single-use tokens sent by
+  mail, the mails' text, and the email-verification and password routes.
+- ``login_guard``: login rate limits and the temporary lockout.
 - ``plugin``: how identity joins a gateway (built in).
 """
 

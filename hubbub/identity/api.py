@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from uuid import UUID
-
-import asyncpg
 from aiohttp import web
 
 from hubbub.errors import AppError
-from hubbub.gateway import DATABASE, SETTINGS
+from hubbub.gateway import DATABASE, REDIS
 from hubbub.http.routing import Api
 from hubbub.identity import passwords
 from hubbub.identity.bearer import authenticate_request
 from hubbub.identity.keys import KEYRING
+from hubbub.identity.login_guard import LOGIN_GUARD
+from hubbub.identity.recovery import queue_verification
+from hubbub.identity.revocation import announce_revoked
 from hubbub.identity.sessions import (
-    create_session,
     list_live_sessions,
+    refresh_token_owner,
     revoke_all_sessions,
     revoke_session,
     rotate_refresh_token,
 )
-from hubbub.identity.tokens import issue_access_token
-from hubbub.identity.users import User, create_user, find_for_login, get_user
+from hubbub.identity.sign_in import open_session, refresh_lifetime, token_answer
+from hubbub.identity.signup import signup_gate
+from hubbub.identity.standing import refuse_if_barred
+from hubbub.identity.two_factor_api import TwoFactorChallenge, challenge_if_enabled
+from hubbub.identity.users import create_user, find_for_login, get_user
 from hubbub.identity.wire import (
     AuthTokens,
     Credentials,
@@ -34,6 +36,7 @@ from hubbub.identity.wire import (
     SessionView,
     UserView,
 )
+from hubbub.mail.delivery import MAIL
 
 __all__ = ["api", "jwks_api"]
 
@@ -42,7 +45,6 @@ jwks_api = Api("keys", "Public keys that verify access tokens.")
 
 BASE = "/api/v1/auth"
 BEARER = ("bearer",)
-_DEVICE_MAX = 200
 
 
 @api.post(
@@ -50,10 +52,17 @@ _DEVICE_MAX = 200
     body=NewAccount,
     response=AuthTokens,
     status=201,
-    responses={409: "The email already has an account (`email_taken`)"},
+    responses={
+        202: "Signup policy `approval`: a signup request was filed for staff to approve",
+        403: "Signup policy `invite_only`: accounts come only from invites (`signup_invite_only`)",
+        409: "The email already has an account (`email_taken`) or a pending signup request "
+        "(`signup_request_pending`)",
+    },
 )
-async def register(request: web.Request, *, body: NewAccount) -> AuthTokens:
-    """Create an account and log it in."""
+async def register(request: web.Request, *, body: NewAccount) -> AuthTokens | web.Response:
+    """Create an account and log it in (see the deployment's signup policy)."""
+    if (filed := await signup_gate(request, body)) is not None:
+        return filed
     password_hash = await passwords.hash_password(body.password)
     async with request.app[DATABASE].pool.acquire() as conn, conn.transaction():
         user = await create_user(
@@ -61,29 +70,50 @@ async def register(request: web.Request, *, body: NewAccount) -> AuthTokens:
         )
         if user is None:
             raise AppError("email_taken", "an account with this email already exists", status=409)
-        session_id, refresh_token = await _open_session(request, conn, user.id)
-    return await _tokens(request, user, session_id, refresh_token)
+        session_id, refresh_token = await open_session(request, conn, user.id)
+        await queue_verification(request, conn, user)
+    request.app[MAIL].wake()
+    return await token_answer(request, user, session_id, refresh_token)
 
 
 @api.post(
     f"{BASE}/login",
     body=Credentials,
     response=AuthTokens,
-    responses={401: "Unknown email or wrong password (`invalid_credentials`)"},
+    alternatives={
+        202: ("Two-factor authentication is on: finish at /2fa/verify", TwoFactorChallenge)
+    },
+    responses={
+        401: "Unknown email or wrong password (`invalid_credentials`)",
+        403: "The account is banned (`account_banned`) or locked by staff "
+        "(`account_locked_by_staff`)",
+        423: "Too many failed logins: the account is locked for a while (`account_locked`, "
+        "`Retry-After`)",
+        429: "Too many logins from this address or to this account (`rate_limited`, `Retry-After`)",
+    },
 )
-async def login(request: web.Request, *, body: Credentials) -> AuthTokens:
-    """Log in with email and password: a new session."""
+async def login(request: web.Request, *, body: Credentials) -> AuthTokens | web.Response:
+    """Log in with email and password: a new session, or a 2FA challenge."""
+    guard = request.app[LOGIN_GUARD]
+    await guard.check(body.email, request.remote)
     async with request.app[DATABASE].pool.acquire() as conn:
         found = await find_for_login(conn, body.email)
     if found is None:
         await passwords.waste_a_verification(body.password)
+        await guard.failed(body.email)
         raise _bad_credentials()
     user, password_hash = found
     if not await passwords.verify_password(password_hash, body.password):
+        await guard.failed(body.email)
         raise _bad_credentials()
+    await guard.succeeded(body.email)
     async with request.app[DATABASE].pool.acquire() as conn, conn.transaction():
-        session_id, refresh_token = await _open_session(request, conn, user.id)
-    return await _tokens(request, user, session_id, refresh_token)
+        await refuse_if_barred(conn, user.id)
+        challenge = await challenge_if_enabled(conn, user.id)
+        if challenge is not None:
+            return challenge
+        session_id, refresh_token = await open_session(request, conn, user.id)
+    return await token_answer(request, user, session_id, refresh_token)
 
 
 @api.post(
@@ -92,17 +122,27 @@ async def login(request: web.Request, *, body: Credentials) -> AuthTokens:
     response=AuthTokens,
     responses={
         401: "`invalid_refresh_token`, `refresh_token_expired`, `session_revoked`, or "
-        "`refresh_token_reused` (the session is now revoked)"
+        "`refresh_token_reused` (the session is now revoked)",
+        403: "The account is banned (`account_banned`) or locked by staff "
+        "(`account_locked_by_staff`)",
     },
 )
 async def refresh(request: web.Request, *, body: RefreshRequest) -> AuthTokens:
     """Trade a refresh token for new tokens; the presented one dies."""
     db = request.app[DATABASE]
-    refreshed = await rotate_refresh_token(db, body.refresh_token, _refresh_lifetime(request))
+    owner = await refresh_token_owner(db, body.refresh_token)
+    if owner is not None:
+        await refuse_if_barred(db, owner[0])
+    try:
+        refreshed = await rotate_refresh_token(db, body.refresh_token, refresh_lifetime(request))
+    except AppError as error:
+        if error.code == "refresh_token_reused" and owner is not None:
+            await announce_revoked(request.app[REDIS], session_ids=[owner[1]])
+        raise
     async with db.pool.acquire() as conn:
         user = await get_user(conn, refreshed.user_id)
     assert user is not None, "a session always belongs to an existing user"
-    return await _tokens(request, user, refreshed.session_id, refreshed.refresh_token)
+    return await token_answer(request, user, refreshed.session_id, refreshed.refresh_token)
 
 
 @api.post(f"{BASE}/logout", security=BEARER)
@@ -110,6 +150,7 @@ async def logout(request: web.Request) -> None:
     """End this session: its refresh token and access tokens stop working."""
     claims = await authenticate_request(request)
     await revoke_session(request.app[DATABASE], claims.session_id, claims.user_id, "logout")
+    await announce_revoked(request.app[REDIS], session_ids=[claims.session_id])
 
 
 @api.post(f"{BASE}/logout-all", security=BEARER)
@@ -117,6 +158,7 @@ async def logout_all(request: web.Request) -> None:
     """End every session of this account, this one included."""
     claims = await authenticate_request(request)
     await revoke_all_sessions(request.app[DATABASE], claims.user_id, "logout_all")
+    await announce_revoked(request.app[REDIS], user_id=claims.user_id)
 
 
 @api.get(f"{BASE}/sessions", response=SessionList, security=BEARER)
@@ -139,6 +181,7 @@ async def delete_session(request: web.Request, *, path: SessionPath) -> None:
     db = request.app[DATABASE]
     if not await revoke_session(db, path.session_id, claims.user_id, "revoked_by_user"):
         raise AppError.not_found("session")
+    await announce_revoked(request.app[REDIS], session_ids=[path.session_id])
 
 
 @api.get(f"{BASE}/me", response=UserView, security=BEARER)
@@ -155,35 +198,6 @@ async def me(request: web.Request) -> UserView:
 async def jwks(request: web.Request) -> Jwks:
     """Public keys (Ed25519 JWKs) that verify access tokens, by ``kid``."""
     return Jwks.model_validate({"keys": await request.app[KEYRING].public_jwks()})
-
-
-async def _open_session(
-    request: web.Request, conn: asyncpg.Connection, user_id: UUID
-) -> tuple[UUID, str]:
-    device = request.headers.get("User-Agent", "").strip()[:_DEVICE_MAX] or "unknown"
-    return await create_session(
-        conn, user_id, device=device, ip=request.remote, lifetime=_refresh_lifetime(request)
-    )
-
-
-async def _tokens(
-    request: web.Request, user: User, session_id: UUID, refresh_token: str
-) -> AuthTokens:
-    lifetime = timedelta(minutes=request.app[SETTINGS].access_token_minutes)
-    key = await request.app[KEYRING].signing_key()
-    access_token = issue_access_token(
-        key, user.id, session_id, now=datetime.now(UTC), lifetime=lifetime
-    )
-    return AuthTokens(
-        access_token=access_token,
-        refresh_token=refresh_token,
-        expires_in=int(lifetime.total_seconds()),
-        user=UserView.of(user),
-    )
-
-
-def _refresh_lifetime(request: web.Request) -> timedelta:
-    return timedelta(days=request.app[SETTINGS].refresh_token_days)
 
 
 def _bad_credentials() -> AppError:

@@ -7,11 +7,19 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from hubbub.gateway import DATABASE, SETTINGS
+from hubbub.gateway import DATABASE, REDIS, SETTINGS
 from hubbub.identity.api import api, jwks_api
 from hubbub.identity.bearer import authenticate_socket
 from hubbub.identity.keys import KEYRING, KeyRing, ensure_signing_key
+from hubbub.identity.login_guard import LOGIN_GUARD, LoginGuard
+from hubbub.identity.recovery import recovery_api
+from hubbub.identity.revocation import revocation_listener
+from hubbub.identity.signup import api as signup_api
+from hubbub.identity.staff_api import staff_api
+from hubbub.identity.two_factor_api import two_factor_api
+from hubbub.mail.delivery import mail_delivery
 from hubbub.plugin import Plugin
+from hubbub.ratelimit import RATE_LIMITER, RateLimiter
 
 __all__ = ["plugin"]
 
@@ -26,9 +34,16 @@ async def _key_ring(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def _rate_limiter(app: web.Application) -> AsyncIterator[None]:
+    """The gateway's rate limiter and login guard, on the shared Redis (after Redis is up)."""
+    limiter = app[RATE_LIMITER] = RateLimiter(app[REDIS])
+    app[LOGIN_GUARD] = LoginGuard(app[REDIS], limiter, app[SETTINGS])
+    yield
+
+
 plugin = Plugin(
     "identity",
-    apis=(api, jwks_api),
-    cleanup_ctx=(_key_ring,),
+    apis=(api, recovery_api, two_factor_api, staff_api, signup_api, jwks_api),
+    cleanup_ctx=(_key_ring, _rate_limiter, mail_delivery, revocation_listener),
     authenticator=authenticate_socket,
 )

@@ -28,7 +28,9 @@ __all__ = [
     "create_session",
     "is_live",
     "list_live_sessions",
+    "refresh_token_owner",
     "revoke_all_sessions",
+    "revoke_other_sessions",
     "revoke_session",
     "rotate_refresh_token",
 ]
@@ -142,6 +144,16 @@ def _refused(code: str, message: str) -> AppError:
     return AppError(code, message, status=401)
 
 
+async def refresh_token_owner(db: Database, token: str) -> tuple[UUID, UUID] | None:
+    """``(user id, session id)`` of a refresh token ever issued, used or not."""
+    row = await db.pool.fetchrow(
+        """SELECT s.user_id, s.id FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
+           WHERE t.token_hash = $1""",
+        _hash(token),
+    )
+    return None if row is None else (row["user_id"], row["id"])
+
+
 async def is_live(db: Database, session_id: UUID, user_id: UUID) -> bool:
     """True while the session exists, is ``user_id``'s and is not revoked."""
     found = await db.pool.fetchval(
@@ -170,6 +182,18 @@ async def revoke_all_sessions(db: Database, user_id: UUID, reason: str) -> int:
         """UPDATE sessions SET revoked_at = now(), revoked_reason = $2
            WHERE user_id = $1 AND revoked_at IS NULL""",
         user_id,
+        reason,
+    )
+    return int(result.split()[-1])
+
+
+async def revoke_other_sessions(db: Database, user_id: UUID, keep: UUID, reason: str) -> int:
+    """Revoke every live session of ``user_id`` but ``keep``; how many there were."""
+    result = await db.pool.execute(
+        """UPDATE sessions SET revoked_at = now(), revoked_reason = $3
+           WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL""",
+        user_id,
+        keep,
         reason,
     )
     return int(result.split()[-1])

@@ -29,7 +29,7 @@ from hubbub.realtime.fanout import Fanout
 from hubbub.realtime.handshake import Authenticator, Principal
 from hubbub.realtime.protocol import OrjsonJson, ack_error, ack_ok
 
-__all__ = ["Realtime", "SocketContext", "SocketHandler"]
+__all__ = ["Realtime", "SocketContext", "SocketHandler", "session_room", "user_room"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,16 @@ class SocketContext:
 
 
 SocketHandler = Callable[[SocketContext, Any], Awaitable[Any]]
+
+
+def user_room(user_id: str) -> str:
+    """The local room every socket of ``user_id`` joins when it connects."""
+    return f"principal-user:{user_id}"
+
+
+def session_room(session_id: str) -> str:
+    """The local room every socket of login session ``session_id`` joins."""
+    return f"principal-session:{session_id}"
 
 
 class Realtime:
@@ -116,6 +126,18 @@ class Realtime:
     async def close(self) -> None:
         await self.fanout.close()
 
+    async def disconnect_room(
+        self, room: str, event: str, data: dict[str, Any], *, sparing: str | None = None
+    ) -> int:
+        """Send ``event`` to this gateway's sockets in ``room`` (except those also
+        in room ``sparing``), then disconnect them; how many there were."""
+        spared = set() if sparing is None else set(self._local_sids(sparing))
+        targets = [sid for sid in self._local_sids(room) if sid not in spared]
+        for sid in targets:
+            await self.sio.emit(event, data, to=sid, ignore_queue=True)
+            await self.sio.disconnect(sid, ignore_queue=True)
+        return len(targets)
+
     @property
     def connections(self) -> int:
         return len(self._topics)
@@ -130,10 +152,17 @@ class Realtime:
             ) from None
         await self.sio.save_session(sid, {"principal": principal})
         self._topics[sid] = set()
+        if principal.user_id is not None:
+            await self.sio.enter_room(sid, user_room(principal.user_id))
+        if principal.session_id is not None:
+            await self.sio.enter_room(sid, session_room(principal.session_id))
 
     async def _disconnect(self, sid: str, *args: Any) -> None:
         for topic in self._topics.pop(sid, set()):
             await self.fanout.unwatch(topic)
+
+    def _local_sids(self, room: str) -> list[str]:
+        return [sid for sid, _ in self.sio.manager.get_participants("/", room)]
 
     async def _deliver(self, topic: str, event: str, data: dict[str, Any]) -> None:
         await self.sio.emit(event, data, room=topic, ignore_queue=True)

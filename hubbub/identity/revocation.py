@@ -1,0 +1,170 @@
+"""Sockets of revoked sessions are disconnected on every gateway.
+
+Whoever revokes sessions (logout, logout-all, a deleted session, refresh
+token reuse, a ban or lock, a password change or reset) calls
+:func:`announce_revoked` after the revocation committed. It publishes one
+message on the bus topic :data:`REVOCATIONS_TOPIC`, which every gateway
+subscribes to for as long as it runs (:class:`RevocationListener`). Each
+gateway then sends its matching local sockets the event ``auth:revoked``
+``{code, message}`` and disconnects them. A socket joins the rooms of its
+user and its session when it connects (``hubbub.realtime.server``), so a
+revocation costs one lookup per room, not a scan of every socket.
+
+Delivery is at most once, like all Redis pub/sub: a gateway whose
+subscription is being rebuilt at that moment keeps the socket until it
+reconnects, when its revoked token is refused. HTTP requests never depend on
+this: every request checks its session in Postgres.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from aiohttp import web
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from hubbub.gateway import REALTIME, REDIS
+from hubbub.realtime.fanout import Fanout
+from hubbub.realtime.server import Realtime, session_room, user_room
+from hubbub.storage import pubsub
+
+__all__ = [
+    "REVOCATIONS_TOPIC",
+    "REVOKED_EVENT",
+    "Revocation",
+    "RevocationListener",
+    "announce_revoked",
+    "revocation_listener",
+]
+
+log = logging.getLogger(__name__)
+
+REVOCATIONS_TOPIC = "auth:revocations"
+REVOKED_EVENT = "auth:revoked"
+
+_MESSAGES = {
+    "session_revoked": "your session was ended; log in again",
+    "account_banned": "this account is banned",
+    "account_locked_by_staff": "this account is locked by staff",
+    "password_changed": "the password was changed; log in again",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """Which sockets to end: those of ``session_ids``, and every socket of
+    ``user_id`` except those of ``except_session_id``; ``code`` says why."""
+
+    session_ids: tuple[str, ...] = ()
+    user_id: str | None = None
+    except_session_id: str | None = None
+    code: str = "session_revoked"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "session_ids": list(self.session_ids),
+            "user_id": self.user_id,
+            "except_session_id": self.except_session_id,
+            "code": self.code,
+        }
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Revocation:
+        """ValueError unless ``data`` is what :meth:`to_wire` makes."""
+        session_ids, code = data.get("session_ids"), data.get("code")
+        user_id, spared = data.get("user_id"), data.get("except_session_id")
+        if not isinstance(session_ids, list) or not all(isinstance(s, str) for s in session_ids):
+            raise ValueError(f"expected session_ids as a list of strings, got {session_ids!r}")
+        optional = (user_id, spared)
+        if not isinstance(code, str) or not all(v is None or isinstance(v, str) for v in optional):
+            raise ValueError(f"expected code, user_id and except_session_id strings, got {data!r}")
+        return cls(tuple(session_ids), user_id, spared, code)
+
+
+async def announce_revoked(
+    redis: Redis,
+    *,
+    session_ids: Iterable[UUID | str] = (),
+    user_id: UUID | str | None = None,
+    except_session_id: UUID | str | None = None,
+    code: str = "session_revoked",
+) -> bool:
+    """Tell every gateway to disconnect the sockets of ``session_ids`` and, when
+    ``user_id`` is given, all of that user's sockets except those of
+    ``except_session_id``. Call it after the revocation committed.
+
+    ``code`` is what the client's ``auth:revoked`` event carries (documented
+    in docs/events.md). False if Redis refused the message: it is logged, and
+    the revocation itself stands (the sockets are refused when they reconnect).
+    """
+    revocation = Revocation(
+        tuple(str(s) for s in session_ids),
+        None if user_id is None else str(user_id),
+        None if except_session_id is None else str(except_session_id),
+        code,
+    )
+    if not revocation.session_ids and revocation.user_id is None:
+        return True
+    payload = pubsub.encode(REVOKED_EVENT, revocation.to_wire())
+    try:
+        await pubsub.publish_many(redis, [(REVOCATIONS_TOPIC, payload)])
+    except (RedisError, OSError) as exc:
+        log.error("could not announce revocation %s: %s", revocation, exc)
+        return False
+    return True
+
+
+class RevocationListener:
+    """Owns: this gateway's subscription to revocations (its own Fanout).
+
+    Concurrency: one event loop; revocations are applied one at a time in
+    the order they arrive. Failure: the subscription is rebuilt by Fanout;
+    a malformed message is logged and counted in ``dropped``.
+    """
+
+    def __init__(self, redis: Redis, realtime: Realtime) -> None:
+        self._realtime = realtime
+        self._fanout = Fanout(redis, self._apply)
+        self.dropped = 0
+        self.disconnected = 0
+
+    async def start(self) -> None:
+        await self._fanout.start()
+        await self._fanout.watch(REVOCATIONS_TOPIC)
+
+    async def close(self) -> None:
+        await self._fanout.close()
+
+    async def _apply(self, topic: str, event: str, data: dict[str, Any]) -> None:
+        try:
+            revocation = Revocation.from_wire(data)
+        except ValueError as exc:
+            self.dropped += 1
+            log.error("dropped a malformed revocation: %s", exc)
+            return
+        message = _MESSAGES.get(revocation.code, _MESSAGES["session_revoked"])
+        notice = {"code": revocation.code, "message": message}
+        for session_id in revocation.session_ids:
+            room = session_room(session_id)
+            self.disconnected += await self._realtime.disconnect_room(room, REVOKED_EVENT, notice)
+        if revocation.user_id is not None:
+            spared = revocation.except_session_id
+            self.disconnected += await self._realtime.disconnect_room(
+                user_room(revocation.user_id),
+                REVOKED_EVENT,
+                notice,
+                sparing=None if spared is None else session_room(spared),
+            )
+
+
+async def revocation_listener(app: web.Application) -> AsyncIterator[None]:
+    """The gateway's revocation subscription (a cleanup context, after Redis)."""
+    listener = RevocationListener(app[REDIS], app[REALTIME])
+    await listener.start()
+    yield
+    await listener.close()

@@ -1,0 +1,197 @@
+"""The deployment's signup policy (``HUBBUB_SIGNUP_POLICY``), and the signup
+requests of the ``approval`` policy.
+
+* ``open`` — ``POST /api/v1/auth/register`` creates the account;
+* ``invite_only`` — registering answers 403 ``signup_invite_only``; accounts
+  are created only by accepting a tenant invite;
+* ``approval`` — registering files a signup request (password already
+  hashed) and answers 202; platform staff list, approve (the account is
+  created then, and can log in) or reject requests.
+
+Accepting an invite creates an account under every policy: the invite is
+the approval.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from hubbub.errors import AppError
+from hubbub.gateway import DATABASE, SETTINGS
+from hubbub.http.routing import Api
+from hubbub.identity import passwords, staff
+from hubbub.identity.bearer import authenticate_request
+from hubbub.identity.users import create_user
+from hubbub.identity.wire import NewAccount
+from hubbub.ids import new_id
+
+__all__ = ["SignupRequestView", "api", "signup_gate"]
+
+api = Api("signup", "Signup requests of the approval policy (platform staff).")
+
+BASE = "/api/v1/signup-requests"
+_COLUMNS = "id, email, name, status, created_at, decided_at, user_id"
+
+Status = Literal["pending", "approved", "rejected"]
+
+
+class SignupRequestView(BaseModel):
+    id: UUID
+    email: str
+    name: str
+    status: Status
+    created_at: datetime
+    decided_at: datetime | None = None
+    user_id: UUID | None = Field(None, description="The account, once approved.")
+
+
+class SignupRequestList(BaseModel):
+    items: list[SignupRequestView]
+    next_cursor: str | None
+
+
+class SignupRequestPath(BaseModel):
+    request_id: UUID
+
+
+class SignupRequestQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Status = "pending"
+    cursor: UUID | None = None
+    limit: int = Field(50, ge=1, le=100)
+
+
+async def signup_gate(request: web.Request, body: NewAccount) -> web.Response | None:
+    """None when the policy lets ``register`` create the account now; the 202
+    answer of a filed request under ``approval``; AppError 403 under ``invite_only``."""
+    policy = request.app[SETTINGS].signup_policy
+    if policy == "open":
+        return None
+    if policy == "invite_only":
+        raise AppError(
+            "signup_invite_only",
+            "this deployment creates accounts only through tenant invites",
+            status=403,
+        )
+    filed = await _file_request(request, body)
+    return web.Response(
+        body=orjson.dumps(filed.model_dump(mode="json")),
+        status=202,
+        content_type="application/json",
+    )
+
+
+async def _file_request(request: web.Request, body: NewAccount) -> SignupRequestView:
+    password_hash = await passwords.hash_password(body.password)
+    async with request.app[DATABASE].pool.acquire() as conn, conn.transaction():
+        if await conn.fetchval("SELECT 1 FROM users WHERE lower(email) = lower($1)", body.email):
+            raise AppError("email_taken", "an account with this email already exists", 409)
+        row = await conn.fetchrow(
+            f"""INSERT INTO signup_requests (id, email, name, password_hash)
+                VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING {_COLUMNS}""",
+            new_id(),
+            body.email,
+            body.name,
+            password_hash,
+        )
+    if row is None:
+        raise AppError("signup_request_pending", "a signup request for this email is pending", 409)
+    return SignupRequestView(**row)
+
+
+async def _staff(request: web.Request) -> UUID:
+    claims = await authenticate_request(request)
+    if not await staff.is_staff(request.app[DATABASE], claims.user_id):
+        raise AppError("staff_only", "this needs a platform staff account", status=403)
+    return claims.user_id
+
+
+STAFF_ONLY = {403: "Not a staff account (`staff_only`)"}
+
+
+@api.get(
+    BASE,
+    query=SignupRequestQuery,
+    response=SignupRequestList,
+    security=("bearer",),
+    responses=STAFF_ONLY,
+)
+async def list_signup_requests(
+    request: web.Request, *, query: SignupRequestQuery
+) -> SignupRequestList:
+    """Signup requests with a status (pending by default), oldest first (staff)."""
+    await _staff(request)
+    rows = await request.app[DATABASE].pool.fetch(
+        f"""SELECT {_COLUMNS} FROM signup_requests WHERE status = $1
+            AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3""",
+        query.status,
+        query.cursor,
+        query.limit + 1,
+    )
+    items = [SignupRequestView(**row) for row in rows[: query.limit]]
+    next_cursor = str(items[-1].id) if len(rows) > query.limit else None
+    return SignupRequestList(items=items, next_cursor=next_cursor)
+
+
+@api.post(
+    f"{BASE}/{{request_id}}/approve",
+    params=SignupRequestPath,
+    response=SignupRequestView,
+    security=("bearer",),
+    responses=STAFF_ONLY
+    | {404: "No pending request has this id", 409: "The email got an account (`email_taken`)"},
+)
+async def approve_signup_request(
+    request: web.Request, *, path: SignupRequestPath
+) -> SignupRequestView:
+    """Approve a pending request: its account is created and can log in (staff)."""
+    staff_id = await _staff(request)
+    async with request.app[DATABASE].pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            """SELECT email, name, password_hash FROM signup_requests
+               WHERE id = $1 AND status = 'pending' FOR UPDATE""",
+            path.request_id,
+        )
+        if row is None:
+            raise AppError.not_found("pending signup request")
+        user = await create_user(conn, **row)
+        if user is None:
+            raise AppError("email_taken", "an account with this email already exists", 409)
+        decided = await conn.fetchrow(
+            f"""UPDATE signup_requests SET status = 'approved', decided_at = now(),
+                decided_by = $2, user_id = $3 WHERE id = $1 RETURNING {_COLUMNS}""",
+            path.request_id,
+            staff_id,
+            user.id,
+        )
+    return SignupRequestView(**decided)
+
+
+@api.post(
+    f"{BASE}/{{request_id}}/reject",
+    params=SignupRequestPath,
+    response=SignupRequestView,
+    security=("bearer",),
+    responses=STAFF_ONLY | {404: "No pending request has this id"},
+)
+async def reject_signup_request(
+    request: web.Request, *, path: SignupRequestPath
+) -> SignupRequestView:
+    """Reject a pending request: no account is created (staff)."""
+    staff_id = await _staff(request)
+    row = await request.app[DATABASE].pool.fetchrow(
+        f"""UPDATE signup_requests SET status = 'rejected', decided_at = now(), decided_by = $2
+            WHERE id = $1 AND status = 'pending' RETURNING {_COLUMNS}""",
+        path.request_id,
+        staff_id,
+    )
+    if row is None:
+        raise AppError.not_found("pending signup request")
+    return SignupRequestView(**row)

@@ -1,0 +1,124 @@
+"""Sockets in a tenant: joining its room, and leaving it when access ends.
+
+``tenant:watch {tenant_id}`` puts a socket in the tenant's room (bus topic
+``tenant:{id}``, whose events are listed in docs/events.md) after the tenant
+entity confirms membership. When the entity removes a member or deletes the
+tenant it also publishes ``tenant:access_revoked`` on the global topic
+``tenant-access``; every gateway listens to it (its own :class:`Fanout`
+subscription) and makes its local sockets of that user (of everyone, for a
+deletion) leave the tenant's room at once, telling each with a
+``tenant:access_revoked`` event. The socket stays connected: its user may
+belong to other tenants.
+
+Joining checks membership twice — before entering the room and again
+after — so a removal decided between the two cannot leave a socket behind:
+either the second check fails, or the removal's event finds the socket in
+the room.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from hubbub.actors.command import Command
+from hubbub.actors.tenant import ACCESS_CHANNEL, channel
+from hubbub.errors import AppError, FieldError
+from hubbub.gateway import REALTIME, REDIS, ROUTER
+from hubbub.realtime.fanout import Fanout
+from hubbub.realtime.server import Realtime, SocketContext
+
+__all__ = ["ACCESS_FANOUT", "evict", "tenant_access", "unwatch_tenant", "watch_tenant"]
+
+log = logging.getLogger(__name__)
+
+ACCESS_FANOUT = web.AppKey("tenant_access_fanout", Fanout)
+
+
+class _TenantRef(BaseModel):
+    tenant_id: UUID
+
+
+def _tenant_id(data: Any) -> UUID:
+    try:
+        return _TenantRef.model_validate(data).tenant_id
+    except ValidationError:
+        raise AppError(
+            "validation_failed",
+            "expected {tenant_id: <uuid>}",
+            status=422,
+            errors=(FieldError("body", "tenant_id", "expected a tenant id (UUID)"),),
+        ) from None
+
+
+async def _authorize(context: SocketContext, tenant_id: UUID) -> dict[str, Any]:
+    environ = context.realtime.sio.get_environ(context.sid)
+    assert environ is not None, "a connected socket has an environ"
+    router = environ["aiohttp.request"].app[ROUTER]
+    args = {"actor": context.principal.user_id}
+    command = Command("tenant", str(tenant_id), "authorize", args, str(tenant_id))
+    return await router.send(command)
+
+
+async def watch_tenant(context: SocketContext, data: Any) -> dict[str, Any]:
+    """Join the tenant's room: its committed ``tenant:*`` events (members only)."""
+    tenant_id = _tenant_id(data)
+    topic = channel(str(tenant_id))
+    await _authorize(context, tenant_id)
+    await context.realtime.watch(context.sid, topic)
+    try:
+        reply = await _authorize(context, tenant_id)
+    except AppError:
+        await context.realtime.unwatch(context.sid, topic)
+        raise
+    return {"tenant_id": str(tenant_id), "role": reply["role"]}
+
+
+async def unwatch_tenant(context: SocketContext, data: Any) -> dict[str, Any]:
+    """Leave the tenant's room."""
+    tenant_id = _tenant_id(data)
+    await context.realtime.unwatch(context.sid, channel(str(tenant_id)))
+    return {"tenant_id": str(tenant_id)}
+
+
+async def evict(realtime: Realtime, tenant_id: str, user_id: str | None) -> int:
+    """Make this gateway's sockets of ``user_id`` (None: all) leave the tenant."""
+    topic = channel(tenant_id)
+    sids = [sid for sid, _ in realtime.sio.manager.get_participants("/", topic)]
+    evicted = 0
+    for sid in sids:
+        if user_id is not None:
+            session = await realtime.sio.get_session(sid)
+            if session["principal"].user_id != user_id:
+                continue
+        await realtime.sio.emit(
+            "tenant:access_revoked", {"tenant_id": tenant_id}, to=sid, ignore_queue=True
+        )
+        await realtime.unwatch(sid, topic)
+        evicted += 1
+    return evicted
+
+
+async def tenant_access(app: web.Application) -> AsyncIterator[None]:
+    """This gateway's subscription to ``tenant-access`` (a cleanup context)."""
+
+    async def deliver(topic: str, event: str, data: dict[str, Any]) -> None:
+        if event != "tenant:access_revoked" or not isinstance(data.get("tenant_id"), str):
+            return
+        user_id = data.get("user_id")
+        user_id = user_id if isinstance(user_id, str) else None
+        try:
+            await evict(app[REALTIME], data["tenant_id"], user_id)
+        except Exception:  # one bad eviction must not stop the subscription
+            log.exception("evicting sockets from tenant %s failed", data["tenant_id"])
+
+    fanout = app[ACCESS_FANOUT] = Fanout(app[REDIS], deliver)
+    await fanout.start()
+    await fanout.watch(ACCESS_CHANNEL)
+    yield
+    await fanout.close()

@@ -1,0 +1,34 @@
+"""Tenancy as a gateway plugin: the tenant entity kind, its routes, the plan
+catalog and the sockets' tenant rooms."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from hubbub.actors.tenant import TenantEntity
+from hubbub.gateway import SETTINGS
+from hubbub.plugin import Plugin
+from hubbub.tenancy.access import PLANS
+from hubbub.tenancy.api import api
+from hubbub.tenancy.eviction import tenant_access, unwatch_tenant, watch_tenant
+from hubbub.tenancy.members_api import api as members_api
+from hubbub.tenancy.plans import parse_plans
+
+__all__ = ["plugin"]
+
+
+async def _plans(app: web.Application) -> AsyncIterator[None]:
+    """The plan catalog of ``HUBBUB_PLANS``; an invalid one stops start-up."""
+    app[PLANS] = parse_plans(app[SETTINGS].plans)
+    yield
+
+
+plugin = Plugin(
+    "tenancy",
+    entity_kinds=(TenantEntity,),
+    apis=(api, members_api),
+    socket_events={"tenant:watch": watch_tenant, "tenant:unwatch": unwatch_tenant},
+    cleanup_ctx=(_plans, tenant_access),
+)
