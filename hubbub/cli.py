@@ -1,4 +1,4 @@
-"""The ``hubbub`` command: ``serve``, ``migrate``, ``doctor`` and ``staff``.
+"""The ``hubbub`` command: ``serve``, ``migrate``, ``doctor``, ``staff`` and ``keys``.
 
 ``serve`` starts, in order, what the settings leave to it — an embedded
 Postgres and Valkey under ``HUBBUB_DATA_DIR``, the migrations, a local Ray —
@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     staff.add_argument("action", choices=["grant", "revoke"])
     staff.add_argument("email", help="the account's email (any case)")
     staff.set_defaults(run=_staff, arguments=("action", "email"), host=None, port=None, shards=None)
+    keys = commands.add_parser("keys", help="rotate the key that signs access tokens")
+    keys.add_argument("action", choices=["rotate"])
+    keys.set_defaults(run=_rotate_keys, host=None, port=None, shards=None)
     return parser
 
 
@@ -173,6 +176,23 @@ async def _staff(settings: Settings, action: str, email: str) -> int:
     user, changed = result
     state = "staff" if user.is_staff else "not staff"
     print(f"{user.email} is {'now' if changed else 'already'} {state}")
+    return 0
+
+
+async def _rotate_keys(settings: Settings) -> int:
+    """Start signing with a new key; the old one verifies until its tokens expire."""
+    from hubbub.identity.keys import rotate_signing_key
+    from hubbub.storage.database import connect_owner
+
+    async with storage_services(settings, redis=False) as ready:
+        assert ready.database_url is not None
+        conn = await connect_owner(ready.database_url)
+        try:
+            kid = await rotate_signing_key(conn)
+        finally:
+            await conn.close()
+    minutes = settings.access_token_minutes
+    print(f"signing with key {kid}; the previous key verifies for {minutes} more minutes")
     return 0
 
 

@@ -330,7 +330,7 @@ async def test_a_rotated_key_verifies_until_its_tokens_expire(
     """Last in this module: it retires the key the other tests signed with."""
     before = await new_account(gateway)
     old_kid = jwt.get_unverified_header(before["access_token"])["kid"]
-    new_kid = await rotate_signing_key(db)
+    new_kid = await rotate_signing_key(owner_conn)
     await gateway.app[KEYRING].reload()  # as every gateway does within RELOAD_SECONDS
 
     status, _, _ = await call(gateway, "GET", f"{AUTH}/me", before["access_token"])

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import asyncpg
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -70,10 +71,14 @@ async def ensure_signing_key(db: Database) -> None:
     )
 
 
-async def rotate_signing_key(db: Database) -> str:
-    """Retire the active key and start signing with a new one; its ``kid``."""
+async def rotate_signing_key(conn: asyncpg.Connection) -> str:
+    """Retire the active key and start signing with a new one; its ``kid``.
+
+    Every gateway picks the new key up within :data:`RELOAD_SECONDS`; until
+    then some still sign with the old one, which verifies anyway.
+    """
     kid, pem = _new_key()
-    async with db.pool.acquire() as conn, conn.transaction():
+    async with conn.transaction():
         await conn.execute("UPDATE signing_keys SET retired_at = now() WHERE retired_at IS NULL")
         await conn.execute("INSERT INTO signing_keys (kid, private_key) VALUES ($1, $2)", kid, pem)
     return kid
