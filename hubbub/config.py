@@ -163,6 +163,12 @@ class Settings(BaseSettings):
     tenant_deletion_grace_days: float = Field(
         30.0, ge=0, le=365, description="How long a deleted tenant can still be restored."
     )
+    tenant_purge_interval_seconds: float = Field(
+        3600.0,
+        gt=0,
+        le=86400,
+        description="How often a gateway looks for deleted tenants whose grace period ended.",
+    )
     gateway_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
         description="Name of this gateway in logs and health reports.",

@@ -22,6 +22,7 @@ from hubbub.errors import AppError
 from hubbub.gateway import ROUTER, create_app
 from hubbub.plugin import load_plugins
 from hubbub.tenancy import state as rules
+from hubbub.tenancy import views
 from tests.support.accounts import PASSWORD, unique_email
 from tests.support.tenants import (
     TENANTS,
@@ -312,12 +313,12 @@ def test_the_pure_rules_refuse_without_changing_anything() -> None:
         rules.decide(state, "remove_member", {"actor": "u1", "user_id": "u1"}, now)
     assert refused.value.code == "last_owner"
     with pytest.raises(AppError) as refused:
-        rules.query(state, "get", {"actor": "stranger"}, now)
+        views.query(state, "get", {"actor": "stranger"}, now)
     assert refused.value.code == "not_found"
     with pytest.raises(AppError) as refused:
         rules.decide(state, "fly", {}, now)
     assert refused.value.code == "unknown_command"
-    assert rules.query(state, "get", {"actor": "u1"}, now)["role"] == "owner"
+    assert views.query(state, "get", {"actor": "u1"}, now)["role"] == "owner"
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ else sends it commands. Keep this table true.
 | sockets, their rooms and watched topics      | the gateway holding them (``Realtime``) |
 | the Redis subscription of a gateway          | its ``Fanout``                          |
 | a tenant's profile, plan, roster, invites,   | its ``TenantEntity`` (``tenant.py``);   |
-| usage counters                               | see ``hubbub/tenancy/__init__.py``      |
+| usage counters, API keys (service accounts)  | see ``hubbub/tenancy/__init__.py``      |
 
 Ray appears only in ``runtime.py``.
 """

@@ -1,4 +1,4 @@
-"""The tenant entity: one tenant's profile, plan, roster, invites and usage.
+"""The tenant entity: one tenant's profile, plan, roster, invites, usage and API keys.
 
 The rules live in :mod:`hubbub.tenancy.state` (pure); this module loads the
 state from Postgres, turns decided events into SQL writes (committed by the
@@ -22,7 +22,10 @@ import asyncpg
 from hubbub.actors.command import Command
 from hubbub.actors.entity import Decision, Entity, Publication, Write
 from hubbub.errors import AppError
+from hubbub.identity.staff import AUDIT_INSERT, audit_row
 from hubbub.tenancy import state as rules
+from hubbub.tenancy import views
+from hubbub.tenancy.service_accounts import ServiceAccount
 from hubbub.tenancy.state import Invite, Member, TenantState
 
 __all__ = ["ACCESS_CHANNEL", "TenantEntity", "channel"]
@@ -41,13 +44,16 @@ _LOAD_TENANTS = "SELECT * FROM tenants WHERE id = ANY($1::uuid[])"
 _LOAD_MEMBERS = "SELECT * FROM tenant_members WHERE tenant_id = ANY($1::uuid[])"
 _LOAD_INVITES = "SELECT * FROM tenant_invites WHERE tenant_id = ANY($1::uuid[])"
 _LOAD_USAGE = "SELECT * FROM tenant_usage WHERE tenant_id = ANY($1::uuid[])"
+_LOAD_API_KEYS = """SELECT id, tenant_id, name, scopes, prefix, created_by, created_at, expires_at,
+  revoked_at FROM api_keys WHERE tenant_id = ANY($1::uuid[])"""
 
 
 class TenantEntity(Entity):
     """A tenant, hosted by the ``tenant`` shards.
 
     Owns: the tenant's name, slug, plan, timezone, locale, settings, event
-    seq, member roster, invites and usage counters. Concurrency: the shard
+    seq, member roster, invites, usage counters and API keys (their service
+    accounts; gateways only stamp ``last_used_at``). Concurrency: the shard
     runs its commands one at a time; ``handle`` never awaits. Durability:
     every change is a Write in the shard's group commit; replies and events
     follow the commit. Failure: a failed commit drops the entity and the
@@ -67,11 +73,14 @@ class TenantEntity(Entity):
             tenants[str(row["tenant_id"])].invites[str(row["id"])] = _invite(row)
         for row in await conn.fetch(_LOAD_USAGE, keys):
             tenants[str(row["tenant_id"])].usage[row["metric"]] = row["value"]
+        for row in await conn.fetch(_LOAD_API_KEYS, keys):
+            account = _service_account(row)
+            tenants[str(row["tenant_id"])].service_accounts[account.id] = account
         return tenants
 
     def handle(self, command: Command, now: datetime) -> Decision:
-        if rules.is_query(command.name):
-            return Decision(reply=rules.query(self.state, command.name, command.args, now))
+        if views.is_query(command.name):
+            return Decision(reply=views.query(self.state, command.name, command.args, now))
         if command.name == "create" and command.args.get("tenant_id") != self.key:
             raise AppError("validation_failed", "tenant_id must be the entity key", status=422)
         events = rules.decide(self.state, command.name, command.args, now)
@@ -84,9 +93,9 @@ class TenantEntity(Entity):
             assert state is not None
             writes.append(Write(_SET_SEQ, (state.id, state.seq)))
         self.state = state
-        if state is None:  # a refused create never gets here; nothing else creates
-            return Decision(reply=None)
-        reply = rules.reply_for(command.name, state, events, command.args, now)
+        if state is None:  # purged: every row is gone, the entity knows nothing more
+            return Decision(reply=None, writes=writes)
+        reply = views.reply_for(command.name, state, events, command.args, now)
         return Decision(reply=reply, writes=writes, publications=publications)
 
 
@@ -104,6 +113,19 @@ def _tenant(row: asyncpg.Record) -> TenantState:
         seq=row["seq"],
         deleted_at=row["deleted_at"],
         purge_after=row["purge_after"],
+    )
+
+
+def _service_account(row: asyncpg.Record) -> ServiceAccount:
+    return ServiceAccount(
+        id=str(row["id"]),
+        name=row["name"],
+        scopes=tuple(row["scopes"]),
+        prefix=row["prefix"],
+        created_by=str(row["created_by"]),
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        revoked_at=row["revoked_at"],
     )
 
 
@@ -132,6 +154,8 @@ _UPDATE_PROFILE = """UPDATE tenants SET name = $2, slug = $3, timezone = $4, loc
 _RELEASE_SLUG = "DELETE FROM tenant_slugs WHERE slug = $1 AND tenant_id = $2"
 _UPDATE_SETTINGS = "UPDATE tenants SET settings = $2, updated_at = $3 WHERE id = $1"
 _UPDATE_DELETED = "UPDATE tenants SET deleted_at = $2, purge_after = $3 WHERE id = $1"
+#: Every tenant-scoped row of the tenant, in its own scope (migration 0007).
+_PURGE_TENANT = "SELECT hubbub_purge_tenant($1)"
 _UPDATE_PLAN = "UPDATE tenants SET plan = $2, updated_at = $3 WHERE id = $1"
 _INSERT_MEMBER = """INSERT INTO tenant_members (tenant_id, user_id, role, joined_at)
   VALUES ($1, $2, $3, $4)"""
@@ -142,6 +166,9 @@ _INSERT_INVITE = """INSERT INTO tenant_invites (id, tenant_id, email, role, toke
 _REISSUE_INVITE = "UPDATE tenant_invites SET token_hash = $2, expires_at = $3 WHERE id = $1"
 _REVOKE_INVITE = "UPDATE tenant_invites SET revoked_at = $2 WHERE id = $1"
 _ACCEPT_INVITE = "UPDATE tenant_invites SET accepted_at = $2, accepted_by = $3 WHERE id = $1"
+_INSERT_API_KEY = """INSERT INTO api_keys (id, tenant_id, name, scopes, prefix, key_hash,
+  created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"""
+_REVOKE_API_KEY = "UPDATE api_keys SET revoked_at = $2 WHERE id = $1"
 _UPSERT_USAGE = """INSERT INTO tenant_usage (tenant_id, metric, value, updated_at)
   VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, metric)
   DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at"""
@@ -178,13 +205,47 @@ def _invited(s: TenantState, e: rules.InviteCreated, p: Any) -> list[Write]:
     return [Write(_INSERT_INVITE, args)]
 
 
+def _api_key_created(s: TenantState, e: rules.ApiKeyCreated, p: Any) -> list[Write]:
+    a = e.account
+    args = (
+        a.id,
+        s.id,
+        a.name,
+        list(a.scopes),
+        a.prefix,
+        bytes.fromhex(e.key_hash),
+        a.created_by,
+        a.created_at,
+        a.expires_at,
+    )
+    return [Write(_INSERT_API_KEY, args)]
+
+
+def _plan_changed(s: TenantState, e: rules.PlanChanged, p: Any) -> list[Write]:
+    """The plan, and the audit row of a staff change in the same commit."""
+    writes = [Write(_UPDATE_PLAN, (s.id, e.plan, e.at))]
+    if e.by is not None:
+        row = audit_row(
+            actor_id=e.by,
+            action="set_plan",
+            target_kind="tenant",
+            target_id=s.id,
+            before={"plan": e.previous},
+            after={"plan": e.plan},
+            reason=e.reason,
+        )
+        writes.append(Write(AUDIT_INSERT, row))
+    return writes
+
+
 _WRITERS: dict[type, Callable[[Any, Any, Any], list[Write]]] = {
     rules.TenantCreated: _created,
     rules.TenantUpdated: _profile,
     rules.SettingsReplaced: lambda s, e, p: [Write(_UPDATE_SETTINGS, (s.id, s.settings, e.at))],
     rules.TenantDeleted: lambda s, e, p: [Write(_UPDATE_DELETED, (s.id, e.at, e.purge_after))],
     rules.TenantRestored: lambda s, e, p: [Write(_UPDATE_DELETED, (s.id, None, None))],
-    rules.PlanChanged: lambda s, e, p: [Write(_UPDATE_PLAN, (s.id, e.plan, e.at))],
+    rules.TenantPurged: lambda s, e, p: [Write(_PURGE_TENANT, (e.tenant_id,))],
+    rules.PlanChanged: _plan_changed,
     rules.MemberAdded: lambda s, e, p: [Write(_INSERT_MEMBER, (s.id, e.user_id, e.role, e.at))],
     rules.MemberRoleChanged: lambda s, e, p: [Write(_UPDATE_ROLE, (s.id, e.user_id, e.role))],
     rules.MemberRemoved: lambda s, e, p: [Write(_DELETE_MEMBER, (s.id, e.user_id))],
@@ -195,6 +256,8 @@ _WRITERS: dict[type, Callable[[Any, Any, Any], list[Write]]] = {
     rules.InviteRevoked: lambda s, e, p: [Write(_REVOKE_INVITE, (e.invite_id, e.at))],
     rules.InviteAccepted: lambda s, e, p: [Write(_ACCEPT_INVITE, (e.invite_id, e.at, e.user_id))],
     rules.UsageRecorded: lambda s, e, p: [Write(_UPSERT_USAGE, (s.id, e.metric, e.value, e.at))],
+    rules.ApiKeyCreated: _api_key_created,
+    rules.ApiKeyRevoked: lambda s, e, p: [Write(_REVOKE_API_KEY, (e.key_id, e.at))],
 }
 
 

@@ -29,6 +29,13 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
         "bearerFormat": "JWT",
         "description": "An access token from /api/v1/auth/login, register or refresh.",
     },
+    "api_key": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "A tenant API key (`hbk_...`) from POST /api/v1/tenants/{id}/api-keys; "
+        "acts as the key's service account, inside its own tenant only.",
+    },
 }
 
 _REF = "#/components/schemas/{model}"

@@ -18,7 +18,9 @@ they declared, as keyword arguments::
 
 ``security=("bearer",)`` declares that a route needs a bearer token; it is
 documented in OpenAPI (with its 401 answer). The handler itself checks the
-token (``hubbub.identity.bearer.authenticate_request``).
+token (``hubbub.identity.bearer.authenticate_request``). ``("bearer",
+"api_key")`` also accepts an ``X-API-Key``: the route's schemes are left in
+``request[ROUTE_SECURITY]`` for the authenticator to honour.
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ from pydantic import BaseModel, ValidationError
 
 from hubbub.errors import AppError, FieldError
 
-__all__ = ["Api", "Route", "validation_error"]
+__all__ = ["ROUTE_SECURITY", "Api", "Route", "validation_error"]
+
+#: ``request[ROUTE_SECURITY]``: the security schemes the matched route declared.
+ROUTE_SECURITY = web.RequestKey("route_security", tuple[str, ...])
 
 Handler = Callable[..., Awaitable[BaseModel | web.StreamResponse | None]]
 
@@ -110,6 +115,7 @@ def validation_error(errors: list[FieldError]) -> AppError:
 
 def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def endpoint(request: web.Request) -> web.StreamResponse:
+        request[ROUTE_SECURITY] = route.security
         inputs = await _inputs(route, request)
         result = await route.handler(request, **inputs)
         if isinstance(result, web.StreamResponse):

@@ -29,7 +29,7 @@ from hubbub.identity.recovery_wire import (
 )
 from hubbub.identity.revocation import announce_revoked
 from hubbub.identity.sessions import revoke_all_sessions, revoke_other_sessions
-from hubbub.identity.users import User, get_user
+from hubbub.identity.users import User, get_user, mark_email_verified
 from hubbub.ids import new_id
 from hubbub.mail.delivery import MAIL
 from hubbub.mail.outbox import enqueue
@@ -91,7 +91,7 @@ async def verify_email(request: web.Request, *, body: MailTokenBody) -> None:
     """Mark the email verified, with the token of a verification mail."""
     async with request.app[DATABASE].pool.acquire() as conn, conn.transaction():
         redeemed = await redeem(conn, body.token, Purpose.VERIFY_EMAIL)
-        if not await _mark_verified(conn, redeemed.user_id, redeemed.email):
+        if not await mark_email_verified(conn, redeemed.user_id, redeemed.email):
             raise AppError(
                 "mail_token_invalid", "the account's email changed since this link", status=400
             )
@@ -136,7 +136,7 @@ async def confirm_password_reset(request: web.Request, *, body: NewPassword) -> 
         await retire_open(conn, redeemed.user_id, Purpose.RESET_PASSWORD)
         await _set_password(conn, redeemed.user_id, password_hash)
         # The mail reached its owner: that verifies the address too.
-        await _mark_verified(conn, redeemed.user_id, redeemed.email)
+        await mark_email_verified(conn, redeemed.user_id, redeemed.email)
     await revoke_all_sessions(db, redeemed.user_id, "password_reset")
     await announce_revoked(request.app[REDIS], user_id=redeemed.user_id, code="password_reset")
     await request.app[LOGIN_GUARD].unlock(redeemed.email)
@@ -204,14 +204,3 @@ async def _queue_reset(request: web.Request, email: str) -> None:
 
 async def _set_password(conn: asyncpg.Connection, user_id: UUID, password_hash: str) -> None:
     await conn.execute("UPDATE users SET password_hash = $2 WHERE id = $1", user_id, password_hash)
-
-
-async def _mark_verified(conn: asyncpg.Connection, user_id: UUID, email: str) -> bool:
-    """Verify ``user_id``'s email if it still is ``email``; False if it changed."""
-    updated = await conn.fetchval(
-        """UPDATE users SET email_verified = true
-           WHERE id = $1 AND lower(email) = lower($2) RETURNING id""",
-        user_id,
-        email,
-    )
-    return updated is not None

@@ -1,7 +1,7 @@
 """Sockets of revoked sessions are disconnected on every gateway.
 
 Whoever revokes sessions (logout, logout-all, a deleted session, refresh
-token reuse, a ban or lock, a password change or reset) calls
+token reuse, a ban or lock, a password change or reset, a revoked API key) calls
 :func:`announce_revoked` after the revocation committed. It publishes one
 message on the bus topic :data:`REVOCATIONS_TOPIC`, which every gateway
 subscribes to for as long as it runs (:class:`RevocationListener`). Each
@@ -52,6 +52,7 @@ _MESSAGES = {
     "account_banned": "this account is banned",
     "account_locked_by_staff": "this account is locked by staff",
     "password_changed": "the password was changed; log in again",
+    "api_key_revoked": "the API key was revoked",
 }
 
 

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
+import asyncpg
 import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,7 +27,7 @@ from hubbub.errors import AppError
 from hubbub.gateway import DATABASE, SETTINGS
 from hubbub.http.routing import Api
 from hubbub.identity import passwords, staff
-from hubbub.identity.bearer import authenticate_request
+from hubbub.identity.staff_api import STAFF_ONLY, require_staff
 from hubbub.identity.users import create_user
 from hubbub.identity.wire import NewAccount
 from hubbub.ids import new_id
@@ -107,13 +108,7 @@ async def _file_request(request: web.Request, body: NewAccount) -> SignupRequest
 
 
 async def _staff(request: web.Request) -> UUID:
-    claims = await authenticate_request(request)
-    if not await staff.is_staff(request.app[DATABASE], claims.user_id):
-        raise AppError("staff_only", "this needs a platform staff account", status=403)
-    return claims.user_id
-
-
-STAFF_ONLY = {403: "Not a staff account (`staff_only`)"}
+    return (await require_staff(request)).user_id
 
 
 @api.get(
@@ -171,6 +166,7 @@ async def approve_signup_request(
             staff_id,
             user.id,
         )
+        await _audit(conn, staff_id, "signup_approve", decided)
     return SignupRequestView(**decided)
 
 
@@ -186,12 +182,32 @@ async def reject_signup_request(
 ) -> SignupRequestView:
     """Reject a pending request: no account is created (staff)."""
     staff_id = await _staff(request)
-    row = await request.app[DATABASE].pool.fetchrow(
-        f"""UPDATE signup_requests SET status = 'rejected', decided_at = now(), decided_by = $2
-            WHERE id = $1 AND status = 'pending' RETURNING {_COLUMNS}""",
-        path.request_id,
-        staff_id,
-    )
-    if row is None:
-        raise AppError.not_found("pending signup request")
+    async with request.app[DATABASE].pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            f"""UPDATE signup_requests SET status = 'rejected', decided_at = now(),
+                decided_by = $2 WHERE id = $1 AND status = 'pending' RETURNING {_COLUMNS}""",
+            path.request_id,
+            staff_id,
+        )
+        if row is None:
+            raise AppError.not_found("pending signup request")
+        await _audit(conn, staff_id, "signup_reject", row)
     return SignupRequestView(**row)
+
+
+async def _audit(
+    conn: asyncpg.Connection, staff_id: UUID, action: str, decided: asyncpg.Record
+) -> None:
+    """The audit row of a decision, in the decision's transaction."""
+    after = {"status": decided["status"], "email": decided["email"]}
+    if decided["user_id"] is not None:
+        after["user_id"] = str(decided["user_id"])
+    await staff.record_audit(
+        conn,
+        actor_id=staff_id,
+        action=action,
+        target_kind="signup_request",
+        target_id=decided["id"],
+        before={"status": "pending", "email": decided["email"]},
+        after=after,
+    )

@@ -4,8 +4,10 @@
 
 Staff status is granted only by an operator (``hubbub staff grant EMAIL``),
 never over HTTP. Every change made by staff or by an operator writes one
-audit row — actor, action, target, the standing before and after, the
-reason — in the same transaction as the change, so a change without its row
+audit row (:func:`record_audit`, for accounts, signup requests and — through
+the tenant entity's commit — tenants' plans) — actor, action, target, the
+target's state before and after, the reason — in the same transaction as
+the change, so a change without its row
 (or a row without its change) cannot exist. A ban or lock also revokes all
 of the account's sessions in that transaction; the caller then announces
 the revocation so sockets are disconnected (``revocation.py``).
@@ -16,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import asyncpg
@@ -26,13 +28,16 @@ from hubbub.ids import new_id
 from hubbub.storage.database import Database
 
 __all__ = [
+    "AUDIT_INSERT",
     "AuditEntry",
     "StaffAction",
     "StaffUser",
+    "audit_row",
     "change_standing",
     "is_staff",
     "list_audit_log",
     "list_users",
+    "record_audit",
     "set_staff",
 ]
 
@@ -86,6 +91,7 @@ class AuditEntry:
     id: UUID
     actor_id: UUID | None
     action: str
+    target_kind: str
     target_id: UUID
     before: dict[str, Any]
     after: dict[str, Any]
@@ -136,7 +142,16 @@ async def change_standing(
         after = await _set_standing(conn, target_id, action)
         if action.sets:
             await _revoke_sessions(conn, target_id, action.revocation_code)
-        await _audit(conn, actor_id, action, before, after, reason)
+        await record_audit(
+            conn,
+            actor_id=actor_id,
+            action=action,
+            target_kind="user",
+            target_id=target_id,
+            before=before.standing,
+            after=after.standing,
+            reason=reason,
+        )
     return after, True
 
 
@@ -160,7 +175,16 @@ async def set_staff(
     )
     after = StaffUser(**after_row)
     action = "staff_grant" if grant else "staff_revoke"
-    await _audit(conn, None, action, before, after, reason)
+    await record_audit(
+        conn,
+        actor_id=None,
+        action=action,
+        target_kind="user",
+        target_id=before.id,
+        before=before.standing,
+        after=after.standing,
+        reason=reason,
+    )
     return after, True
 
 
@@ -169,7 +193,7 @@ async def list_audit_log(
 ) -> list[AuditEntry]:
     """Audit rows newest first, older than ``before``, about ``target_id`` if given."""
     rows = await db.pool.fetch(
-        """SELECT id, actor_id, action, target_id, before, after, reason, at
+        """SELECT id, actor_id, action, target_kind, target_id, before, after, reason, at
            FROM staff_audit_log
            WHERE ($1::uuid IS NULL OR target_id = $1) AND ($2::uuid IS NULL OR id < $2)
            ORDER BY id DESC LIMIT $3""",
@@ -205,22 +229,54 @@ async def _revoke_sessions(conn: asyncpg.Connection, user_id: UUID, reason: str)
     )
 
 
-async def _audit(
-    conn: asyncpg.Connection,
-    actor_id: UUID | None,
+AUDIT_INSERT = """INSERT INTO staff_audit_log
+  (id, actor_id, action, target_kind, target_id, before, after, reason)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"""
+
+
+def audit_row(
+    *,
+    actor_id: UUID | str | None,
     action: str,
-    before: StaffUser,
-    after: StaffUser,
-    reason: str,
+    target_kind: Literal["user", "tenant", "signup_request"],
+    target_id: UUID | str,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    reason: str | None,
+) -> tuple[Any, ...]:
+    """The arguments of :data:`AUDIT_INSERT` for one audit row.
+
+    For a change committed elsewhere (the tenant entity's group commit
+    carries it as a ``Write`` beside the change); elsewhere call
+    :func:`record_audit`.
+    """
+    return (new_id(), actor_id, str(action), target_kind, target_id, before, after, reason)
+
+
+async def record_audit(
+    conn: asyncpg.Connection,
+    *,
+    actor_id: UUID | str | None,
+    action: str,
+    target_kind: Literal["user", "tenant", "signup_request"],
+    target_id: UUID | str,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    reason: str | None = None,
 ) -> None:
-    await conn.execute(
-        """INSERT INTO staff_audit_log (id, actor_id, action, target_id, before, after, reason)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-        new_id(),
-        actor_id,
-        str(action),
-        before.id,
-        before.standing,
-        after.standing,
-        reason,
+    """Write the audit row of one staff or operator action, in ``conn``'s
+    transaction: the one that makes the change, so neither exists alone.
+
+    ``actor_id`` None: an operator at the command line. ``before`` and
+    ``after`` describe the target's relevant state around the change.
+    """
+    row = audit_row(
+        actor_id=actor_id,
+        action=action,
+        target_kind=target_kind,
+        target_id=target_id,
+        before=before,
+        after=after,
+        reason=reason,
     )
+    await conn.execute(AUDIT_INSERT, *row)

@@ -22,13 +22,13 @@ from hubbub.identity.revocation import announce_revoked
 from hubbub.identity.staff import StaffAction
 from hubbub.identity.tokens import AccessClaims
 
-__all__ = ["staff_api"]
+__all__ = ["STAFF_ONLY", "require_staff", "staff_api"]
 
 staff_api = Api("staff", "Platform staff: accounts, bans, locks and the audit log.")
 
 BASE = "/api/v1/staff"
 BEARER = ("bearer",)
-_STAFF_ONLY = {403: "The token's account is not staff (`staff_only`)"}
+STAFF_ONLY = {403: "The token's account is not staff (`staff_only`)"}
 Limit = Annotated[int, Field(ge=1, le=200)]
 
 
@@ -89,10 +89,16 @@ class StaffUserList(BaseModel):
 class AuditEntryView(BaseModel):
     id: UUID
     actor_id: UUID | None = Field(description="The staff member; null: an operator (CLI).")
-    action: str = Field(description="ban, unban, lock, unlock, staff_grant or staff_revoke.")
+    action: str = Field(
+        description="ban, unban, lock, unlock, staff_grant, staff_revoke (an account), "
+        "set_plan (a tenant), signup_approve or signup_reject (a signup request)."
+    )
+    target_kind: str = Field(description="user, tenant or signup_request.")
     target_id: UUID
-    before: dict[str, Any] = Field(description="{is_staff, banned, locked} before.")
-    after: dict[str, Any] = Field(description="{is_staff, banned, locked} after.")
+    before: dict[str, Any] = Field(
+        description="The target before: {is_staff, banned, locked}, {plan} or {status}."
+    )
+    after: dict[str, Any] = Field(description="The target after, in the same shape.")
     reason: str | None
     at: datetime
 
@@ -103,11 +109,11 @@ class AuditLog(BaseModel):
 
 
 @staff_api.get(
-    f"{BASE}/users", query=UserQuery, response=StaffUserList, security=BEARER, responses=_STAFF_ONLY
+    f"{BASE}/users", query=UserQuery, response=StaffUserList, security=BEARER, responses=STAFF_ONLY
 )
 async def list_users(request: web.Request, *, query: UserQuery) -> StaffUserList:
     """Accounts, newest first, optionally filtered by part of their email."""
-    await _authenticate_staff(request)
+    await require_staff(request)
     db = request.app[DATABASE]
     users = await staff.list_users(
         db, email_contains=query.email, before=query.cursor, limit=query.limit + 1
@@ -128,11 +134,11 @@ def _standing_route(action: StaffAction, summary: str) -> None:
         response=StaffUserView,
         security=BEARER,
         summary=summary,
-        responses=_STAFF_ONLY
+        responses=STAFF_ONLY
         | {404: "No account has this id", 409: "Staff cannot act on themselves"},
     )
     async def change(request: web.Request, *, path: UserPath, body: StaffReason) -> StaffUserView:
-        claims = await _authenticate_staff(request)
+        claims = await require_staff(request)
         user, changed = await staff.change_standing(
             request.app[DATABASE],
             actor_id=claims.user_id,
@@ -154,11 +160,11 @@ _standing_route(StaffAction.UNLOCK, "Lift a lock")
 
 
 @staff_api.get(
-    f"{BASE}/audit-log", query=AuditQuery, response=AuditLog, security=BEARER, responses=_STAFF_ONLY
+    f"{BASE}/audit-log", query=AuditQuery, response=AuditLog, security=BEARER, responses=STAFF_ONLY
 )
 async def audit_log(request: web.Request, *, query: AuditQuery) -> AuditLog:
     """Every staff and operator action, newest first."""
-    await _authenticate_staff(request)
+    await require_staff(request)
     entries = await staff.list_audit_log(
         request.app[DATABASE], target_id=query.target_id, before=query.cursor, limit=query.limit + 1
     )
@@ -169,7 +175,8 @@ async def audit_log(request: web.Request, *, query: AuditQuery) -> AuditLog:
     )
 
 
-async def _authenticate_staff(request: web.Request) -> AccessClaims:
+async def require_staff(request: web.Request) -> AccessClaims:
+    """The claims of the request's bearer, a staff account; 401, or 403 ``staff_only``."""
     claims = await authenticate_request(request)
     if not await staff.is_staff(request.app[DATABASE], claims.user_id):
         raise AppError("staff_only", "this needs a platform staff account", status=403)

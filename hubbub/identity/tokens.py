@@ -26,9 +26,20 @@ _REQUIRED = ["iss", "sub", "sid", "iat", "exp"]
 
 @dataclass(frozen=True, slots=True)
 class AccessClaims:
+    """Who a request is. For an API key (``hubbub.identity.api_keys``),
+    ``user_id`` and ``session_id`` are the key's id (its service account),
+    ``tenant_id`` its tenant and ``scopes`` its scopes; for a token both are
+    unset."""
+
     user_id: UUID
     session_id: UUID
     expires_at: datetime
+    tenant_id: UUID | None = None
+    scopes: frozenset[str] | None = None
+
+    @property
+    def is_api_key(self) -> bool:
+        return self.scopes is not None
 
 
 def issue_access_token(

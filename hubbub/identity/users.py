@@ -10,7 +10,7 @@ import asyncpg
 
 from hubbub.ids import new_id
 
-__all__ = ["User", "create_user", "find_for_login", "get_user"]
+__all__ = ["User", "create_user", "find_for_login", "get_user", "mark_email_verified"]
 
 _COLUMNS = "id, email, name, email_verified, created_at"
 
@@ -54,3 +54,15 @@ async def find_for_login(conn: asyncpg.Connection, email: str) -> tuple[User, st
 async def get_user(conn: asyncpg.Connection, user_id: UUID) -> User | None:
     row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM users WHERE id = $1", user_id)
     return None if row is None else User(**row)
+
+
+async def mark_email_verified(conn: asyncpg.Connection, user_id: UUID, email: str) -> bool:
+    """Verify ``user_id``'s email if it still is ``email`` (any case): a mailed
+    token or an accepted invite sent to it proves it. False if it changed."""
+    updated = await conn.fetchval(
+        """UPDATE users SET email_verified = true
+           WHERE id = $1 AND lower(email) = lower($2) RETURNING id""",
+        user_id,
+        email,
+    )
+    return updated is not None

@@ -83,9 +83,14 @@ class Realtime:
         self._topics: dict[str, set[str]] = {}
         self.sio.on("connect", self._connect)
         self.sio.on("disconnect", self._disconnect)
+        self._disconnect_hooks: list[Callable[[str], Awaitable[None]]] = []
 
     def attach(self, app: web.Application) -> None:
         self.sio.attach(app, socketio_path="socket.io")
+
+    def on_disconnect(self, hook: Callable[[str], Awaitable[None]]) -> None:
+        """Call ``hook(sid)`` when a socket of this gateway disconnects."""
+        self._disconnect_hooks.append(hook)
 
     def on(self, event: str, handler: SocketHandler) -> None:
         """Handle client event ``event``; its return value is the ack's data."""
@@ -160,6 +165,11 @@ class Realtime:
     async def _disconnect(self, sid: str, *args: Any) -> None:
         for topic in self._topics.pop(sid, set()):
             await self.fanout.unwatch(topic)
+        for hook in self._disconnect_hooks:
+            try:
+                await hook(sid)
+            except Exception:  # one capability's cleanup must not skip the others'
+                log.exception("a disconnect hook failed for socket %s", sid)
 
     def _local_sids(self, room: str) -> list[str]:
         return [sid for sid, _ in self.sio.manager.get_participants("/", room)]

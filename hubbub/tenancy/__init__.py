@@ -8,12 +8,19 @@ Ownership — everyone else sends commands to the owner:
 | its member roster and roles                     | its ``TenantEntity``                    |
 | its invites and their token hashes              | its ``TenantEntity``                    |
 | its usage counters                              | its ``TenantEntity``                    |
+| its lifecycle: deletion, restore, purge         | its ``TenantEntity``                    |
+| creation idempotency keys (``tenant_creations``)| the gateway creating the tenant         |
+| its API keys / service accounts (not the key)   | its ``TenantEntity``                    |
+| an API key's ``last_used_at``                   | the gateway the key is used on          |
 | its rate buckets                                | Redis, through ``hubbub.ratelimit``     |
 | slug reservations (``tenant_slugs``)            | the gateway creating/renaming the tenant|
 | the plan catalog                                | configuration (``HUBBUB_PLANS``)        |
 | which local sockets are in a tenant's room      | the gateway holding them                |
 
-The rules are pure functions in ``state.py``; HTTP routes in ``api.py`` and
-``members_api.py``; authorisation in ``access.py``; the cross-tenant reads
-in ``directory.py``; sockets in ``eviction.py``.
+The rules are pure functions in ``state.py`` (events in ``events.py``,
+answers in ``views.py``); HTTP routes in ``api.py`` and
+``members_api.py``, ``api_keys_api.py``; service accounts in
+``service_accounts.py``; authorisation in ``access.py``; the cross-tenant reads
+in ``directory.py``; staff routes in ``staff_api.py``; idempotent creation
+in ``creations.py``; the purge sweep in ``purge.py``; sockets in ``eviction.py``.
 """

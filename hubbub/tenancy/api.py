@@ -6,6 +6,7 @@ not a member of answers 404, whatever it is."""
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -17,6 +18,7 @@ from hubbub.http.routing import Api
 from hubbub.identity.bearer import authenticate_request
 from hubbub.ids import new_id
 from hubbub.tenancy.access import PLANS, ask_tenant, require_feature, require_member
+from hubbub.tenancy.creations import claim_creation, forget_claim, request_hash
 from hubbub.tenancy.directory import list_my_tenants, release_slug, reserve_slug
 from hubbub.tenancy.wire import (
     Deletion,
@@ -40,6 +42,8 @@ api = Api("tenants", "Tenants (workspaces): create, list yours, update, settings
 BASE = "/api/v1/tenants"
 ONE = f"{BASE}/{{tenant_id}}"
 BEARER = ("bearer",)
+#: Routes that also accept an X-API-Key (acting as the key's service account).
+KEYED = ("bearer", "api_key")
 NOT_FOUND = {404: "No tenant with this id of which you are a member (`not_found`)"}
 _SLUG_ATTEMPTS = 5
 
@@ -50,35 +54,58 @@ _SLUG_ATTEMPTS = 5
     response=TenantView,
     status=201,
     security=BEARER,
-    responses={409: "The slug is taken (`slug_taken`)"},
+    responses={
+        409: "The slug is taken (`slug_taken`)",
+        422: "The `Idempotency-Key` came with another body (`idempotency_key_reused`)",
+    },
 )
 async def create_tenant(request: web.Request, *, body: NewTenant) -> TenantView:
-    """Create a tenant; you become its owner."""
+    """Create a tenant; you become its owner. With an `Idempotency-Key`, a
+    retry with the same key and body answers the same tenant."""
     claims = await authenticate_request(request)
-    tenant_id = new_id()
-    slug = await _reserve_new_slug(request, tenant_id, body)
+    key = request.headers.get("Idempotency-Key", "")[:200] or None
+    tenant_id, fresh = new_id(), True
+    if key is not None:
+        window = timedelta(hours=request.app[SETTINGS].idempotency_window_hours)
+        body_hash = request_hash(body.model_dump(mode="json"))
+        tenant_id, fresh = await claim_creation(
+            request.app[DATABASE], claims.user_id, key, body_hash, window
+        )
+    try:
+        slug, reserved = await _reserve_new_slug(request, tenant_id, body)
+    except AppError:
+        if key is not None and fresh:
+            await forget_claim(request.app[DATABASE], claims.user_id, key, tenant_id)
+        raise
     args = body.model_dump() | {"slug": slug, "tenant_id": str(tenant_id)}
     args["plan"] = request.app[PLANS].default
     try:
-        reply = await ask_tenant(request, tenant_id, "create", claims.user_id, **args)
-    except AppError:
+        reply = await ask_tenant(
+            request, tenant_id, "create", claims.user_id, idempotent=True, **args
+        )
+    except AppError as error:
         await release_slug(request.app[DATABASE], tenant_id, slug)
+        if key is not None and not error.retriable:  # nothing was created
+            await forget_claim(request.app[DATABASE], claims.user_id, key, tenant_id)
         raise
+    if reserved and reply["slug"] != slug:  # a replay: the first attempt chose the slug
+        await release_slug(request.app[DATABASE], tenant_id, slug)
     return TenantView.model_validate(reply)
 
 
-async def _reserve_new_slug(request: web.Request, tenant_id: UUID, body: NewTenant) -> str:
-    """The requested slug (409 if taken), or one made from the name."""
+async def _reserve_new_slug(
+    request: web.Request, tenant_id: UUID, body: NewTenant
+) -> tuple[str, bool]:
+    """The requested slug (409 if taken), or one made from the name; and
+    whether this call reserved it (False: the tenant already held it)."""
     db = request.app[DATABASE]
     if body.slug is not None:
-        await reserve_slug(db, tenant_id, body.slug)
-        return body.slug
+        return body.slug, await reserve_slug(db, tenant_id, body.slug)
     base = slugify(body.name)
     for attempt in range(_SLUG_ATTEMPTS):
         slug = base if attempt == 0 else f"{base}-{secrets.token_hex(3)}"
         try:
-            await reserve_slug(db, tenant_id, slug)
-            return slug
+            return slug, await reserve_slug(db, tenant_id, slug)
         except AppError:
             continue
     raise AppError.unavailable("slug_unavailable", "could not make a free slug; retry")
@@ -96,7 +123,7 @@ async def list_tenants(request: web.Request, *, query: ListQuery) -> TenantList:
     return TenantList(items=items, next_cursor=next_cursor)
 
 
-@api.get(ONE, params=TenantPath, response=TenantView, security=BEARER, responses=NOT_FOUND)
+@api.get(ONE, params=TenantPath, response=TenantView, security=KEYED, responses=NOT_FOUND)
 async def get_tenant(request: web.Request, *, path: TenantPath) -> TenantView:
     """One tenant you are a member of."""
     claims = await authenticate_request(request)
@@ -110,7 +137,7 @@ async def get_tenant(request: web.Request, *, path: TenantPath) -> TenantView:
     params=TenantPath,
     body=TenantUpdate,
     response=TenantView,
-    security=BEARER,
+    security=KEYED,
     responses=NOT_FOUND | {403: "Needs admin (`insufficient_role`)", 409: "`slug_taken`"},
 )
 async def update_tenant(
@@ -136,7 +163,7 @@ async def update_tenant(
     f"{ONE}/settings",
     params=TenantPath,
     response=TenantSettings,
-    security=BEARER,
+    security=KEYED,
     responses=NOT_FOUND,
 )
 async def get_tenant_settings(request: web.Request, *, path: TenantPath) -> TenantSettings:
@@ -151,7 +178,7 @@ async def get_tenant_settings(request: web.Request, *, path: TenantPath) -> Tena
     params=TenantPath,
     body=TenantSettings,
     response=TenantSettings,
-    security=BEARER,
+    security=KEYED,
     responses=NOT_FOUND | {403: "Needs admin (`insufficient_role`)"},
 )
 async def put_tenant_settings(
@@ -169,7 +196,7 @@ async def put_tenant_settings(
     ONE,
     params=TenantPath,
     response=Deletion,
-    security=BEARER,
+    security=KEYED,
     responses=NOT_FOUND | {403: "Only an owner can delete (`owner_required`)"},
 )
 async def delete_tenant(request: web.Request, *, path: TenantPath) -> Deletion:
@@ -186,8 +213,13 @@ async def delete_tenant(request: web.Request, *, path: TenantPath) -> Deletion:
     f"{ONE}/restore",
     params=TenantPath,
     response=TenantView,
-    security=BEARER,
-    responses=NOT_FOUND | {409: "The tenant is not deleted (`tenant_not_deleted`)"},
+    security=KEYED,
+    responses=NOT_FOUND
+    | {
+        403: "Only an owner can restore (`owner_required`)",
+        409: "The tenant is not deleted (`tenant_not_deleted`)",
+        410: "The grace period is over; the tenant is being purged (`restore_period_ended`)",
+    },
 )
 async def restore_tenant(request: web.Request, *, path: TenantPath) -> TenantView:
     """Undo a deletion within its grace period (owner only)."""
@@ -196,7 +228,7 @@ async def restore_tenant(request: web.Request, *, path: TenantPath) -> TenantVie
     return TenantView.model_validate(reply)
 
 
-@api.get(f"{ONE}/plan", params=TenantPath, response=PlanView, security=BEARER, responses=NOT_FOUND)
+@api.get(f"{ONE}/plan", params=TenantPath, response=PlanView, security=KEYED, responses=NOT_FOUND)
 async def get_tenant_plan(request: web.Request, *, path: TenantPath) -> PlanView:
     """The tenant's plan: its features, limits, rate buckets, and usage so far."""
     membership = await require_member(request, path.tenant_id)
@@ -214,7 +246,7 @@ async def get_tenant_plan(request: web.Request, *, path: TenantPath) -> PlanView
     f"{ONE}/features/{{feature}}/uses",
     params=FeaturePath,
     response=FeatureUse,
-    security=BEARER,
+    security=KEYED,
     responses=NOT_FOUND
     | {
         402: "The plan lacks the feature (`feature_not_in_plan`)",

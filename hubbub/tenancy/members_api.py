@@ -8,6 +8,7 @@ account, ``name`` and ``password`` create one with the invited email.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 from uuid import UUID
 
@@ -19,7 +20,7 @@ from hubbub.http.routing import Api
 from hubbub.identity import passwords
 from hubbub.identity.bearer import authenticate_request
 from hubbub.identity.sign_in import open_session, token_answer
-from hubbub.identity.users import User, create_user, get_user
+from hubbub.identity.users import User, create_user, get_user, mark_email_verified
 from hubbub.identity.wire import AuthTokens
 from hubbub.ids import new_id
 from hubbub.tenancy.access import PLANS, ask_tenant
@@ -44,7 +45,8 @@ __all__ = ["api"]
 api = Api("members", "A tenant's members, roles and invites.")
 
 ONE = "/api/v1/tenants/{tenant_id}"
-BEARER = ("bearer",)
+#: Every route here but invite acceptance also accepts an X-API-Key.
+BEARER = ("bearer", "api_key")
 NOT_FOUND = {404: "No such tenant of yours, member or invite (`not_found`)"}
 ROLE_ERRORS = {
     403: "Your role does not allow it (`insufficient_role`, `owner_required`)",
@@ -231,6 +233,9 @@ async def accept_invite(request: web.Request, *, body: AcceptInvite) -> AuthToke
         member_limits=request.app[PLANS].limits("max_members"),
     )
     async with request.app[DATABASE].pool.acquire() as conn, conn.transaction():
+        # The invite's token reached this mailbox: that proves the email.
+        if await mark_email_verified(conn, user.id, user.email):
+            user = replace(user, email_verified=True)
         session_id, refresh_token = await open_session(request, conn, user.id)
     return await token_answer(request, user, session_id, refresh_token)
 

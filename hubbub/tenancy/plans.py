@@ -26,12 +26,12 @@ __all__ = ["DEFAULT_PLANS", "Plan", "PlanCatalog", "parse_plans"]
 DEFAULT_PLANS: dict[str, Any] = {
     "free": {"features": [], "limits": {"max_members": 5}, "buckets": {}},
     "pro": {
-        "features": ["ai"],
+        "features": ["ai", "api_access"],
         "limits": {"max_members": 50},
         "buckets": {"ai": "10/minute"},
     },
     "business": {
-        "features": ["ai"],
+        "features": ["ai", "api_access"],
         "limits": {"max_members": None},
         "buckets": {"ai": "100/minute"},
     },

@@ -1,5 +1,5 @@
 """Tenancy as a gateway plugin: the tenant entity kind, its routes, the plan
-catalog and the sockets' tenant rooms."""
+catalog, the sockets' tenant rooms and the purge sweep."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ from hubbub.gateway import SETTINGS
 from hubbub.plugin import Plugin
 from hubbub.tenancy.access import PLANS
 from hubbub.tenancy.api import api
+from hubbub.tenancy.api_keys_api import api as api_keys_api
 from hubbub.tenancy.eviction import tenant_access, unwatch_tenant, watch_tenant
 from hubbub.tenancy.members_api import api as members_api
 from hubbub.tenancy.plans import parse_plans
+from hubbub.tenancy.purge import tenant_purge
+from hubbub.tenancy.staff_api import api as staff_api
 
 __all__ = ["plugin"]
 
@@ -28,7 +31,7 @@ async def _plans(app: web.Application) -> AsyncIterator[None]:
 plugin = Plugin(
     "tenancy",
     entity_kinds=(TenantEntity,),
-    apis=(api, members_api),
+    apis=(api, members_api, api_keys_api, staff_api),
     socket_events={"tenant:watch": watch_tenant, "tenant:unwatch": unwatch_tenant},
-    cleanup_ctx=(_plans, tenant_access),
+    cleanup_ctx=(_plans, tenant_access, tenant_purge),
 )

@@ -2,9 +2,10 @@
 
 No I/O, no clock (``now`` is passed in), no Ray: :func:`decide` turns a
 command into events (or raises an :class:`AppError`, changing nothing),
-:func:`apply` folds an event into the state, and :func:`query` answers the
-read-only commands. The tenant entity (``hubbub.actors.tenant``) persists
-and publishes what these decide.
+:func:`apply` folds an event into the state. The events are in
+:mod:`hubbub.tenancy.events`; the read-only commands and the replies are in
+:mod:`hubbub.tenancy.views`. The tenant entity (``hubbub.actors.tenant``)
+persists and publishes what these decide.
 
 Every command but ``create``, ``set_plan``, ``check_invite`` and
 ``accept_invite`` names its ``actor`` (a user id) and is authorised here,
@@ -18,21 +19,41 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any
 
 from hubbub.errors import AppError
+from hubbub.tenancy.events import (
+    ApiKeyCreated,
+    ApiKeyRevoked,
+    Event,
+    InviteAccepted,
+    InviteCreated,
+    InviteReissued,
+    InviteRevoked,
+    MemberAdded,
+    MemberRemoved,
+    MemberRoleChanged,
+    PlanChanged,
+    SettingsReplaced,
+    TenantCreated,
+    TenantDeleted,
+    TenantPurged,
+    TenantRestored,
+    TenantUpdated,
+    UsageRecorded,
+)
 from hubbub.tenancy.roles import ROLES, at_least
+from hubbub.tenancy.service_accounts import ServiceAccount, role_for_scopes
 
 __all__ = [
-    "Event",
+    "Args",
     "Invite",
     "Member",
     "TenantState",
+    "acting_member",
     "apply",
     "decide",
-    "is_query",
-    "query",
-    "reply_for",
+    "invite_by_token",
 ]
 
 Args = Mapping[str, Any]
@@ -81,123 +102,12 @@ class TenantState:
     members: dict[str, Member] = field(default_factory=dict)
     invites: dict[str, Invite] = field(default_factory=dict)
     usage: dict[str, int] = field(default_factory=dict)
+    service_accounts: dict[str, ServiceAccount] = field(default_factory=dict)  # API keys
     deleted_at: datetime | None = None
     purge_after: datetime | None = None
 
     def owners(self) -> int:
         return sum(1 for m in self.members.values() if m.role == "owner")
-
-
-# -- events ---------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """Base of tenant events; ``published`` ones go to the tenant's channel."""
-
-    published: ClassVar[bool] = True
-
-
-@dataclass(frozen=True, slots=True)
-class TenantCreated(Event):
-    tenant_id: str
-    name: str
-    slug: str
-    plan: str
-    timezone: str
-    locale: str
-    settings: dict[str, Any]
-    at: datetime
-    published: ClassVar[bool] = False
-
-
-@dataclass(frozen=True, slots=True)
-class TenantUpdated(Event):
-    changes: dict[str, str]
-    previous_slug: str
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class SettingsReplaced(Event):
-    settings: dict[str, Any]
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class TenantDeleted(Event):
-    at: datetime
-    purge_after: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class TenantRestored(Event):
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class PlanChanged(Event):
-    plan: str
-    previous: str
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class MemberAdded(Event):
-    user_id: str
-    role: str
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class MemberRoleChanged(Event):
-    user_id: str
-    role: str
-    previous: str
-
-
-@dataclass(frozen=True, slots=True)
-class MemberRemoved(Event):
-    user_id: str
-    role: str
-    left: bool  # True when the member removed themselves
-
-
-@dataclass(frozen=True, slots=True)
-class InviteCreated(Event):
-    invite: Invite
-    published: ClassVar[bool] = False
-
-
-@dataclass(frozen=True, slots=True)
-class InviteReissued(Event):
-    invite_id: str
-    token_hash: str
-    expires_at: datetime
-    published: ClassVar[bool] = False
-
-
-@dataclass(frozen=True, slots=True)
-class InviteRevoked(Event):
-    invite_id: str
-    at: datetime
-    published: ClassVar[bool] = False
-
-
-@dataclass(frozen=True, slots=True)
-class InviteAccepted(Event):
-    invite_id: str
-    user_id: str
-    at: datetime
-    published: ClassVar[bool] = False
-
-
-@dataclass(frozen=True, slots=True)
-class UsageRecorded(Event):
-    metric: str
-    value: int
-    at: datetime
-    published: ClassVar[bool] = False
 
 
 # -- authorisation --------------------------------------------------------
@@ -209,15 +119,26 @@ def _live(state: TenantState | None) -> TenantState:
     return state
 
 
-def _member(state: TenantState | None, args: Args, minimum: str = "viewer") -> Member:
+def acting_member(state: TenantState | None, args: Args, minimum: str = "viewer") -> Member:
     """The acting member with at least ``minimum``; 404 for a non-member."""
     live = _live(state)
-    member = live.members.get(str(args.get("actor")))
+    member = live.members.get(str(args.get("actor"))) or _service_account(live, args)
     if member is None:
         raise AppError.not_found("tenant")
     if not at_least(member.role, minimum):
         raise _forbidden(f"this needs the {minimum} role or higher; you are {member.role}")
     return member
+
+
+def _service_account(state: TenantState, args: Args) -> Member | None:
+    """The acting API key's service account as a member, unless revoked.
+
+    Expiry is checked where the key is presented (``hubbub.identity.api_keys``).
+    """
+    account = state.service_accounts.get(str(args.get("actor")))
+    if account is None or account.revoked_at is not None:
+        return None
+    return Member(account.id, account.role, account.created_at)
 
 
 def _forbidden(message: str) -> AppError:
@@ -266,7 +187,7 @@ _UPDATABLE = ("name", "slug", "timezone", "locale")
 
 
 def _update(state: TenantState | None, args: Args, now: datetime) -> list[Event]:
-    _member(state, args, "admin")
+    acting_member(state, args, "admin")
     assert state is not None
     given = args.get("changes") or {}
     changes = {k: str(given[k]) for k in _UPDATABLE if k in given and given[k] != getattr(state, k)}
@@ -274,36 +195,60 @@ def _update(state: TenantState | None, args: Args, now: datetime) -> list[Event]
 
 
 def _put_settings(state: TenantState | None, args: Args, now: datetime) -> list[Event]:
-    _member(state, args, "admin")
+    acting_member(state, args, "admin")
     return [SettingsReplaced(dict(args.get("settings") or {}), now)]
 
 
 def _delete(state: TenantState | None, args: Args, now: datetime) -> list[Event]:
-    if _member(state, args).role != "owner":
+    if acting_member(state, args).role != "owner":
         raise _owner_needed("delete the tenant")
     return [TenantDeleted(now, now + timedelta(days=float(args["grace_days"])))]
 
 
 def _restore(state: TenantState | None, args: Args, now: datetime) -> list[Event]:
     member = None if state is None else state.members.get(str(args.get("actor")))
-    gone = state is not None and state.purge_after is not None and now >= state.purge_after
-    if state is None or member is None or gone:
+    if state is None or member is None:
         raise AppError.not_found("tenant")
     if state.deleted_at is None:
         raise AppError("tenant_not_deleted", "the tenant is not deleted", status=409)
     if member.role != "owner":
         raise _owner_needed("restore the tenant")
+    if _purge_due(state, now):
+        raise AppError(
+            "restore_period_ended",
+            f"the tenant can no longer be restored: its grace period ended at "
+            f"{state.purge_after:%Y-%m-%dT%H:%M:%SZ} and it is being purged",
+            status=410,
+        )
     return [TenantRestored(now)]
+
+
+def _purge_due(state: TenantState, now: datetime) -> bool:
+    return state.purge_after is not None and now >= state.purge_after
+
+
+def _purge(state: TenantState | None, args: Args, now: datetime) -> list[Event]:
+    """Purge a deleted tenant whose grace period is over (the gateways' sweep)."""
+    if state is None:
+        raise AppError.not_found("tenant")
+    if state.deleted_at is None:
+        raise AppError("tenant_not_deleted", "the tenant is not deleted", status=409)
+    if not _purge_due(state, now):
+        raise AppError("purge_not_due", "the tenant's grace period is not over", status=409)
+    return [TenantPurged(state.id, now)]
 
 
 def _set_plan(state: TenantState | None, args: Args, now: datetime) -> list[Event]:
     live = _live(state)
     plan = str(args["plan"])
-    return [PlanChanged(plan, live.plan, now)] if plan != live.plan else []
+    if plan == live.plan:
+        return []
+    by, reason = args.get("by"), args.get("reason")
+    return [PlanChanged(plan, live.plan, now, None if by is None else str(by), reason)]
 
 
 def _change_role(state: TenantState | None, args: Args, now: datetime) -> list[Event]:
-    actor = _member(state, args, "admin")
+    actor = acting_member(state, args, "admin")
     assert state is not None
     target = state.members.get(str(args.get("user_id")))
     if target is None:
@@ -319,7 +264,7 @@ def _change_role(state: TenantState | None, args: Args, now: datetime) -> list[E
 
 
 def _remove_member(state: TenantState | None, args: Args, now: datetime) -> list[Event]:
-    actor = _member(state, args)
+    actor = acting_member(state, args)
     assert state is not None
     target = state.members.get(str(args.get("user_id")))
     if target is None:
@@ -351,7 +296,7 @@ def _pending_invites(state: TenantState, now: datetime) -> list[Invite]:
 
 
 def _create_invite(state: TenantState | None, args: Args, now: datetime) -> list[Event]:
-    actor = _member(state, args, "admin")
+    actor = acting_member(state, args, "admin")
     assert state is not None
     role, email = _role(args), str(args["email"])
     if role == "owner" and actor.role != "owner":
@@ -378,7 +323,7 @@ def _create_invite(state: TenantState | None, args: Args, now: datetime) -> list
 
 
 def _managed_invite(state: TenantState | None, args: Args) -> Invite:
-    _member(state, args, "admin")
+    acting_member(state, args, "admin")
     assert state is not None
     invite = state.invites.get(str(args.get("invite_id")))
     if invite is None:
@@ -401,7 +346,7 @@ def _revoke_invite(state: TenantState | None, args: Args, now: datetime) -> list
     return [] if invite.revoked_at is not None else [InviteRevoked(invite.id, now)]
 
 
-def _invite_by_token(state: TenantState | None, args: Args, now: datetime) -> Invite:
+def invite_by_token(state: TenantState | None, args: Args, now: datetime) -> Invite:
     """The pending invite of ``token_hash``; 400 unknown, 410 expired/used/revoked."""
     token_hash = str(args.get("token_hash"))
     found = None
@@ -417,7 +362,7 @@ def _invite_by_token(state: TenantState | None, args: Args, now: datetime) -> In
 
 
 def _accept_invite(state: TenantState | None, args: Args, now: datetime) -> list[Event]:
-    invite = _invite_by_token(state, args, now)
+    invite = invite_by_token(state, args, now)
     assert state is not None
     user_id = str(args["user_id"])
     if str(args.get("email", "")).lower() != invite.email.lower():
@@ -434,10 +379,38 @@ def _accept_invite(state: TenantState | None, args: Args, now: datetime) -> list
 
 
 def _record_usage(state: TenantState | None, args: Args, now: datetime) -> list[Event]:
-    _member(state, args)
+    acting_member(state, args)
     assert state is not None
     metric = str(args["metric"])
     return [UsageRecorded(metric, state.usage.get(metric, 0) + int(args.get("amount", 1)), now)]
+
+
+def _create_api_key(state: TenantState | None, args: Args, now: datetime) -> list[Event]:
+    actor = acting_member(state, args, "admin")
+    scopes = tuple(str(scope) for scope in args["scopes"])
+    try:
+        role_for_scopes(scopes)
+    except ValueError as exc:
+        raise AppError("validation_failed", str(exc), status=422) from None
+    account = ServiceAccount(
+        str(args["key_id"]),
+        str(args["name"]),
+        scopes,
+        str(args["prefix"]),
+        actor.user_id,
+        now,
+        now + timedelta(days=float(args["expires_in_days"])),
+    )
+    return [ApiKeyCreated(account, str(args["key_hash"]))]
+
+
+def _revoke_api_key(state: TenantState | None, args: Args, now: datetime) -> list[Event]:
+    acting_member(state, args, "admin")
+    assert state is not None
+    account = state.service_accounts.get(str(args.get("key_id")))
+    if account is None:
+        raise AppError.not_found("API key")
+    return [] if account.revoked_at is not None else [ApiKeyRevoked(account.id, now)]
 
 
 _DECIDERS: dict[str, Callable[[TenantState | None, Args, datetime], list[Event]]] = {
@@ -446,6 +419,7 @@ _DECIDERS: dict[str, Callable[[TenantState | None, Args, datetime], list[Event]]
     "put_settings": _put_settings,
     "delete": _delete,
     "restore": _restore,
+    "purge": _purge,
     "set_plan": _set_plan,
     "change_role": _change_role,
     "remove_member": _remove_member,
@@ -454,6 +428,8 @@ _DECIDERS: dict[str, Callable[[TenantState | None, Args, datetime], list[Event]]
     "revoke_invite": _revoke_invite,
     "accept_invite": _accept_invite,
     "record_usage": _record_usage,
+    "create_api_key": _create_api_key,
+    "revoke_api_key": _revoke_api_key,
 }
 
 
@@ -468,8 +444,10 @@ def decide(state: TenantState | None, name: str, args: Args, now: datetime) -> l
 # -- applying -------------------------------------------------------------
 
 
-def apply(state: TenantState | None, event: Event) -> TenantState:
-    """The state after ``event``; published events advance ``seq``."""
+def apply(state: TenantState | None, event: Event) -> TenantState | None:
+    """The state after ``event`` (None once purged); published events advance ``seq``."""
+    if isinstance(event, TenantPurged):
+        return None
     if isinstance(event, TenantCreated):
         new = TenantState(
             event.tenant_id,
@@ -490,6 +468,10 @@ def apply(state: TenantState | None, event: Event) -> TenantState:
 
 def _with_member(state: TenantState, member: Member) -> TenantState:
     return replace(state, members={**state.members, member.user_id: member})
+
+
+def _with_service_account(state: TenantState, account: ServiceAccount) -> TenantState:
+    return replace(state, service_accounts={**state.service_accounts, account.id: account})
 
 
 def _with_invite(state: TenantState, invite: Invite) -> TenantState:
@@ -528,119 +510,8 @@ _APPLIERS: dict[type, Callable[[TenantState, Any], TenantState]] = {
     InviteRevoked: lambda s, e: _with_invite(s, replace(s.invites[e.invite_id], revoked_at=e.at)),
     InviteAccepted: _accepted,
     UsageRecorded: lambda s, e: replace(s, usage={**s.usage, e.metric: e.value}),
+    ApiKeyCreated: lambda s, e: _with_service_account(s, e.account),
+    ApiKeyRevoked: lambda s, e: _with_service_account(
+        s, replace(s.service_accounts[e.key_id], revoked_at=e.at)
+    ),
 }
-
-
-# -- views and replies ----------------------------------------------------
-
-
-def tenant_view(state: TenantState, role: str | None) -> dict[str, Any]:
-    return {
-        "id": state.id,
-        "name": state.name,
-        "slug": state.slug,
-        "plan": state.plan,
-        "timezone": state.timezone,
-        "locale": state.locale,
-        "created_at": state.created_at,
-        "role": role,
-    }
-
-
-def member_view(member: Member) -> dict[str, Any]:
-    return {"user_id": member.user_id, "role": member.role, "joined_at": member.joined_at}
-
-
-def invite_view(invite: Invite, now: datetime) -> dict[str, Any]:
-    return {
-        "id": invite.id,
-        "email": invite.email,
-        "role": invite.role,
-        "status": invite.status(now),
-        "invited_by": invite.invited_by,
-        "created_at": invite.created_at,
-        "expires_at": invite.expires_at,
-    }
-
-
-def _actor_role(state: TenantState, args: Args) -> str | None:
-    member = state.members.get(str(args.get("actor")))
-    return member.role if member else None
-
-
-def _get(state: TenantState | None, args: Args, now: datetime) -> Any:
-    role = _member(state, args).role
-    assert state is not None
-    return tenant_view(state, role)
-
-
-def _get_settings(state: TenantState | None, args: Args, now: datetime) -> Any:
-    _member(state, args)
-    assert state is not None
-    return state.settings
-
-
-def _authorize(state: TenantState | None, args: Args, now: datetime) -> Any:
-    role = _member(state, args, str(args.get("minimum", "viewer"))).role
-    assert state is not None
-    return {"role": role, "plan": state.plan, "usage": dict(state.usage)}
-
-
-def _members(state: TenantState | None, args: Args, now: datetime) -> Any:
-    _member(state, args)
-    assert state is not None
-    return [member_view(m) for m in state.members.values()]
-
-
-def _invites(state: TenantState | None, args: Args, now: datetime) -> Any:
-    _member(state, args, "admin")
-    assert state is not None
-    return [invite_view(i, now) for i in state.invites.values()]
-
-
-def _check_invite(state: TenantState | None, args: Args, now: datetime) -> Any:
-    invite = _invite_by_token(state, args, now)
-    assert state is not None
-    return {"tenant_id": state.id, "tenant_name": state.name, **invite_view(invite, now)}
-
-
-_QUERIES: dict[str, Callable[[TenantState | None, Args, datetime], Any]] = {
-    "get": _get,
-    "get_settings": _get_settings,
-    "authorize": _authorize,
-    "members": _members,
-    "invites": _invites,
-    "check_invite": _check_invite,
-}
-
-
-def is_query(name: str) -> bool:
-    """True for the read-only commands, answered by :func:`query`."""
-    return name in _QUERIES
-
-
-def query(state: TenantState | None, name: str, args: Args, now: datetime) -> Any:
-    """The answer of read-only command ``name``; raises AppError to refuse it."""
-    return _QUERIES[name](state, args, now)
-
-
-def reply_for(name: str, state: TenantState, events: list[Event], args: Args, now: datetime) -> Any:
-    """What a state-changing command answers, from the state after it."""
-    if name in ("remove_member", "revoke_invite"):
-        return None
-    if name in ("change_role",):
-        return member_view(state.members[str(args["user_id"])])
-    if name in ("create_invite", "resend_invite"):
-        invite_id = str(args.get("invite_id"))
-        return invite_view(state.invites[invite_id], now)
-    if name == "delete":
-        return {"deleted_at": state.deleted_at, "purge_after": state.purge_after}
-    if name == "put_settings":
-        return state.settings
-    if name == "record_usage":
-        metric = str(args["metric"])
-        return {"metric": metric, "value": state.usage.get(metric, 0)}
-    if name == "accept_invite":
-        role = state.members[str(args["user_id"])].role
-        return tenant_view(state, role)
-    return tenant_view(state, _actor_role(state, args))
