@@ -169,6 +169,9 @@ class Settings(BaseSettings):
         le=86400,
         description="How often a gateway looks for deleted tenants whose grace period ended.",
     )
+    message_max_bytes: int = Field(
+        16_384, ge=1, le=1_048_576, description="Largest message body, in UTF-8 bytes."
+    )
     gateway_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
         description="Name of this gateway in logs and health reports.",

@@ -50,7 +50,11 @@ def migration_streams(plugins: Iterable[Plugin]) -> list[tuple[str, Path]]:
 
 #: Modules of hubbub's own capabilities, in the order they are installed. Named,
 #: not imported here: a plugin module imports this one for :class:`Plugin`.
-BUILTIN: tuple[str, ...] = ("hubbub.identity.plugin", "hubbub.tenancy.plugin")
+BUILTIN: tuple[str, ...] = (
+    "hubbub.identity.plugin",
+    "hubbub.tenancy.plugin",
+    "hubbub.chat.plugin",
+)
 
 
 def load_plugins(modules: Iterable[str]) -> list[Plugin]:

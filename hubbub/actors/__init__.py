@@ -14,6 +14,10 @@ else sends it commands. Keep this table true.
 | the Redis subscription of a gateway          | its ``Fanout``                          |
 | a tenant's profile, plan, roster, invites,   | its ``TenantEntity`` (``tenant.py``);   |
 | usage counters, API keys (service accounts)  | see ``hubbub/tenancy/__init__.py``      |
+| a conversation's seq, title, members, roles, | its ``ConversationEntity``              |
+| read marks and messages                      | (``conversation.py``; ``hubbub/chat``)  |
+| which local sockets get which conversation,  | the gateway's ``ConversationRooms``     |
+| their replay buffers and floors              | (``hubbub/chat/rooms.py``)              |
 
 Ray appears only in ``runtime.py``.
 """

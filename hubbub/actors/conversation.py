@@ -1,0 +1,269 @@
+"""The conversation entity: one conversation's seq, members, read marks and messages.
+
+The rules live in :mod:`hubbub.chat.state` (pure); this module loads the
+state from Postgres, turns decided events into SQL writes (the shard's group
+commit) — every stream event also as a row of ``conversation_events``, the
+source of replay by ``after_seq`` — and into publications on channel
+``conversation:{id}``, sent after commit.
+
+The entity key is the conversation id; every command runs in its tenant's
+row-level-security scope (``Command.tenant_id``), so another tenant's
+conversation with the same id cannot even be loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from hubbub.actors.command import Command
+from hubbub.actors.entity import Decision, Entity, Publication, Write
+from hubbub.chat import state as rules
+from hubbub.chat.state import ConversationState, Member, Message, message_view
+
+__all__ = ["ConversationEntity", "channel"]
+
+
+def channel(conversation_id: str) -> str:
+    """The bus topic of a conversation's events."""
+    return f"conversation:{conversation_id}"
+
+
+_LOAD = "SELECT * FROM conversations WHERE id = ANY($1::uuid[])"
+_LOAD_MEMBERS = "SELECT * FROM conversation_members WHERE conversation_id = ANY($1::uuid[])"
+_LOAD_MESSAGES = """SELECT * FROM conversation_messages WHERE conversation_id = ANY($1::uuid[])
+ORDER BY conversation_id, seq"""
+
+
+class ConversationEntity(Entity):
+    """A conversation, hosted by the ``conversation`` shards.
+
+    Owns: the conversation's seq (gap-free), title, members with their roles
+    and read marks, and its messages (with the ``client_msg_id`` of each, for
+    idempotent sends). Concurrency: the shard runs its commands one at a
+    time; ``handle`` never awaits. Durability: every change is a Write in the
+    shard's group commit; replies and events follow the commit. Failure: a
+    failed commit drops the entity and the next command reloads it.
+    """
+
+    kind = "conversation"
+    state: ConversationState | None
+
+    @classmethod
+    async def load(cls, conn: asyncpg.Connection, keys: list[str]) -> dict[str, Any]:
+        found = {str(r["id"]): _conversation(r) for r in await conn.fetch(_LOAD, keys)}
+        for row in await conn.fetch(_LOAD_MEMBERS, keys):
+            member = Member(
+                str(row["user_id"]), row["role"], row["joined_at"], row["last_read_seq"]
+            )
+            found[str(row["conversation_id"])].members[member.user_id] = member
+        for row in await conn.fetch(_LOAD_MESSAGES, keys):
+            conversation = found[str(row["conversation_id"])]
+            message = _message(row)
+            conversation.messages[message.id] = message
+            conversation.by_client_id[(message.author_id, message.client_msg_id)] = message.id
+        return found
+
+    def handle(self, command: Command, now: datetime) -> Decision:
+        events = rules.decide(self.state, command.name, command.args, now)
+        state, writes, publications = self.state, [], []
+        for event in events:
+            state = rules.apply(state, event)
+            writes.extend(_writes(state, event))
+            if not isinstance(event, rules.ReadMarked):
+                name, data = _published(state, event)
+                writes.append(
+                    Write(
+                        _INSERT_EVENT, (state.tenant_id, state.id, state.seq, name, data, event.at)
+                    )
+                )
+                publications.append(Publication(channel(state.id), name, data))
+            else:
+                data = _read_payload(state, event)
+                publications.append(Publication(channel(state.id), "read", data))
+        if state is not None and any(not isinstance(e, rules.ReadMarked) for e in events):
+            writes.append(
+                Write(_SET_HEAD, (state.id, state.seq, state.last_message_seq, state.updated_at))
+            )
+        self.state = state
+        return Decision(_reply(command, state, events), writes, publications)
+
+
+def _conversation(row: asyncpg.Record) -> ConversationState:
+    subject = None
+    if row["subject_type"] is not None:
+        subject = {"type": row["subject_type"], "id": row["subject_id"]}
+    return ConversationState(
+        id=str(row["id"]),
+        tenant_id=str(row["tenant_id"]),
+        kind=row["kind"],
+        visibility=row["visibility"],
+        title=row["title"],
+        subject=subject,
+        created_by=str(row["created_by"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        seq=row["last_seq"],
+        last_message_seq=row["last_message_seq"],
+    )
+
+
+def _message(row: asyncpg.Record) -> Message:
+    return Message(
+        id=str(row["id"]),
+        seq=row["seq"],
+        author_id=str(row["author_id"]),
+        body=row["body"],
+        client_msg_id=row["client_msg_id"],
+        reply_to=None if row["reply_to"] is None else str(row["reply_to"]),
+        created_at=row["created_at"],
+        edited_at=row["edited_at"],
+        deleted=row["deleted_at"] is not None,
+    )
+
+
+# -- replies --------------------------------------------------------------
+
+
+def _reply(command: Command, state: ConversationState | None, events: list[rules.Event]) -> Any:
+    assert state is not None  # a command on no conversation was refused by decide
+    actor = str(command.args.get("actor"))
+    name = command.name
+    if name == "send":
+        key = (actor, str(command.args["client_msg_id"]))
+        return message_view(state.id, state.messages[state.by_client_id[key]])
+    if name in ("edit", "delete"):
+        return message_view(state.id, state.messages[str(command.args["message_id"])])
+    if name == "read":
+        member = state.members[actor]
+        return {
+            "conversation_id": state.id,
+            "user_id": actor,
+            "last_read_seq": member.last_read_seq,
+        }
+    member = state.members.get(actor)
+    return {
+        "conversation_id": state.id,
+        "created": any(isinstance(e, rules.ConversationCreated) for e in events),
+        "seq": state.seq,
+        "role": None if member is None else member.role,
+    }
+
+
+# -- writes ---------------------------------------------------------------
+
+_INSERT_EVENT = """INSERT INTO conversation_events (tenant_id, conversation_id, seq, event, data,
+  created_at) VALUES ($1, $2, $3, $4, $5, $6)"""
+_SET_HEAD = """UPDATE conversations SET last_seq = $2, last_message_seq = $3, updated_at = $4,
+  last_activity_at = $4 WHERE id = $1"""
+_INSERT_CONVERSATION = """INSERT INTO conversations (id, tenant_id, kind, visibility, title,
+  subject_type, subject_id, created_by, last_seq, created_at, updated_at, last_activity_at)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9, $9)"""
+_INSERT_MEMBER = """INSERT INTO conversation_members (tenant_id, conversation_id, user_id, role,
+  joined_at, last_read_seq) VALUES ($1, $2, $3, $4, $5, $6)"""
+_DELETE_MEMBER = "DELETE FROM conversation_members WHERE conversation_id = $1 AND user_id = $2"
+_SET_READ = """UPDATE conversation_members SET last_read_seq = $3
+  WHERE conversation_id = $1 AND user_id = $2"""
+_INSERT_MESSAGE = """INSERT INTO conversation_messages (id, tenant_id, conversation_id, seq,
+  author_id, body, client_msg_id, reply_to, created_at)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"""
+_EDIT_MESSAGE = "UPDATE conversation_messages SET body = $2, edited_at = $3 WHERE id = $1"
+_DELETE_MESSAGE = "UPDATE conversation_messages SET body = '', deleted_at = $2 WHERE id = $1"
+_SET_TITLE = "UPDATE conversations SET title = $2 WHERE id = $1"
+
+
+def _writes(state: ConversationState, event: rules.Event) -> list[Write]:
+    return _WRITERS[type(event)](state, event)
+
+
+def _created(s: ConversationState, e: rules.ConversationCreated) -> list[Write]:
+    subject = s.subject or {}
+    args = (
+        s.id,
+        s.tenant_id,
+        s.kind,
+        s.visibility,
+        s.title,
+        subject.get("type"),
+        subject.get("id"),
+        s.created_by,
+        e.at,
+    )
+    members = [
+        Write(_INSERT_MEMBER, (s.tenant_id, s.id, m.user_id, m.role, m.joined_at, 0))
+        for m in s.members.values()
+    ]
+    return [Write(_INSERT_CONVERSATION, args), *members]
+
+
+def _sent(s: ConversationState, e: rules.MessageSent) -> list[Write]:
+    m = e.message
+    args = (
+        m.id,
+        s.tenant_id,
+        s.id,
+        m.seq,
+        m.author_id,
+        m.body,
+        m.client_msg_id,
+        m.reply_to,
+        m.created_at,
+    )
+    return [Write(_INSERT_MESSAGE, args), Write(_SET_READ, (s.id, m.author_id, m.seq))]
+
+
+def _joined(s: ConversationState, e: rules.MemberJoined) -> list[Write]:
+    return [Write(_INSERT_MEMBER, (s.tenant_id, s.id, e.user_id, e.role, e.at, 0))]
+
+
+_WRITERS: dict[type, Callable[[Any, Any], list[Write]]] = {
+    rules.ConversationCreated: _created,
+    rules.MessageSent: _sent,
+    rules.MessageEdited: lambda s, e: [Write(_EDIT_MESSAGE, (e.message_id, e.body, e.at))],
+    rules.MessageDeleted: lambda s, e: [Write(_DELETE_MESSAGE, (e.message_id, e.at))],
+    rules.MemberJoined: _joined,
+    rules.MemberLeft: lambda s, e: [Write(_DELETE_MEMBER, (s.id, e.user_id))],
+    rules.TitleChanged: lambda s, e: [Write(_SET_TITLE, (s.id, e.title))],
+    rules.ReadMarked: lambda s, e: [Write(_SET_READ, (s.id, e.user_id, e.up_to_seq))],
+}
+
+
+# -- publications ---------------------------------------------------------
+
+
+def _published(state: ConversationState, event: rules.Event) -> tuple[str, dict[str, Any]]:
+    """The event's wire name and payload: ``{conversation_id, seq, ...}``."""
+    head = {"conversation_id": state.id, "seq": state.seq}
+    if isinstance(event, rules.ConversationCreated):
+        conversation = {
+            "id": state.id,
+            "tenant_id": state.tenant_id,
+            "kind": state.kind,
+            "visibility": state.visibility,
+            "title": state.title,
+            "subject": state.subject,
+            "created_by": state.created_by,
+        }
+        return "conversation:created", head | {
+            "conversation": conversation,
+            "member_ids": list(event.member_ids),
+        }
+    if isinstance(event, rules.MessageSent):
+        return "message:new", head | {"message": message_view(state.id, event.message)}
+    if isinstance(event, rules.MessageEdited | rules.MessageDeleted):
+        name = "message:updated" if isinstance(event, rules.MessageEdited) else "message:deleted"
+        return name, head | {"message": message_view(state.id, state.messages[event.message_id])}
+    if isinstance(event, rules.MemberJoined):
+        member = {"user_id": event.user_id, "role": event.role, "by": event.by}
+        return "member:joined", head | member | {"joined_at": event.at.isoformat()}
+    if isinstance(event, rules.MemberLeft):
+        return "member:left", head | {"user_id": event.user_id, "by": event.by}
+    assert isinstance(event, rules.TitleChanged)
+    return "conversation:updated", head | {"changes": {"title": event.title}, "by": event.by}
+
+
+def _read_payload(state: ConversationState, event: rules.ReadMarked) -> dict[str, Any]:
+    return {"conversation_id": state.id, "user_id": event.user_id, "up_to_seq": event.up_to_seq}

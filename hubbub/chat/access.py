@@ -1,0 +1,142 @@
+"""How the gateway talks to conversation entities, shared by HTTP and sockets.
+
+Every conversation command runs in the tenant the caller acts in (the
+``X-Tenant-Id`` header, the API key's tenant, or the socket's ``auth``
+``tenant_id``), after the tenant entity confirmed the caller is a member
+of it. The conversation entity then refuses a non-member with 404, so a
+conversation of another tenant, or one you are not in, never shows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from uuid import UUID
+
+from aiohttp import web
+
+from hubbub.actors.command import Command
+from hubbub.actors.router import Router
+from hubbub.errors import AppError, FieldError
+from hubbub.gateway import ROUTER
+
+__all__ = [
+    "TENANT_HEADER",
+    "ask_conversation",
+    "check_body",
+    "check_tenant_members",
+    "keyed_conversation_id",
+    "require_tenant_member",
+    "tenant_of",
+]
+
+TENANT_HEADER = "X-Tenant-Id"
+_KEYED = uuid.UUID("0b9c6a3e-4f0e-5d2c-9a51-6c1f2b7d8e40")  # namespace of keyed ids
+
+
+def tenant_of(request: web.Request, token_tenant: UUID | None = None) -> UUID:
+    """The tenant a request acts in: its token's, else ``X-Tenant-Id``."""
+    header = request.headers.get(TENANT_HEADER)
+    if header is None:
+        if token_tenant is not None:
+            return token_tenant
+        raise AppError(
+            "tenant_required",
+            f"expected an {TENANT_HEADER} header naming the tenant you act in",
+            status=400,
+            errors=(FieldError("header", TENANT_HEADER, "missing"),),
+        )
+    try:
+        tenant_id = UUID(header)
+    except ValueError:
+        raise AppError(
+            "validation_failed",
+            f"expected {TENANT_HEADER} to be a tenant id (UUID), got {header[:40]!r}",
+            status=422,
+            errors=(FieldError("header", TENANT_HEADER, "expected a UUID"),),
+        ) from None
+    if token_tenant is not None and token_tenant != tenant_id:
+        raise AppError.not_found("tenant")
+    return tenant_id
+
+
+async def require_tenant_member(router: Router, tenant_id: UUID | str, user_id: str) -> str:
+    """The user's role in the tenant; 404 when not a member."""
+    command = Command("tenant", str(tenant_id), "authorize", {"actor": user_id}, str(tenant_id))
+    return (await router.send(command))["role"]
+
+
+async def check_tenant_members(
+    request: web.Request, tenant_id: UUID, actor: UUID, user_ids: list[UUID]
+) -> None:
+    """422 ``not_a_tenant_member`` naming each of ``user_ids`` outside the tenant."""
+    if not user_ids:
+        return
+    args = {"actor": str(actor)}
+    command = Command("tenant", str(tenant_id), "members", args, str(tenant_id))
+    roster = {m["user_id"] for m in await request.app[ROUTER].send(command)}
+    strangers = [u for u in user_ids if str(u) not in roster]
+    if strangers:
+        raise AppError(
+            "not_a_tenant_member",
+            f"expected members of the tenant, got {', '.join(map(str, strangers))}",
+            status=422,
+            errors=tuple(
+                FieldError("body", "member_ids", f"{u} is not a member") for u in strangers
+            ),
+        )
+
+
+async def ask_conversation(
+    router: Router,
+    tenant_id: UUID | str,
+    conversation_id: UUID | str,
+    name: str,
+    actor: str,
+    /,
+    *,
+    idempotency_key: str | None = None,
+    **args: Any,
+) -> Any:
+    """Send command ``name`` to the conversation, in the tenant's scope; its reply."""
+    args["actor"] = actor
+    command = Command(
+        "conversation", str(conversation_id), name, args, str(tenant_id), idempotency_key
+    )
+    return await router.send(command)
+
+
+def check_body(body: str, max_bytes: int, field: str = "body") -> str:
+    """``body`` if it is 1..``max_bytes`` UTF-8 bytes and not blank; 422 otherwise."""
+    size = len(body.encode())
+    if not body.strip():
+        raise AppError(
+            "body_empty",
+            "expected a message body with some text, got an empty one",
+            status=422,
+            errors=(FieldError("body", field, "empty"),),
+        )
+    if size > max_bytes:
+        raise AppError(
+            "body_too_large",
+            f"expected a message body of at most {max_bytes} bytes, got {size}",
+            status=422,
+            errors=(FieldError("body", field, f"longer than {max_bytes} bytes"),),
+        )
+    return body
+
+
+def keyed_conversation_id(
+    tenant_id: UUID, kind: str, participants: list[str], subject: dict[str, str] | None
+) -> UUID | None:
+    """The fixed id of a get-or-create conversation, or None for a fresh one.
+
+    A direct conversation is keyed by its two members; any conversation with a
+    subject by (kind, subject, participants). The same key always names the
+    same entity, whose single writer makes get-or-create race-free.
+    """
+    if kind != "direct" and subject is None:
+        return None
+    people = ",".join(sorted(set(participants)))
+    about = "" if subject is None else f"{subject['type']}\x1f{subject['id']}"
+    return uuid.uuid5(_KEYED, f"{tenant_id}\x1f{kind}\x1f{about}\x1f{people}")

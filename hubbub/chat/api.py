@@ -1,0 +1,364 @@
+"""HTTP routes of conversations and messages, under ``/api/v1/conversations``.
+
+Every route needs a bearer token and a tenant (``X-Tenant-Id``) the caller
+is a member of. Changes go to the conversation entity; reads come from
+Postgres, joined to the caller's membership. A conversation you are not in,
+or of another tenant, answers 404 whatever the route.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import orjson
+from aiohttp import web
+
+from hubbub.chat import reads
+from hubbub.chat.access import (
+    ask_conversation,
+    check_body,
+    check_tenant_members,
+    keyed_conversation_id,
+    require_tenant_member,
+    tenant_of,
+)
+from hubbub.chat.wire import (
+    ConversationList,
+    ConversationPath,
+    ConversationUpdate,
+    ConversationView,
+    EventList,
+    EventsQuery,
+    ListQuery,
+    MemberPath,
+    MessageEdit,
+    MessageList,
+    MessagePath,
+    MessagesQuery,
+    MessageView,
+    NewConversation,
+    NewMembers,
+    NewMessage,
+    ReadMark,
+    ReadView,
+    UnreadList,
+)
+from hubbub.gateway import DATABASE, ROUTER, SETTINGS
+from hubbub.http.routing import Api
+from hubbub.identity.bearer import authenticate_request
+from hubbub.ids import new_id
+
+__all__ = ["api"]
+
+api = Api("conversations", "Conversations, members, messages and read state.")
+
+BASE = "/api/v1/conversations"
+ONE = f"{BASE}/{{conversation_id}}"
+BEARER = ("bearer",)
+NOT_FOUND = {404: "No such conversation of which you are a member in this tenant (`not_found`)"}
+BAD_SEQ = {422: "A seq outside the conversation's range (`seq_out_of_range`)"}
+
+
+async def _caller(request: web.Request) -> tuple[UUID, str]:
+    """``(tenant_id, user_id)``: authenticated, and a member of the tenant."""
+    claims = await authenticate_request(request)
+    tenant_id = tenant_of(request, claims.tenant_id)
+    await require_tenant_member(request.app[ROUTER], tenant_id, str(claims.user_id))
+    return tenant_id, str(claims.user_id)
+
+
+async def _view(request: web.Request, tenant_id: UUID, conversation_id: str, user: str) -> dict:
+    async with request.app[DATABASE].tenant(tenant_id) as conn:
+        return await reads.conversation(conn, conversation_id, user)
+
+
+@api.post(
+    BASE,
+    body=NewConversation,
+    response=ConversationView,
+    status=201,
+    security=BEARER,
+    alternatives={200: ("It existed already (direct, or with a subject)", ConversationView)},
+    responses={422: "A member is not in the tenant (`not_a_tenant_member`)"},
+)
+async def create_conversation(request: web.Request, *, body: NewConversation) -> Any:
+    """Create a conversation, or get the one that exists (direct pairs, subjects)."""
+    tenant_id, user = await _caller(request)
+    others = [u for u in dict.fromkeys(body.member_ids) if str(u) != user]
+    await check_tenant_members(request, tenant_id, UUID(user), others)
+    subject = None if body.subject is None else body.subject.model_dump()
+    participants = [user, *map(str, others)]
+    conversation_id = keyed_conversation_id(tenant_id, body.kind, participants, subject)
+    args = body.model_dump(mode="json") | {
+        "member_ids": participants[1:],
+        "conversation_id": str(conversation_id or new_id()),
+        "tenant_id": str(tenant_id),
+    }
+    reply = await ask_conversation(
+        request.app[ROUTER], tenant_id, args["conversation_id"], "create", user, **args
+    )
+    view = ConversationView.model_validate(
+        await _view(request, tenant_id, args["conversation_id"], user)
+    )
+    if reply["created"]:
+        return view
+    body_bytes = orjson.dumps(view.model_dump(mode="json"))
+    return web.Response(body=body_bytes, status=200, content_type="application/json")
+
+
+@api.get(BASE, query=ListQuery, response=ConversationList, security=BEARER)
+async def list_conversations(request: web.Request, *, query: ListQuery) -> ConversationList:
+    """Your conversations, latest activity first, with last message and unread count."""
+    tenant_id, user = await _caller(request)
+    async with request.app[DATABASE].tenant(tenant_id) as conn:
+        items, cursor = await reads.conversations(conn, user, query.kind, query.cursor, query.limit)
+    return ConversationList.model_validate({"items": items, "next_cursor": cursor})
+
+
+@api.get(f"{BASE}/unread", response=UnreadList, security=BEARER)
+async def unread_counts(request: web.Request) -> UnreadList:
+    """Exact unread counts of all your conversations: others' live messages after your mark."""
+    tenant_id, user = await _caller(request)
+    async with request.app[DATABASE].tenant(tenant_id) as conn:
+        items = await reads.unread_counts(conn, user)
+    total = sum(item["unread_count"] for item in items)
+    return UnreadList.model_validate({"items": items, "total": total})
+
+
+@api.get(
+    ONE, params=ConversationPath, response=ConversationView, security=BEARER, responses=NOT_FOUND
+)
+async def get_conversation(request: web.Request, *, path: ConversationPath) -> ConversationView:
+    """One conversation you are a member of."""
+    tenant_id, user = await _caller(request)
+    return ConversationView.model_validate(
+        await _view(request, tenant_id, str(path.conversation_id), user)
+    )
+
+
+@api.patch(
+    ONE,
+    params=ConversationPath,
+    body=ConversationUpdate,
+    response=ConversationView,
+    security=BEARER,
+    responses=NOT_FOUND
+    | {
+        403: "Needs owner or admin (`insufficient_role`)",
+        409: "Direct conversations have no title (`direct_conversation_fixed`)",
+    },
+)
+async def update_conversation(
+    request: web.Request, *, path: ConversationPath, body: ConversationUpdate
+) -> ConversationView:
+    """Change the title (owner or admin)."""
+    tenant_id, user = await _caller(request)
+    conversation_id = str(path.conversation_id)
+    await ask_conversation(
+        request.app[ROUTER], tenant_id, conversation_id, "update", user, title=body.title
+    )
+    return ConversationView.model_validate(await _view(request, tenant_id, conversation_id, user))
+
+
+@api.post(
+    f"{ONE}/members",
+    params=ConversationPath,
+    body=NewMembers,
+    response=ConversationView,
+    security=BEARER,
+    responses=NOT_FOUND | {403: "`insufficient_role`", 422: "`not_a_tenant_member`"},
+)
+async def add_members(
+    request: web.Request, *, path: ConversationPath, body: NewMembers
+) -> ConversationView:
+    """Add members (owner or admin; anyone may join a public channel themselves)."""
+    tenant_id, user = await _caller(request)
+    conversation_id = str(path.conversation_id)
+    await check_tenant_members(request, tenant_id, UUID(user), body.user_ids)
+    user_ids = [str(u) for u in body.user_ids]
+    await ask_conversation(
+        request.app[ROUTER], tenant_id, conversation_id, "add_members", user, user_ids=user_ids
+    )
+    return ConversationView.model_validate(await _view(request, tenant_id, conversation_id, user))
+
+
+@api.delete(
+    f"{ONE}/members/{{user_id}}",
+    params=MemberPath,
+    status=204,
+    security=BEARER,
+    responses=NOT_FOUND | {403: "`insufficient_role`"},
+)
+async def remove_member(request: web.Request, *, path: MemberPath) -> None:
+    """Remove a member (owner or admin; only an owner removes an owner)."""
+    tenant_id, user = await _caller(request)
+    await ask_conversation(
+        request.app[ROUTER],
+        tenant_id,
+        path.conversation_id,
+        "remove_member",
+        user,
+        user_id=str(path.user_id),
+    )
+
+
+@api.post(f"{ONE}/leave", params=ConversationPath, status=204, security=BEARER, responses=NOT_FOUND)
+async def leave_conversation(request: web.Request, *, path: ConversationPath) -> None:
+    """Leave a group or channel."""
+    tenant_id, user = await _caller(request)
+    await ask_conversation(request.app[ROUTER], tenant_id, path.conversation_id, "leave", user)
+
+
+@api.get(
+    f"{ONE}/messages",
+    params=ConversationPath,
+    query=MessagesQuery,
+    response=MessageList,
+    security=BEARER,
+    responses=NOT_FOUND | BAD_SEQ,
+)
+async def list_messages(
+    request: web.Request, *, path: ConversationPath, query: MessagesQuery
+) -> MessageList:
+    """Messages by seq: the latest, or `before` / `after` / `around` a seq."""
+    tenant_id, user = await _caller(request)
+    async with request.app[DATABASE].tenant(tenant_id) as conn:
+        items, cursor = await reads.messages(
+            conn,
+            str(path.conversation_id),
+            user,
+            before=query.before,
+            after=query.after,
+            around=query.around,
+            limit=query.limit,
+        )
+    return MessageList.model_validate({"items": items, "next_cursor": cursor})
+
+
+@api.post(
+    f"{ONE}/messages",
+    params=ConversationPath,
+    body=NewMessage,
+    response=MessageView,
+    status=201,
+    security=BEARER,
+    responses=NOT_FOUND | {422: "`body_empty`, `body_too_large`, `reply_to_not_found`"},
+)
+async def send_message(
+    request: web.Request, *, path: ConversationPath, body: NewMessage
+) -> MessageView:
+    """Send a message; the same `client_msg_id` again returns the same message."""
+    tenant_id, user = await _caller(request)
+    check_body(body.body, request.app[SETTINGS].message_max_bytes)
+    reply = await send(request.app, tenant_id, str(path.conversation_id), user, body)
+    return MessageView.model_validate(reply)
+
+
+async def send(
+    app: web.Application, tenant_id: UUID | str, conversation_id: str, user: str, body: NewMessage
+) -> dict:
+    """Send ``body`` as ``user`` (validated already); the committed message."""
+    return await ask_conversation(
+        app[ROUTER],
+        tenant_id,
+        conversation_id,
+        "send",
+        user,
+        idempotency_key=f"send:{user}:{body.client_msg_id}",
+        body=body.body,
+        client_msg_id=body.client_msg_id,
+        reply_to=None if body.reply_to is None else str(body.reply_to),
+        message_id=str(new_id()),
+    )
+
+
+@api.patch(
+    f"{ONE}/messages/{{message_id}}",
+    params=MessagePath,
+    body=MessageEdit,
+    response=MessageView,
+    security=BEARER,
+    responses=NOT_FOUND | {403: "Not the author (`not_author`)", 409: "`message_deleted`"},
+)
+async def edit_message(
+    request: web.Request, *, path: MessagePath, body: MessageEdit
+) -> MessageView:
+    """Edit your message."""
+    tenant_id, user = await _caller(request)
+    check_body(body.body, request.app[SETTINGS].message_max_bytes)
+    reply = await ask_conversation(
+        request.app[ROUTER],
+        tenant_id,
+        path.conversation_id,
+        "edit",
+        user,
+        message_id=str(path.message_id),
+        body=body.body,
+    )
+    return MessageView.model_validate(reply)
+
+
+@api.delete(
+    f"{ONE}/messages/{{message_id}}",
+    params=MessagePath,
+    response=MessageView,
+    security=BEARER,
+    responses=NOT_FOUND | {403: "`not_author`"},
+)
+async def delete_message(request: web.Request, *, path: MessagePath) -> MessageView:
+    """Delete a message (its author, an owner or an admin): it stays as a tombstone."""
+    tenant_id, user = await _caller(request)
+    reply = await ask_conversation(
+        request.app[ROUTER],
+        tenant_id,
+        path.conversation_id,
+        "delete",
+        user,
+        message_id=str(path.message_id),
+    )
+    return MessageView.model_validate(reply)
+
+
+@api.post(
+    f"{ONE}/read",
+    params=ConversationPath,
+    body=ReadMark,
+    response=ReadView,
+    security=BEARER,
+    responses=NOT_FOUND | BAD_SEQ,
+)
+async def mark_read(request: web.Request, *, path: ConversationPath, body: ReadMark) -> ReadView:
+    """Move your read mark up to a seq; it never moves backwards."""
+    tenant_id, user = await _caller(request)
+    reply = await ask_conversation(
+        request.app[ROUTER],
+        tenant_id,
+        path.conversation_id,
+        "read",
+        user,
+        up_to_seq=body.up_to_seq,
+    )
+    return ReadView.model_validate(reply)
+
+
+@api.get(
+    f"{ONE}/events",
+    params=ConversationPath,
+    query=EventsQuery,
+    response=EventList,
+    security=BEARER,
+    responses=NOT_FOUND | BAD_SEQ,
+)
+async def list_events(
+    request: web.Request, *, path: ConversationPath, query: EventsQuery
+) -> EventList:
+    """Everything that happened after `after_seq`, in order (for clients that poll)."""
+    tenant_id, user = await _caller(request)
+    async with request.app[DATABASE].tenant(tenant_id) as conn:
+        items, last_seq = await reads.events_after(
+            conn, str(path.conversation_id), user, query.after_seq, query.limit
+        )
+    more = bool(items) and items[-1]["seq"] < last_seq
+    cursor = str(items[-1]["seq"]) if more else None
+    return EventList.model_validate({"items": items, "last_seq": last_seq, "next_cursor": cursor})

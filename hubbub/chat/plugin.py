@@ -1,0 +1,35 @@
+"""Conversations as a gateway plugin: the conversation entity kind, its routes,
+its Socket.IO events and this gateway's conversation rooms."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from hubbub.actors.conversation import ConversationEntity
+from hubbub.chat.api import api
+from hubbub.chat.rooms import ConversationRooms
+from hubbub.chat.sockets import ROOMS, SOCKET_EVENTS
+from hubbub.gateway import REALTIME, REDIS
+from hubbub.plugin import Plugin
+
+__all__ = ["plugin"]
+
+
+async def _rooms(app: web.Application) -> AsyncIterator[None]:
+    """This gateway's conversation rooms and their bus subscription."""
+    rooms = app[ROOMS] = ConversationRooms(app[REALTIME], app[REDIS])
+    await rooms.start()
+    app[REALTIME].on_disconnect(rooms.forget)
+    yield
+    await rooms.close()
+
+
+plugin = Plugin(
+    "chat",
+    entity_kinds=(ConversationEntity,),
+    apis=(api,),
+    socket_events=SOCKET_EVENTS,
+    cleanup_ctx=(_rooms,),
+)

@@ -1,0 +1,243 @@
+"""What the gateway reads of conversations straight from Postgres.
+
+Reads need no entity: they see committed state only (the entity replies
+after commit), in the caller's tenant scope (row-level security), and each
+one is joined to the caller's membership row, so a conversation you are not
+in reads as absent — the HTTP layer answers 404. Unread counts are exact:
+the messages of others after your read mark that are not deleted.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from hubbub.errors import AppError, FieldError
+
+__all__ = [
+    "conversation",
+    "conversations",
+    "events_after",
+    "messages",
+    "unread_counts",
+]
+
+_VIEW = """SELECT c.id, c.tenant_id, c.kind, c.visibility, c.title, c.subject_type, c.subject_id,
+  c.last_seq, c.created_at, c.updated_at, c.last_activity_at, m.role, m.last_read_seq,
+  (SELECT count(*) FROM conversation_messages x WHERE x.conversation_id = c.id
+     AND x.seq > m.last_read_seq AND x.author_id <> m.user_id AND x.deleted_at IS NULL
+  ) AS unread_count,
+  l.id AS l_id, l.seq AS l_seq, l.author_id AS l_author_id, l.body AS l_body,
+  l.client_msg_id AS l_client_msg_id, l.reply_to AS l_reply_to, l.created_at AS l_created_at,
+  l.edited_at AS l_edited_at, l.deleted_at AS l_deleted_at
+FROM conversation_members m
+JOIN conversations c ON c.id = m.conversation_id
+LEFT JOIN conversation_messages l ON l.conversation_id = c.id AND l.seq = c.last_message_seq
+WHERE m.user_id = $1"""
+_ONE = _VIEW + " AND c.id = $2"
+_MINE = (
+    _VIEW
+    + """ AND ($2::text IS NULL OR c.kind = $2)
+  AND ($3::timestamptz IS NULL OR (c.last_activity_at, c.id) < ($3, $4::uuid))
+ORDER BY c.last_activity_at DESC, c.id DESC LIMIT $5"""
+)
+_HEAD = """SELECT c.last_seq FROM conversations c JOIN conversation_members m
+  ON m.conversation_id = c.id AND m.user_id = $2 WHERE c.id = $1"""
+_MESSAGE_COLUMNS = """id, conversation_id, seq, author_id, body, client_msg_id, reply_to,
+  created_at, edited_at, deleted_at"""
+_BEFORE = f"""SELECT {_MESSAGE_COLUMNS} FROM conversation_messages
+  WHERE conversation_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"""
+_FROM = f"""SELECT {_MESSAGE_COLUMNS} FROM conversation_messages
+  WHERE conversation_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3"""
+_EVENTS = """SELECT seq, event, data, created_at FROM conversation_events
+  WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"""
+_UNREAD = """SELECT m.conversation_id, c.last_seq, m.last_read_seq,
+  (SELECT count(*) FROM conversation_messages x WHERE x.conversation_id = m.conversation_id
+     AND x.seq > m.last_read_seq AND x.author_id <> m.user_id AND x.deleted_at IS NULL
+  ) AS unread_count
+FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id
+WHERE m.user_id = $1 ORDER BY c.last_activity_at DESC, c.id DESC"""
+
+
+async def conversation(conn: asyncpg.Connection, conversation_id: str, user_id: str) -> dict:
+    """The conversation as ``user_id`` sees it; 404 unless a member."""
+    row = await conn.fetchrow(_ONE, user_id, conversation_id)
+    if row is None:
+        raise AppError.not_found("conversation")
+    return _conversation_view(row)
+
+
+async def conversations(
+    conn: asyncpg.Connection, user_id: str, kind: str | None, cursor: str | None, limit: int
+) -> tuple[list[dict], str | None]:
+    """A page of the user's conversations, latest activity first, and the next cursor."""
+    at, after_id = _decode_cursor(cursor) if cursor else (None, None)
+    rows = await conn.fetch(_MINE, user_id, kind, at, after_id, limit + 1)
+    page = rows[:limit]
+    next_cursor = None
+    if len(rows) > limit:
+        last = page[-1]
+        next_cursor = _encode_cursor(last["last_activity_at"], str(last["id"]))
+    return [_conversation_view(r) for r in page], next_cursor
+
+
+async def head(conn: asyncpg.Connection, conversation_id: str, user_id: str) -> int:
+    """The conversation's last seq; 404 unless ``user_id`` is a member."""
+    last_seq = await conn.fetchval(_HEAD, conversation_id, user_id)
+    if last_seq is None:
+        raise AppError.not_found("conversation")
+    return last_seq
+
+
+async def messages(
+    conn: asyncpg.Connection,
+    conversation_id: str,
+    user_id: str,
+    *,
+    before: int | None,
+    after: int | None,
+    around: int | None,
+    limit: int,
+) -> tuple[list[dict], str | None]:
+    """A page of messages in seq order, and the seq to continue from (or None).
+
+    ``before``: the ``limit`` messages before that seq (default: the latest),
+    continue with ``before=<cursor>``; ``after``: those after it, continue with
+    ``after=<cursor>``; ``around``: up to ``limit`` centred on it.
+    """
+    given = [
+        name
+        for name, v in (("before", before), ("after", after), ("around", around))
+        if v is not None
+    ]
+    if len(given) > 1:
+        raise _bad_range(given[1], f"expected one of before, after, around; got {given}")
+    last_seq = await head(conn, conversation_id, user_id)
+    for name in given:
+        value = {"before": before, "after": after, "around": around}[name]
+        top = last_seq + 1 if name == "before" else last_seq
+        if value is not None and value > top:
+            raise _bad_range(name, f"expected {name} at most {top} (the last seq), got {value}")
+    if after is not None:
+        rows = await conn.fetch(_FROM, conversation_id, after + 1, limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return _views(rows), str(rows[-1]["seq"]) if more else None
+    if around is not None:
+        older = await conn.fetch(_BEFORE, conversation_id, around, limit // 2)
+        newer = await conn.fetch(_FROM, conversation_id, around, limit - len(older))
+        return _views([*reversed(older), *newer]), None
+    upper = last_seq + 1 if before is None else before
+    rows = await conn.fetch(_BEFORE, conversation_id, upper, limit + 1)
+    more = len(rows) > limit
+    rows = list(reversed(rows[:limit]))
+    return _views(rows), str(rows[0]["seq"]) if more else None
+
+
+async def events_after(
+    conn: asyncpg.Connection, conversation_id: str, user_id: str, after_seq: int, limit: int
+) -> tuple[list[dict], int]:
+    """Up to ``limit`` events after ``after_seq`` in order, and the last seq."""
+    last_seq = await head(conn, conversation_id, user_id)
+    if after_seq > last_seq:
+        raise _bad_range(
+            "after_seq", f"expected after_seq at most {last_seq} (the last seq), got {after_seq}"
+        )
+    rows = await conn.fetch(_EVENTS, conversation_id, after_seq, limit)
+    items = [
+        {
+            "seq": r["seq"],
+            "event": r["event"],
+            "data": r["data"],
+            "created_at": r["created_at"].isoformat(),
+        }
+        for r in rows
+    ]
+    return items, last_seq
+
+
+async def unread_counts(conn: asyncpg.Connection, user_id: str) -> list[dict]:
+    """Every conversation of the user with its unread count, latest activity first."""
+    return [
+        {
+            "conversation_id": str(r["conversation_id"]),
+            "last_seq": r["last_seq"],
+            "last_read_seq": r["last_read_seq"],
+            "unread_count": r["unread_count"],
+        }
+        for r in await conn.fetch(_UNREAD, user_id)
+    ]
+
+
+def _conversation_view(row: asyncpg.Record) -> dict[str, Any]:
+    subject = None
+    if row["subject_type"] is not None:
+        subject = {"type": row["subject_type"], "id": row["subject_id"]}
+    last_message = None
+    if row["l_id"] is not None:
+        last_message = _message_view(
+            {k.removeprefix("l_"): v for k, v in dict(row).items() if k.startswith("l_")}
+            | {"conversation_id": row["id"]}
+        )
+    return {
+        "id": str(row["id"]),
+        "tenant_id": str(row["tenant_id"]),
+        "kind": row["kind"],
+        "visibility": row["visibility"],
+        "title": row["title"],
+        "subject": subject,
+        "status": None,
+        "role": row["role"],
+        "last_seq": row["last_seq"],
+        "last_read_seq": row["last_read_seq"],
+        "unread_count": row["unread_count"],
+        "last_message": last_message,
+        "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat(),
+    }
+
+
+def _views(rows: list[asyncpg.Record]) -> list[dict]:
+    return [_message_view(dict(r)) for r in rows]
+
+
+def _message_view(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "conversation_id": str(row["conversation_id"]),
+        "seq": row["seq"],
+        "author_id": str(row["author_id"]),
+        "body": row["body"],
+        "client_msg_id": row["client_msg_id"],
+        "reply_to": None if row["reply_to"] is None else str(row["reply_to"]),
+        "created_at": row["created_at"].isoformat(),
+        "edited_at": None if row["edited_at"] is None else row["edited_at"].isoformat(),
+        "deleted": row["deleted_at"] is not None,
+    }
+
+
+def _encode_cursor(at: datetime, conversation_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{at.isoformat()}|{conversation_id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        at, conversation_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(at), str(UUID(conversation_id))
+    except ValueError:
+        raise AppError(
+            "validation_failed",
+            "expected a cursor from a previous page's next_cursor",
+            status=422,
+            errors=(FieldError("query", "cursor", "not a cursor"),),
+        ) from None
+
+
+def _bad_range(field: str, message: str) -> AppError:
+    return AppError(
+        "seq_out_of_range", message, status=422, errors=(FieldError("query", field, message),)
+    )

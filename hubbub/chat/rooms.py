@@ -1,0 +1,164 @@
+"""This gateway's conversation rooms: which local sockets get which conversation's
+events, joined without a gap or a duplicate.
+
+A join runs in three steps. :meth:`ConversationRooms.begin_join` marks the
+socket *joining* and makes sure the gateway's bus subscription to the
+conversation is live (a probe round trip through the same Redis connection
+proves the SUBSCRIBE was processed); from then on every event of the
+conversation that reaches this gateway is buffered for the socket. The
+caller reads the backlog after ``since_seq`` from Postgres and acks it.
+:meth:`ConversationRooms.finish_join` then, after the ack has been queued,
+sends the buffered events with a seq above the last one replayed and puts
+the socket in the live room. A late publish of an event the backlog already
+held (committed before the read, published after) is dropped by the
+socket's *floor*, kept until an event above it passes.
+
+Delivery and flushing take one lock, so a socket's events leave in the
+order the conversation's owner published them. Events without a ``seq``
+(``read`` marks) are not part of the stream and always pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from redis.asyncio import Redis
+
+from hubbub.actors.conversation import channel
+from hubbub.realtime.fanout import Fanout
+from hubbub.realtime.server import Realtime
+
+__all__ = ["ConversationRooms", "room"]
+
+log = logging.getLogger(__name__)
+
+_Buffered = list[tuple[str, dict[str, Any]]]
+
+
+def room(conversation_id: str) -> str:
+    """The local Socket.IO room of a conversation's live sockets."""
+    return f"chat:{conversation_id}"
+
+
+class ConversationRooms:
+    """Owns: this gateway's conversation subscriptions, joining sockets' buffers,
+    replay floors and which user each joined socket is.
+
+    Concurrency: one event loop; delivery and flushes hold ``_lock``.
+    Failure: a socket gone mid-join is forgotten; events lost on the bus are
+    repaired by clients from the seq gap (``GET .../events?after_seq=``).
+    """
+
+    def __init__(self, realtime: Realtime, redis: Redis) -> None:
+        self._realtime = realtime
+        self.fanout = Fanout(redis, self._deliver)
+        self._lock = asyncio.Lock()
+        self._joined: dict[str, set[str]] = {}  # sid -> conversation ids (joining or live)
+        self._users: dict[str, str] = {}  # sid -> user id
+        self._joining: dict[tuple[str, str], _Buffered] = {}
+        self._floors: dict[str, dict[str, int]] = {}  # conversation -> {sid: last seq sent}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        await self.fanout.start()
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.fanout.close()
+
+    async def begin_join(self, sid: str, user_id: str, conversation_id: str) -> None:
+        """Start buffering the conversation's events for ``sid``; subscribed on return."""
+        await self._drop(sid, conversation_id)  # a rejoin replays from its own since_seq
+        self._joining[(sid, conversation_id)] = []
+        self._joined.setdefault(sid, set()).add(conversation_id)
+        self._users[sid] = user_id
+        await self.fanout.watch(channel(conversation_id))
+        await self.fanout.probe()
+
+    def finish_join(self, sid: str, conversation_id: str, floor: int) -> None:
+        """Go live after the ack: buffered events above ``floor``, then the room."""
+        task = asyncio.get_running_loop().create_task(self._go_live(sid, conversation_id, floor))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def abort_join(self, sid: str, conversation_id: str) -> None:
+        await self._drop(sid, conversation_id)
+
+    async def leave(self, sid: str, conversation_id: str) -> bool:
+        """Stop delivering the conversation to ``sid``; whether it was joined."""
+        joined = conversation_id in self._joined.get(sid, ())
+        await self._drop(sid, conversation_id)
+        return joined
+
+    async def forget(self, sid: str) -> None:
+        """The socket disconnected: drop it from every conversation."""
+        for conversation_id in list(self._joined.get(sid, ())):
+            await self._drop(sid, conversation_id)
+        self._joined.pop(sid, None)
+        self._users.pop(sid, None)
+
+    async def _go_live(self, sid: str, conversation_id: str, floor: int) -> None:
+        # Created by the join handler: it first runs after the handler's ack was
+        # queued on the socket, so the buffered events follow the ack.
+        async with self._lock:
+            buffered = self._joining.pop((sid, conversation_id), None)
+            if buffered is None:  # left or disconnected meanwhile
+                return
+            sio = self._realtime.sio
+            for event, data in buffered:
+                seq = data.get("seq")
+                if isinstance(seq, int):
+                    if seq <= floor:
+                        continue
+                    floor = seq
+                await sio.emit(event, data, to=sid, ignore_queue=True)
+            self._floors.setdefault(conversation_id, {})[sid] = floor
+            await sio.enter_room(sid, room(conversation_id))
+
+    async def _drop(self, sid: str, conversation_id: str) -> None:
+        conversations = self._joined.get(sid)
+        if conversations is None or conversation_id not in conversations:
+            return
+        conversations.discard(conversation_id)
+        self._joining.pop((sid, conversation_id), None)
+        floors = self._floors.get(conversation_id, {})
+        floors.pop(sid, None)
+        if not floors:
+            self._floors.pop(conversation_id, None)
+        await self._realtime.sio.leave_room(sid, room(conversation_id))
+        await self.fanout.unwatch(channel(conversation_id))
+
+    async def _deliver(self, topic: str, event: str, data: dict[str, Any]) -> None:
+        conversation_id = topic.removeprefix("conversation:")
+        async with self._lock:
+            for (_sid, joining), buffered in self._joining.items():
+                if joining == conversation_id:
+                    buffered.append((event, data))
+            skip = self._skipped(conversation_id, data.get("seq"))
+            await self._realtime.sio.emit(
+                event, data, room=room(conversation_id), skip_sid=skip, ignore_queue=True
+            )
+        if event == "member:left" and isinstance(data.get("user_id"), str):
+            await self._evict(conversation_id, data["user_id"])
+
+    def _skipped(self, conversation_id: str, seq: Any) -> list[str]:
+        """Fresh sockets that have this event already; forget floors passed."""
+        floors = self._floors.get(conversation_id)
+        if not floors or not isinstance(seq, int):
+            return []
+        skip = [sid for sid, floor in floors.items() if floor >= seq]
+        for sid in [sid for sid, floor in floors.items() if floor < seq]:
+            del floors[sid]
+        if not floors:
+            del self._floors[conversation_id]
+        return skip
+
+    async def _evict(self, conversation_id: str, user_id: str) -> None:
+        """A member left: their sockets here stop getting the conversation."""
+        for sid, user in list(self._users.items()):
+            if user == user_id and conversation_id in self._joined.get(sid, ()):
+                await self._drop(sid, conversation_id)

@@ -1,0 +1,145 @@
+"""Socket.IO events of conversations (payloads in docs/events.md).
+
+A socket acts in the tenant of its handshake (``auth: {token, tenant_id}``)
+and must still be a member of it at every event. ``conversation:join``
+replays from Postgres what the socket missed after ``since_seq`` in its ack,
+then live events follow without a gap or a duplicate (``rooms.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+from uuid import UUID
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hubbub.chat import reads
+from hubbub.chat.access import ask_conversation, check_body, require_tenant_member
+from hubbub.chat.api import send
+from hubbub.chat.rooms import ConversationRooms
+from hubbub.chat.wire import NewMessage
+from hubbub.errors import AppError, FieldError
+from hubbub.gateway import DATABASE, ROUTER, SETTINGS
+from hubbub.http.routing import validation_error
+from hubbub.realtime.server import SocketContext
+
+__all__ = ["REPLAY_LIMIT", "ROOMS", "SOCKET_EVENTS"]
+
+#: Most events a join replays; further behind, fetch ``GET .../events`` first.
+REPLAY_LIMIT = 1000
+
+ROOMS = web.AppKey("conversation_rooms", ConversationRooms)
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Join(_Payload):
+    conversation_id: UUID
+    since_seq: int = Field(0, ge=0)
+
+
+class _Ref(_Payload):
+    conversation_id: UUID
+
+
+class _Send(NewMessage):
+    conversation_id: UUID
+
+
+class _Read(_Payload):
+    conversation_id: UUID
+    up_to_seq: int = Field(ge=0)
+
+
+def _parse(model: type[Model], data: Any) -> Model:
+    try:
+        return model.model_validate(data if isinstance(data, dict) else {})
+    except ValidationError as exc:
+        errors = [FieldError("body", ".".join(map(str, e["loc"])), e["msg"]) for e in exc.errors()]
+        raise validation_error(errors) from None
+
+
+def _app(context: SocketContext) -> web.Application:
+    environ = context.realtime.sio.get_environ(context.sid)
+    assert environ is not None, "a connected socket has an environ"
+    return environ["aiohttp.request"].app
+
+
+async def _acting(context: SocketContext) -> tuple[web.Application, str, str]:
+    """``(app, tenant_id, user_id)`` of a socket that may act in its tenant."""
+    principal = context.principal
+    if principal.tenant_id is None or principal.user_id is None:
+        raise AppError(
+            "tenant_required",
+            "expected the socket's handshake auth to name a tenant_id",
+            status=400,
+        )
+    app = _app(context)
+    await require_tenant_member(app[ROUTER], principal.tenant_id, principal.user_id)
+    return app, principal.tenant_id, principal.user_id
+
+
+async def join(context: SocketContext, data: Any) -> dict[str, Any]:
+    """Replay what was missed after ``since_seq``; live events follow the ack."""
+    payload = _parse(_Join, data)
+    app, tenant_id, user = await _acting(context)
+    conversation_id = str(payload.conversation_id)
+    await ask_conversation(app[ROUTER], tenant_id, conversation_id, "authorize", user)
+    rooms = app[ROOMS]
+    await rooms.begin_join(context.sid, user, conversation_id)
+    try:
+        async with app[DATABASE].tenant(tenant_id) as conn:
+            events, _ = await reads.events_after(
+                conn, conversation_id, user, payload.since_seq, REPLAY_LIMIT + 1
+            )
+        if len(events) > REPLAY_LIMIT:
+            raise AppError(
+                "too_far_behind",
+                f"more than {REPLAY_LIMIT} events since seq {payload.since_seq}: fetch "
+                "GET /api/v1/conversations/{id}/events?after_seq= and join with a later since_seq",
+                status=409,
+            )
+    except BaseException:
+        await rooms.abort_join(context.sid, conversation_id)
+        raise
+    floor = events[-1]["seq"] if events else payload.since_seq
+    rooms.finish_join(context.sid, conversation_id, floor)
+    return {"conversation_id": conversation_id, "last_seq": floor, "events": events}
+
+
+async def leave(context: SocketContext, data: Any) -> dict[str, Any]:
+    """Stop receiving the conversation's events."""
+    payload = _parse(_Ref, data)
+    await _app(context)[ROOMS].leave(context.sid, str(payload.conversation_id))
+    return {"conversation_id": str(payload.conversation_id)}
+
+
+async def send_message(context: SocketContext, data: Any) -> dict[str, Any]:
+    """Send a message; the ack ``{id, seq, created_at}`` comes after commit."""
+    payload = _parse(_Send, data)
+    app, tenant_id, user = await _acting(context)
+    check_body(payload.body, app[SETTINGS].message_max_bytes)
+    message = await send(app, tenant_id, str(payload.conversation_id), user, payload)
+    return {"id": message["id"], "seq": message["seq"], "created_at": message["created_at"]}
+
+
+async def mark_read(context: SocketContext, data: Any) -> dict[str, Any]:
+    """Move the read mark up to ``up_to_seq`` (never backwards)."""
+    payload = _parse(_Read, data)
+    app, tenant_id, user = await _acting(context)
+    return await ask_conversation(
+        app[ROUTER], tenant_id, payload.conversation_id, "read", user, up_to_seq=payload.up_to_seq
+    )
+
+
+SOCKET_EVENTS = {
+    "conversation:join": join,
+    "conversation:leave": leave,
+    "message:send": send_message,
+    "read": mark_read,
+}

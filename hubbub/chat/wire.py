@@ -1,0 +1,190 @@
+"""Wire shapes of conversations and messages (HTTP bodies; sockets use the same names).
+
+Inputs forbid unknown fields; outputs are what the read side and the
+entity build. Names follow issue 4's "Wire names".
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ConversationList",
+    "ConversationPath",
+    "ConversationUpdate",
+    "ConversationView",
+    "EventList",
+    "EventsQuery",
+    "ListQuery",
+    "MemberPath",
+    "MessageEdit",
+    "MessageList",
+    "MessagePath",
+    "MessageView",
+    "MessagesQuery",
+    "NewConversation",
+    "NewMembers",
+    "NewMessage",
+    "ReadMark",
+    "ReadView",
+    "Subject",
+    "UnreadList",
+]
+
+ClientMsgId = Field(min_length=1, max_length=128, description="Your id of this send.")
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Subject(_Input):
+    """What a conversation is about, e.g. ``{type: "listing", id: "L-42"}``."""
+
+    type: str = Field(min_length=1, max_length=64)
+    id: str = Field(min_length=1, max_length=200)
+
+
+class NewConversation(_Input):
+    kind: Literal["direct", "group", "channel"]
+    member_ids: list[UUID] = Field(
+        default_factory=list, max_length=1000, description="Others to add; you are added too."
+    )
+    title: str | None = Field(None, min_length=1, max_length=200)
+    subject: Subject | None = Field(
+        None, description="Set: get-or-create by (kind, subject, participants)."
+    )
+    visibility: Literal["public", "private"] = Field(
+        "private", description="Channels: public ones can be joined by any tenant member."
+    )
+
+
+class ConversationUpdate(_Input):
+    title: str | None = Field(min_length=1, max_length=200)
+
+
+class NewMembers(_Input):
+    user_ids: list[UUID] = Field(min_length=1, max_length=1000)
+
+
+class NewMessage(_Input):
+    body: str = Field(description="1 byte up to HUBBUB_MESSAGE_MAX_BYTES (16 KB) of UTF-8.")
+    client_msg_id: str = ClientMsgId
+    reply_to: UUID | None = None
+
+
+class MessageEdit(_Input):
+    body: str
+
+
+class ReadMark(_Input):
+    up_to_seq: int = Field(ge=0)
+
+
+class ConversationPath(BaseModel):
+    conversation_id: UUID
+
+
+class MemberPath(BaseModel):
+    conversation_id: UUID
+    user_id: UUID
+
+
+class MessagePath(BaseModel):
+    conversation_id: UUID
+    message_id: UUID
+
+
+class ListQuery(_Input):
+    kind: Literal["direct", "group", "channel"] | None = None
+    cursor: str | None = Field(None, description="`next_cursor` of the previous page.")
+    limit: int = Field(50, ge=1, le=100)
+
+
+class MessagesQuery(_Input):
+    before: int | None = Field(None, ge=0, description="Messages before this seq.")
+    after: int | None = Field(None, ge=0, description="Messages after this seq.")
+    around: int | None = Field(None, ge=0, description="Messages centred on this seq.")
+    limit: int = Field(50, ge=1, le=200)
+
+
+class EventsQuery(_Input):
+    after_seq: int = Field(0, ge=0)
+    limit: int = Field(100, ge=1, le=1000)
+
+
+class MessageView(BaseModel):
+    id: UUID
+    conversation_id: UUID
+    seq: int
+    author_id: UUID
+    body: str
+    client_msg_id: str
+    reply_to: UUID | None
+    created_at: datetime
+    edited_at: datetime | None
+    deleted: bool
+
+
+class ConversationView(BaseModel):
+    id: UUID
+    tenant_id: UUID
+    kind: str
+    visibility: str
+    title: str | None
+    subject: dict[str, str] | None
+    status: str | None = Field(description="Support conversations only; null otherwise.")
+    role: str = Field(description="Your role in it.")
+    last_seq: int
+    last_read_seq: int
+    unread_count: int
+    last_message: MessageView | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ConversationList(BaseModel):
+    items: list[ConversationView]
+    next_cursor: str | None
+
+
+class MessageList(BaseModel):
+    items: list[MessageView]
+    next_cursor: str | None = Field(
+        description="Seq to pass as `before` (or `after`, when paging with it) for the next page."
+    )
+
+
+class EventView(BaseModel):
+    seq: int
+    event: str
+    data: dict[str, Any]
+    created_at: datetime
+
+
+class EventList(BaseModel):
+    items: list[EventView]
+    last_seq: int
+    next_cursor: str | None = Field(description="`after_seq` of the next page.")
+
+
+class ReadView(BaseModel):
+    conversation_id: UUID
+    user_id: UUID
+    last_read_seq: int
+
+
+class UnreadView(BaseModel):
+    conversation_id: UUID
+    last_seq: int
+    last_read_seq: int
+    unread_count: int
+
+
+class UnreadList(BaseModel):
+    items: list[UnreadView]
+    total: int

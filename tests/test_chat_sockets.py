@@ -1,0 +1,205 @@
+"""Conversations over Socket.IO with real clients: a join replays exactly what
+was missed, then live events follow exactly once and in order — on the
+gateway that commits and on a second gateway process; a sent message is
+acknowledged only once committed; non-members cannot join."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import asyncpg
+import socketio
+from aiohttp.test_utils import TestServer
+
+from hubbub.config import Settings
+from tests.support.chat import Team, new_team
+from tests.support.processes import Gateway
+from tests.test_gateway import _cluster_env
+
+
+class ChatClient:
+    """A Socket.IO client acting in a tenant that records conversation events."""
+
+    def __init__(self) -> None:
+        self.client = socketio.AsyncClient(reconnection=False)
+        self.events: asyncio.Queue[tuple[str, dict]] = asyncio.Queue()
+        self.client.on("*", self._record)
+
+    async def _record(self, event: str, data: dict) -> None:
+        await self.events.put((event, data))
+
+    async def connect(self, url: str, token: str, tenant_id: str) -> ChatClient:
+        auth = {"token": token, "tenant_id": tenant_id}
+        await self.client.connect(url, transports=["websocket"], wait_timeout=10, auth=auth)
+        return self
+
+    async def call(self, event: str, data: dict) -> dict:
+        return await self.client.call(event, data, timeout=10)
+
+    async def next(self) -> tuple[str, dict]:
+        return await asyncio.wait_for(self.events.get(), 10)
+
+
+def _url(server: TestServer) -> str:
+    return str(server.make_url("")).rstrip("/")
+
+
+async def _joined_then_live(team: Team, url: str, sender_count: int = 20) -> None:
+    """Join with a since_seq while another member keeps sending; check the result."""
+    owner, ann = team.people[:2]
+    found = await team.conversation(owner, "group", ann)
+    for i in range(5):
+        await team.send(owner, found["id"], f"before {i}")  # seqs 2..6
+    listener = await ChatClient().connect(url, ann.token, team.tenant_id)
+    try:
+        sending = asyncio.gather(
+            *(team.send(owner, found["id"], f"live {i}") for i in range(sender_count))
+        )
+        ack = await listener.call(
+            "conversation:join", {"conversation_id": found["id"], "since_seq": 3}
+        )
+        assert "data" in ack, ack
+        replayed = [e["seq"] for e in ack["data"]["events"]]
+        assert replayed[:3] == [4, 5, 6]
+        assert all(e["event"] == "message:new" for e in ack["data"]["events"])
+        await sending
+        head = 6 + sender_count
+        live: list[int] = []
+        while (replayed + live)[-1] < head:
+            event, data = await listener.next()
+            assert event == "message:new" and data["conversation_id"] == found["id"]
+            live.append(data["seq"])
+        assert replayed + live == list(range(4, head + 1))  # no gap, no duplicate, in order
+        # Nothing more arrives after the last one (exactly once).
+        await team.send(owner, found["id"], "last")
+        assert (await listener.next())[1]["seq"] == head + 1
+    finally:
+        await listener.client.disconnect()
+
+
+async def test_a_join_replays_what_was_missed_then_live_events_exactly_once(
+    gateway: TestServer,
+) -> None:
+    team = await new_team(gateway, 2)
+    await _joined_then_live(team, _url(gateway))
+
+
+async def test_joining_through_a_second_gateway_process(
+    gateway: TestServer, ray_cluster: Settings, tmp_path: Path
+) -> None:
+    env = _cluster_env(ray_cluster)
+    second = Gateway(env, tmp_path / "second.log").start()
+    try:
+        await second.wait_ready()
+        team = await new_team(gateway, 2)  # HTTP through the in-process gateway
+        await _joined_then_live(team, second.url)
+    finally:
+        assert await second.stop() == 0, second.log_tail()
+
+
+async def test_an_acked_message_is_committed_and_a_retry_gets_the_same_ack(
+    gateway: TestServer, owner_conn: asyncpg.Connection
+) -> None:
+    team = await new_team(gateway, 2)
+    owner, ann = team.people
+    found = await team.conversation(owner, "direct", ann)
+    sender = await ChatClient().connect(_url(gateway), owner.token, team.tenant_id)
+    listener = await ChatClient().connect(_url(gateway), ann.token, team.tenant_id)
+    try:
+        joined = await listener.call(
+            "conversation:join", {"conversation_id": found["id"], "since_seq": 1}
+        )
+        assert joined["data"]["events"] == []
+        payload = {"conversation_id": found["id"], "body": "hi", "client_msg_id": "s-1"}
+        ack = await sender.call("message:send", payload)
+        assert set(ack["data"]) == {"id", "seq", "created_at"} and ack["data"]["seq"] == 2
+        row = await owner_conn.fetchrow(
+            "SELECT body, seq FROM conversation_messages WHERE id = $1",
+            uuid.UUID(ack["data"]["id"]),
+        )
+        assert (row["body"], row["seq"]) == ("hi", 2)
+        assert await sender.call("message:send", payload) == ack
+        event, data = await listener.next()
+        assert (event, data["seq"], data["message"]["body"]) == ("message:new", 2, "hi")
+
+        read = await listener.call("read", {"conversation_id": found["id"], "up_to_seq": 2})
+        assert read["data"]["last_read_seq"] == 2
+        event, data = await listener.next()
+        assert (event, data) == (
+            "read",
+            {"conversation_id": found["id"], "user_id": ann.user_id, "up_to_seq": 2},
+        )
+        bad = await sender.call("message:send", payload | {"body": "", "client_msg_id": "s-2"})
+        assert bad["error"]["code"] == "body_empty"
+        bad = await listener.call("read", {"conversation_id": found["id"], "up_to_seq": 9})
+        assert bad["error"]["code"] == "seq_out_of_range"
+        left = await listener.call("conversation:leave", {"conversation_id": found["id"]})
+        assert left["data"] == {"conversation_id": found["id"]}
+        await sender.call("message:send", payload | {"client_msg_id": "s-3"})
+        await team.send(owner, found["id"], "after leaving")
+        assert listener.events.empty()
+    finally:
+        await sender.client.disconnect()
+        await listener.client.disconnect()
+
+
+async def test_edits_deletes_and_member_changes_reach_joined_sockets(gateway: TestServer) -> None:
+    team = await new_team(gateway)
+    owner, ann, bob = team.people
+    found = await team.conversation(owner, "group", ann, title="t")
+    listener = await ChatClient().connect(_url(gateway), ann.token, team.tenant_id)
+    try:
+        await listener.call("conversation:join", {"conversation_id": found["id"], "since_seq": 1})
+        message = await team.send(owner, found["id"], "x")
+        base = f"/api/v1/conversations/{found['id']}"
+        await team.call("PATCH", f"{base}/messages/{message['id']}", owner, {"body": "y"})
+        await team.call("DELETE", f"{base}/messages/{message['id']}", owner)
+        await team.call("PATCH", base, owner, {"title": "u"})
+        await team.call("POST", f"{base}/members", owner, {"user_ids": [bob.user_id]})
+        await team.call("DELETE", f"{base}/members/{ann.user_id}", owner)
+        got = [await listener.next() for _ in range(6)]
+        assert [(e, d["seq"]) for e, d in got] == [
+            ("message:new", 2),
+            ("message:updated", 3),
+            ("message:deleted", 4),
+            ("conversation:updated", 5),
+            ("member:joined", 6),
+            ("member:left", 7),
+        ]
+        assert got[2][1]["message"]["deleted"] is True
+        # Removed: ann's socket no longer gets the conversation's events.
+        await team.send(owner, found["id"], "not for ann")
+        ack = await listener.call("conversation:join", {"conversation_id": found["id"]})
+        assert ack["error"]["code"] == "not_found"
+        assert listener.events.empty()
+    finally:
+        await listener.client.disconnect()
+
+
+async def test_non_members_and_sockets_without_a_tenant_cannot_join(gateway: TestServer) -> None:
+    team = await new_team(gateway)
+    owner, ann, outsider = team.people
+    found = await team.conversation(owner, "group", ann)
+    stranger = await ChatClient().connect(_url(gateway), outsider.token, team.tenant_id)
+    try:
+        ack = await stranger.call("conversation:join", {"conversation_id": found["id"]})
+        assert ack["error"]["code"] == "not_found"
+        ack = await stranger.call("conversation:join", {"conversation_id": "nope"})
+        assert ack["error"]["code"] == "validation_failed"
+        payload = {"conversation_id": found["id"], "body": "hi", "client_msg_id": "x"}
+        assert (await stranger.call("message:send", payload))["error"]["code"] == "not_found"
+    finally:
+        await stranger.client.disconnect()
+    tenantless = socketio.AsyncClient(reconnection=False)
+    await tenantless.connect(
+        _url(gateway), transports=["websocket"], wait_timeout=10, auth={"token": owner.token}
+    )
+    try:
+        ack = await tenantless.call(
+            "conversation:join", {"conversation_id": found["id"]}, timeout=10
+        )
+        assert ack["error"]["code"] == "tenant_required"
+    finally:
+        await tenantless.disconnect()

@@ -1,0 +1,190 @@
+"""Messages through a real gateway and conversation shards: idempotent sends,
+a gap-free seq under concurrent senders, paging by seq, edits and tombstones,
+read marks that never move backwards with exact unread counts, and bad input
+that answers a clear error and writes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+from aiohttp.test_utils import TestServer
+
+from hubbub.gateway import SETTINGS
+from tests.support.chat import CONVERSATIONS, new_team
+
+
+async def _count(conn: asyncpg.Connection, conversation_id: str) -> tuple[int, int]:
+    messages = await conn.fetchval(
+        "SELECT count(*) FROM conversation_messages WHERE conversation_id = $1",
+        uuid.UUID(conversation_id),
+    )
+    events = await conn.fetchval(
+        "SELECT count(*) FROM conversation_events WHERE conversation_id = $1",
+        uuid.UUID(conversation_id),
+    )
+    return messages, events
+
+
+async def test_the_same_client_msg_id_gives_the_same_message(
+    gateway: TestServer, owner_conn: asyncpg.Connection
+) -> None:
+    team = await new_team(gateway, 2)
+    owner, ann = team.people
+    found = await team.conversation(owner, "direct", ann)
+    first = await team.send(owner, found["id"], "hello", client_msg_id="m-1")
+    assert (first["seq"], first["author_id"], first["body"]) == (2, owner.user_id, "hello")
+    again = await asyncio.gather(
+        *(team.send(owner, found["id"], "hello", client_msg_id="m-1") for _ in range(3))
+    )
+    assert all(a == first for a in again)
+    # Another author may use the same client id: it is per author.
+    other = await team.send(ann, found["id"], "hi", client_msg_id="m-1")
+    assert other["seq"] == 3
+    assert await _count(owner_conn, found["id"]) == (2, 3)
+
+
+async def test_concurrent_senders_get_a_gap_free_seq(
+    gateway: TestServer, owner_conn: asyncpg.Connection
+) -> None:
+    team = await new_team(gateway)
+    found = await team.conversation(team.people[0], "group", *team.people[1:])
+    sends = [team.send(p, found["id"], f"{i}") for i in range(15) for p in team.people]
+    sent = await asyncio.gather(*sends)
+    assert sorted(m["seq"] for m in sent) == list(range(2, 2 + len(sends)))
+    rows = await owner_conn.fetch(
+        "SELECT seq FROM conversation_events WHERE conversation_id = $1 ORDER BY seq",
+        uuid.UUID(found["id"]),
+    )
+    assert [r["seq"] for r in rows] == list(range(1, 2 + len(sends)))
+
+
+async def test_messages_page_before_after_and_around(gateway: TestServer) -> None:
+    team = await new_team(gateway, 2)
+    owner, ann = team.people
+    found = await team.conversation(owner, "direct", ann)
+    for i in range(10):
+        await team.send(owner, found["id"], f"m{i}")  # seqs 2..11
+    path = f"{CONVERSATIONS}/{found['id']}/messages"
+
+    async def seqs(query: str) -> tuple[list[int], str | None]:
+        status, page = await team.call("GET", f"{path}?{query}", ann)
+        assert status == 200, page
+        return [m["seq"] for m in page["items"]], page["next_cursor"]
+
+    assert await seqs("limit=4") == ([8, 9, 10, 11], "8")
+    assert await seqs("limit=4&before=8") == ([4, 5, 6, 7], "4")
+    assert await seqs("limit=4&before=4") == ([2, 3], None)
+    assert await seqs("limit=4&after=1") == ([2, 3, 4, 5], "5")
+    assert await seqs("limit=4&after=9") == ([10, 11], None)
+    assert await seqs("limit=4&around=6") == ([4, 5, 6, 7], None)
+    assert await seqs("limit=50") == (list(range(2, 12)), None)
+
+
+async def test_bad_seq_ranges_answer_clear_errors(gateway: TestServer) -> None:
+    team = await new_team(gateway, 2)
+    owner, ann = team.people
+    found = await team.conversation(owner, "direct", ann)
+    await team.send(owner, found["id"], "one")  # seq 2
+    one = f"{CONVERSATIONS}/{found['id']}"
+    cases = [
+        (f"{one}/messages?after=3", "seq_out_of_range"),
+        (f"{one}/messages?around=9", "seq_out_of_range"),
+        (f"{one}/messages?before=1&after=1", "seq_out_of_range"),
+        (f"{one}/messages?before=-1", "validation_failed"),
+        (f"{one}/events?after_seq=5", "seq_out_of_range"),
+    ]
+    for path, code in cases:
+        status, problem = await team.call("GET", path, ann)
+        assert (status, problem["code"]) == (422, code), (path, problem)
+    status, problem = await team.call("POST", f"{one}/read", ann, {"up_to_seq": 3})
+    assert (status, problem["code"]) == (422, "seq_out_of_range")
+    status, problem = await team.call("POST", f"{one}/read", ann, {"up_to_seq": -1})
+    assert (status, problem["code"]) == (422, "validation_failed")
+
+
+async def test_oversize_and_empty_bodies_are_refused_and_nothing_is_written(
+    gateway: TestServer, owner_conn: asyncpg.Connection
+) -> None:
+    team = await new_team(gateway, 2)
+    owner, ann = team.people
+    found = await team.conversation(owner, "direct", ann)
+    path = f"{CONVERSATIONS}/{found['id']}/messages"
+    limit = gateway.app[SETTINGS].message_max_bytes
+    cases = [("x" * (limit + 1), "body_too_large"), ("", "body_empty"), ("  \n", "body_empty")]
+    for body, code in cases:
+        status, problem = await team.call("POST", path, owner, {"body": body, "client_msg_id": "c"})
+        assert (status, problem["code"]) == (422, code)
+        assert problem["errors"][0]["field"] == "body"
+    status, problem = await team.call(
+        "POST", path, owner, {"body": "hi", "client_msg_id": "c", "reply_to": str(uuid.uuid4())}
+    )
+    assert (status, problem["code"]) == (422, "reply_to_not_found")
+    assert await _count(owner_conn, found["id"]) == (0, 1)
+    exactly = await team.send(owner, found["id"], "é" * (limit // 2))
+    assert exactly["seq"] == 2
+
+
+async def test_edit_is_the_authors_and_delete_leaves_a_tombstone(gateway: TestServer) -> None:
+    team = await new_team(gateway)
+    owner, ann, bob = team.people
+    found = await team.conversation(owner, "group", ann, bob)
+    message = await team.send(ann, found["id"], "draft")
+    one = f"{CONVERSATIONS}/{found['id']}/messages/{message['id']}"
+    status, problem = await team.call("PATCH", one, bob, {"body": "hacked"})
+    assert (status, problem["code"]) == (403, "not_author")
+    status, edited = await team.call("PATCH", one, ann, {"body": "final"})
+    assert (status, edited["body"], edited["seq"]) == (200, "final", message["seq"])
+    assert edited["edited_at"] is not None
+    status, problem = await team.call("DELETE", one, bob)
+    assert (status, problem["code"]) == (403, "not_author")
+    status, gone = await team.call("DELETE", one, ann)
+    assert (status, gone["deleted"], gone["body"]) == (200, True, "")
+    assert (await team.call("DELETE", one, ann))[1] == gone  # deleting again changes nothing
+    status, problem = await team.call("PATCH", one, ann, {"body": "back"})
+    assert (status, problem["code"]) == (409, "message_deleted")
+    status, page = await team.call("GET", f"{CONVERSATIONS}/{found['id']}/messages", bob)
+    assert [(m["id"], m["deleted"], m["body"]) for m in page["items"]] == [
+        (message["id"], True, "")
+    ]
+    status, events = await team.call(
+        "GET", f"{CONVERSATIONS}/{found['id']}/events?after_seq=1", bob
+    )
+    assert [(e["seq"], e["event"]) for e in events["items"]] == [
+        (2, "message:new"),
+        (3, "message:updated"),
+        (4, "message:deleted"),
+    ]
+    assert events["last_seq"] == 4 and events["next_cursor"] is None
+
+
+async def test_read_marks_never_move_back_and_unread_counts_are_exact(
+    gateway: TestServer,
+) -> None:
+    team = await new_team(gateway)
+    owner, ann, bob = team.people
+    found = await team.conversation(owner, "group", ann, bob)
+    other = await team.conversation(owner, "direct", ann)
+    sent = [await team.send(owner, found["id"], f"m{i}") for i in range(5)]  # seqs 2..6
+    await team.send(ann, found["id"], "mine")  # seq 7: ann's own, never unread for her
+    await team.send(owner, other["id"], "psst")
+    doomed = await team.send(owner, found["id"], "oops")  # seq 8
+    await team.call("DELETE", f"{CONVERSATIONS}/{found['id']}/messages/{doomed['id']}", owner)
+
+    async def unread() -> dict[str, int]:
+        status, counts = await team.call("GET", f"{CONVERSATIONS}/unread", ann)
+        assert status == 200, counts
+        return {c["conversation_id"]: c["unread_count"] for c in counts["items"]}
+
+    # Sending marks your own read up to your message.
+    assert await unread() == {found["id"]: 0, other["id"]: 1}  # seq 8 is deleted
+    read = f"{CONVERSATIONS}/{found['id']}/read"
+    status, mark = await team.call("POST", read, bob, {"up_to_seq": sent[2]["seq"]})
+    assert (status, mark["last_read_seq"]) == (200, 4)
+    status, mark = await team.call("POST", read, bob, {"up_to_seq": 2})
+    assert mark["last_read_seq"] == 4  # never backwards
+    status, counts = await team.call("GET", f"{CONVERSATIONS}/unread", bob)
+    assert counts["items"][0]["unread_count"] == 3 and counts["total"] == 3  # 5, 6, 7
+    status, view = await team.call("GET", f"{CONVERSATIONS}/{found['id']}", bob)
+    assert (view["last_read_seq"], view["unread_count"]) == (4, 3)
