@@ -172,6 +172,42 @@ class Settings(BaseSettings):
     message_max_bytes: int = Field(
         16_384, ge=1, le=1_048_576, description="Largest message body, in UTF-8 bytes."
     )
+    snooze_sweep_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="How often a gateway wakes snoozed support conversations whose time came.",
+    )
+    typing_ttl_seconds: float = Field(
+        6.0,
+        gt=0,
+        le=60,
+        description="A typing indicator not refreshed for this long ends with a 'stop'.",
+    )
+    typing_relay_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="Least time between two relayed typing 'start's of one socket in one "
+        "conversation; starts in between only keep the indicator alive.",
+    )
+    presence_heartbeat_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="How often a gateway renews its presence lease, reports activity and "
+        "sweeps dead gateways and idle users.",
+    )
+    presence_lease_seconds: float = Field(
+        20.0,
+        gt=0,
+        le=600,
+        description="A gateway that has not renewed its lease for this long is dead: its "
+        "users' devices are dropped from presence. Keep it above the heartbeat.",
+    )
+    presence_idle_seconds: float = Field(
+        300.0, gt=0, description="A user online without any socket activity this long is away."
+    )
     gateway_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
         description="Name of this gateway in logs and health reports.",

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
@@ -113,3 +114,21 @@ async def gateway(ray_cluster: Settings) -> AsyncIterator[TestServer]:
     await server.start_server()
     yield server
     await server.close()
+
+
+@pytest.fixture
+async def serve(ray_cluster: Settings) -> AsyncIterator[Callable[..., Awaitable[TestServer]]]:
+    """``await serve(**changes)``: a gateway of the built-in plugins with those settings
+    changed, on a real port, closed after the test."""
+    servers: list[TestServer] = []
+
+    async def start(**changes: Any) -> TestServer:
+        settings = ray_cluster.model_copy(update=changes)
+        server = TestServer(create_app(settings, load_plugins([])))
+        await server.start_server()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in reversed(servers):
+        await server.close()

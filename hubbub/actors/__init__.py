@@ -15,9 +15,16 @@ else sends it commands. Keep this table true.
 | a tenant's profile, plan, roster, invites,   | its ``TenantEntity`` (``tenant.py``);   |
 | usage counters, API keys (service accounts)  | see ``hubbub/tenancy/__init__.py``      |
 | a conversation's seq, title, members, roles, | its ``ConversationEntity``              |
-| read marks and messages                      | (``conversation.py``; ``hubbub/chat``)  |
+| read marks, mute/star, messages, reactions,  | (``conversation.py``; ``hubbub/chat``)  |
+| support status, snooze, assignee, labels,    |                                         |
+| deletion                                     |                                         |
 | which local sockets get which conversation,  | the gateway's ``ConversationRooms``     |
 | their replay buffers and floors              | (``hubbub/chat/rooms.py``)              |
+| a socket's typing indicators (deadline,      | the socket's gateway: its               |
+| last relay)                                  | ``TypingRelay`` (``hubbub/chat/typing.py``) |
+| a user's presence (devices, status, text,    | Redis, changed only by atomic scripts   |
+| availability, last_seen_at, idle); a         | of ``Presence`` (``realtime/presence.py``); |
+| gateway's presence lease and its sockets     | each gateway its own lease and sockets  |
 
 Ray appears only in ``runtime.py``.
 """

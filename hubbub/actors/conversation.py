@@ -36,14 +36,17 @@ _LOAD = "SELECT * FROM conversations WHERE id = ANY($1::uuid[])"
 _LOAD_MEMBERS = "SELECT * FROM conversation_members WHERE conversation_id = ANY($1::uuid[])"
 _LOAD_MESSAGES = """SELECT * FROM conversation_messages WHERE conversation_id = ANY($1::uuid[])
 ORDER BY conversation_id, seq"""
+_LOAD_REACTIONS = """SELECT conversation_id, message_id, user_id, emoji FROM conversation_reactions
+WHERE conversation_id = ANY($1::uuid[]) ORDER BY created_at, user_id"""
 
 
 class ConversationEntity(Entity):
     """A conversation, hosted by the ``conversation`` shards.
 
-    Owns: the conversation's seq (gap-free), title, members with their roles
-    and read marks, and its messages (with the ``client_msg_id`` of each, for
-    idempotent sends). Concurrency: the shard runs its commands one at a
+    Owns: the conversation's seq (gap-free), title, support status, snooze,
+    assignee and labels, deletion, members with their roles, read marks and
+    mute/star, and its messages (with the ``client_msg_id`` of each, for
+    idempotent sends) and their reactions. Concurrency: the shard runs its commands one at a
     time; ``handle`` never awaits. Durability: every change is a Write in the
     shard's group commit; replies and events follow the commit. Failure: a
     failed commit drops the entity and the next command reloads it.
@@ -57,7 +60,12 @@ class ConversationEntity(Entity):
         found = {str(r["id"]): _conversation(r) for r in await conn.fetch(_LOAD, keys)}
         for row in await conn.fetch(_LOAD_MEMBERS, keys):
             member = Member(
-                str(row["user_id"]), row["role"], row["joined_at"], row["last_read_seq"]
+                str(row["user_id"]),
+                row["role"],
+                row["joined_at"],
+                row["last_read_seq"],
+                row["muted"],
+                row["starred"],
             )
             found[str(row["conversation_id"])].members[member.user_id] = member
         for row in await conn.fetch(_LOAD_MESSAGES, keys):
@@ -65,6 +73,9 @@ class ConversationEntity(Entity):
             message = _message(row)
             conversation.messages[message.id] = message
             conversation.by_client_id[(message.author_id, message.client_msg_id)] = message.id
+        for row in await conn.fetch(_LOAD_REACTIONS, keys):
+            message = found[str(row["conversation_id"])].messages[str(row["message_id"])]
+            message.reactions.setdefault(row["emoji"], []).append(str(row["user_id"]))
         return found
 
     def handle(self, command: Command, now: datetime) -> Decision:
@@ -73,7 +84,7 @@ class ConversationEntity(Entity):
         for event in events:
             state = rules.apply(state, event)
             writes.extend(_writes(state, event))
-            if not isinstance(event, rules.ReadMarked):
+            if rules.in_stream(event):
                 name, data = _published(state, event)
                 writes.append(
                     Write(
@@ -81,10 +92,10 @@ class ConversationEntity(Entity):
                     )
                 )
                 publications.append(Publication(channel(state.id), name, data))
-            else:
+            elif isinstance(event, rules.ReadMarked):
                 data = _read_payload(state, event)
                 publications.append(Publication(channel(state.id), "read", data))
-        if state is not None and any(not isinstance(e, rules.ReadMarked) for e in events):
+        if state is not None and any(rules.in_stream(e) for e in events):
             writes.append(
                 Write(_SET_HEAD, (state.id, state.seq, state.last_message_seq, state.updated_at))
             )
@@ -108,6 +119,11 @@ def _conversation(row: asyncpg.Record) -> ConversationState:
         updated_at=row["updated_at"],
         seq=row["last_seq"],
         last_message_seq=row["last_message_seq"],
+        status=row["status"],
+        snooze_until=row["snooze_until"],
+        assignee_id=None if row["assignee_id"] is None else str(row["assignee_id"]),
+        labels=tuple(row["labels"]),
+        deleted=row["deleted_at"] is not None,
     )
 
 
@@ -135,8 +151,16 @@ def _reply(command: Command, state: ConversationState | None, events: list[rules
     if name == "send":
         key = (actor, str(command.args["client_msg_id"]))
         return message_view(state.id, state.messages[state.by_client_id[key]])
-    if name in ("edit", "delete"):
+    if name in ("edit", "delete", "react"):
         return message_view(state.id, state.messages[str(command.args["message_id"])])
+    if name == "membership":
+        member = state.members[actor]
+        return {
+            "conversation_id": state.id,
+            "user_id": actor,
+            "muted": member.muted,
+            "starred": member.starred,
+        }
     if name == "read":
         member = state.members[actor]
         return {
@@ -160,8 +184,8 @@ _INSERT_EVENT = """INSERT INTO conversation_events (tenant_id, conversation_id, 
 _SET_HEAD = """UPDATE conversations SET last_seq = $2, last_message_seq = $3, updated_at = $4,
   last_activity_at = $4 WHERE id = $1"""
 _INSERT_CONVERSATION = """INSERT INTO conversations (id, tenant_id, kind, visibility, title,
-  subject_type, subject_id, created_by, last_seq, created_at, updated_at, last_activity_at)
-  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9, $9)"""
+  subject_type, subject_id, created_by, last_seq, created_at, updated_at, last_activity_at, status)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9, $9, $10)"""
 _INSERT_MEMBER = """INSERT INTO conversation_members (tenant_id, conversation_id, user_id, role,
   joined_at, last_read_seq) VALUES ($1, $2, $3, $4, $5, $6)"""
 _DELETE_MEMBER = "DELETE FROM conversation_members WHERE conversation_id = $1 AND user_id = $2"
@@ -172,7 +196,15 @@ _INSERT_MESSAGE = """INSERT INTO conversation_messages (id, tenant_id, conversat
   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"""
 _EDIT_MESSAGE = "UPDATE conversation_messages SET body = $2, edited_at = $3 WHERE id = $1"
 _DELETE_MESSAGE = "UPDATE conversation_messages SET body = '', deleted_at = $2 WHERE id = $1"
-_SET_TITLE = "UPDATE conversations SET title = $2 WHERE id = $1"
+_SET_FIELDS = """UPDATE conversations SET title = $2, status = $3, snooze_until = $4,
+  assignee_id = $5, labels = $6 WHERE id = $1"""
+_DELETE_CONVERSATION = "UPDATE conversations SET deleted_at = $2 WHERE id = $1"
+_ADD_REACTION = """INSERT INTO conversation_reactions (tenant_id, conversation_id, message_id,
+  user_id, emoji, created_at) VALUES ($1, $2, $3, $4, $5, $6)"""
+_REMOVE_REACTION = """DELETE FROM conversation_reactions
+  WHERE message_id = $1 AND user_id = $2 AND emoji = $3"""
+_SET_MEMBERSHIP = """UPDATE conversation_members SET muted = $3, starred = $4
+  WHERE conversation_id = $1 AND user_id = $2"""
 
 
 def _writes(state: ConversationState, event: rules.Event) -> list[Write]:
@@ -191,6 +223,7 @@ def _created(s: ConversationState, e: rules.ConversationCreated) -> list[Write]:
         subject.get("id"),
         s.created_by,
         e.at,
+        s.status,
     )
     members = [
         Write(_INSERT_MEMBER, (s.tenant_id, s.id, m.user_id, m.role, m.joined_at, 0))
@@ -219,6 +252,16 @@ def _joined(s: ConversationState, e: rules.MemberJoined) -> list[Write]:
     return [Write(_INSERT_MEMBER, (s.tenant_id, s.id, e.user_id, e.role, e.at, 0))]
 
 
+def _changed(s: ConversationState, e: rules.ConversationChanged) -> list[Write]:
+    args = (s.id, s.title, s.status, s.snooze_until, s.assignee_id, list(s.labels))
+    return [Write(_SET_FIELDS, args)]
+
+
+def _reaction_added(s: ConversationState, e: rules.ReactionAdded) -> list[Write]:
+    args = (s.tenant_id, s.id, e.message_id, e.user_id, e.emoji, e.at)
+    return [Write(_ADD_REACTION, args)]
+
+
 _WRITERS: dict[type, Callable[[Any, Any], list[Write]]] = {
     rules.ConversationCreated: _created,
     rules.MessageSent: _sent,
@@ -226,8 +269,16 @@ _WRITERS: dict[type, Callable[[Any, Any], list[Write]]] = {
     rules.MessageDeleted: lambda s, e: [Write(_DELETE_MESSAGE, (e.message_id, e.at))],
     rules.MemberJoined: _joined,
     rules.MemberLeft: lambda s, e: [Write(_DELETE_MEMBER, (s.id, e.user_id))],
-    rules.TitleChanged: lambda s, e: [Write(_SET_TITLE, (s.id, e.title))],
+    rules.ConversationChanged: _changed,
+    rules.ConversationDeleted: lambda s, e: [Write(_DELETE_CONVERSATION, (s.id, e.at))],
+    rules.ReactionAdded: _reaction_added,
+    rules.ReactionRemoved: lambda s, e: [
+        Write(_REMOVE_REACTION, (e.message_id, e.user_id, e.emoji))
+    ],
     rules.ReadMarked: lambda s, e: [Write(_SET_READ, (s.id, e.user_id, e.up_to_seq))],
+    rules.MembershipSet: lambda s, e: [
+        Write(_SET_MEMBERSHIP, (s.id, e.user_id, e.muted, e.starred))
+    ],
 }
 
 
@@ -246,6 +297,7 @@ def _published(state: ConversationState, event: rules.Event) -> tuple[str, dict[
             "title": state.title,
             "subject": state.subject,
             "created_by": state.created_by,
+            "status": state.status,
         }
         return "conversation:created", head | {
             "conversation": conversation,
@@ -261,8 +313,30 @@ def _published(state: ConversationState, event: rules.Event) -> tuple[str, dict[
         return "member:joined", head | member | {"joined_at": event.at.isoformat()}
     if isinstance(event, rules.MemberLeft):
         return "member:left", head | {"user_id": event.user_id, "by": event.by}
-    assert isinstance(event, rules.TitleChanged)
-    return "conversation:updated", head | {"changes": {"title": event.title}, "by": event.by}
+    if isinstance(event, rules.ReactionAdded | rules.ReactionRemoved):
+        action = "added" if isinstance(event, rules.ReactionAdded) else "removed"
+        message = state.messages[event.message_id]
+        return "reaction", head | {
+            "message_id": event.message_id,
+            "emoji": event.emoji,
+            "user_id": event.user_id,
+            "action": action,
+            "reactions": rules.reactions_view(message.reactions),
+        }
+    if isinstance(event, rules.ConversationDeleted):
+        return "conversation:deleted", head | {"by": event.by}
+    assert isinstance(event, rules.ConversationChanged)
+    return "conversation:updated", head | {"changes": _changes(event.changes), "by": event.by}
+
+
+def _changes(changes: dict[str, Any]) -> dict[str, Any]:
+    """Changed fields as JSON: times in RFC 3339, labels as a list."""
+    wire = dict(changes)
+    if isinstance(wire.get("snooze_until"), datetime):
+        wire["snooze_until"] = wire["snooze_until"].isoformat()
+    if "labels" in wire:
+        wire["labels"] = list(wire["labels"])
+    return wire
 
 
 def _read_payload(state: ConversationState, event: rules.ReadMarked) -> dict[str, Any]:

@@ -67,7 +67,11 @@ async def require_tenant_member(router: Router, tenant_id: UUID | str, user_id: 
 
 
 async def check_tenant_members(
-    request: web.Request, tenant_id: UUID, actor: UUID, user_ids: list[UUID]
+    request: web.Request,
+    tenant_id: UUID,
+    actor: UUID,
+    user_ids: list[UUID],
+    field: str = "member_ids",
 ) -> None:
     """422 ``not_a_tenant_member`` naming each of ``user_ids`` outside the tenant."""
     if not user_ids:
@@ -81,9 +85,7 @@ async def check_tenant_members(
             "not_a_tenant_member",
             f"expected members of the tenant, got {', '.join(map(str, strangers))}",
             status=422,
-            errors=tuple(
-                FieldError("body", "member_ids", f"{u} is not a member") for u in strangers
-            ),
+            errors=tuple(FieldError("body", field, f"{u} is not a member") for u in strangers),
         )
 
 

@@ -23,6 +23,7 @@ from hubbub.chat.access import (
     require_tenant_member,
     tenant_of,
 )
+from hubbub.chat.reads import Filters
 from hubbub.chat.wire import (
     ConversationList,
     ConversationPath,
@@ -32,6 +33,8 @@ from hubbub.chat.wire import (
     EventsQuery,
     ListQuery,
     MemberPath,
+    MembershipUpdate,
+    MembershipView,
     MessageEdit,
     MessageList,
     MessagePath,
@@ -40,10 +43,12 @@ from hubbub.chat.wire import (
     NewConversation,
     NewMembers,
     NewMessage,
+    ReactionInput,
     ReadMark,
     ReadView,
     UnreadList,
 )
+from hubbub.errors import AppError, FieldError
 from hubbub.gateway import DATABASE, ROUTER, SETTINGS
 from hubbub.http.routing import Api
 from hubbub.identity.bearer import authenticate_request
@@ -109,10 +114,12 @@ async def create_conversation(request: web.Request, *, body: NewConversation) ->
 
 @api.get(BASE, query=ListQuery, response=ConversationList, security=BEARER)
 async def list_conversations(request: web.Request, *, query: ListQuery) -> ConversationList:
-    """Your conversations, latest activity first, with last message and unread count."""
+    """Your conversations, latest activity first, with last message and unread count;
+    filter by kind, status, label and assignee."""
     tenant_id, user = await _caller(request)
     async with request.app[DATABASE].tenant(tenant_id) as conn:
-        items, cursor = await reads.conversations(conn, user, query.kind, query.cursor, query.limit)
+        filters = Filters(query.kind, query.status, query.label, query.assignee)
+        items, cursor = await reads.conversations(conn, user, filters, query.cursor, query.limit)
     return ConversationList.model_validate({"items": items, "next_cursor": cursor})
 
 
@@ -145,18 +152,90 @@ async def get_conversation(request: web.Request, *, path: ConversationPath) -> C
     security=BEARER,
     responses=NOT_FOUND
     | {
-        403: "Needs owner or admin (`insufficient_role`)",
+        403: "The title needs owner or admin (`insufficient_role`)",
         409: "Direct conversations have no title (`direct_conversation_fixed`)",
+        422: "A bad field, a support field on another kind, a snooze_until in the past "
+        "(`validation_failed`), an assignee outside the tenant (`not_a_tenant_member`)",
     },
 )
 async def update_conversation(
     request: web.Request, *, path: ConversationPath, body: ConversationUpdate
 ) -> ConversationView:
-    """Change the title (owner or admin)."""
+    """Change the title (owner or admin) or, on a support conversation (any member), its
+    status, snooze_until, assignee and labels; a new assignee joins it."""
+    tenant_id, user = await _caller(request)
+    conversation_id = str(path.conversation_id)
+    changes = body.model_dump(mode="json", include=body.model_fields_set)
+    if not changes:
+        raise AppError(
+            "validation_failed",
+            f"expected at least one of {', '.join(ConversationUpdate.model_fields)}",
+            status=422,
+            errors=(FieldError("body", "", "no field to change"),),
+        )
+    if body.assignee_id is not None:
+        await check_tenant_members(
+            request, tenant_id, UUID(user), [body.assignee_id], field="assignee_id"
+        )
+    await ask_conversation(
+        request.app[ROUTER], tenant_id, conversation_id, "update", user, changes=changes
+    )
+    return ConversationView.model_validate(await _view(request, tenant_id, conversation_id, user))
+
+
+@api.delete(
+    ONE,
+    params=ConversationPath,
+    status=204,
+    security=BEARER,
+    responses=NOT_FOUND | {403: "Needs owner or admin (`insufficient_role`)"},
+)
+async def delete_conversation(request: web.Request, *, path: ConversationPath) -> None:
+    """Delete a conversation (owner or admin): from then on it is 404 for everyone."""
+    tenant_id, user = await _caller(request)
+    await ask_conversation(
+        request.app[ROUTER], tenant_id, path.conversation_id, "delete_conversation", user
+    )
+
+
+@api.patch(
+    f"{ONE}/membership",
+    params=ConversationPath,
+    body=MembershipUpdate,
+    response=MembershipView,
+    security=BEARER,
+    responses=NOT_FOUND,
+)
+async def update_membership(
+    request: web.Request, *, path: ConversationPath, body: MembershipUpdate
+) -> MembershipView:
+    """Mute or star the conversation, for you alone (no event to others)."""
+    tenant_id, user = await _caller(request)
+    reply = await ask_conversation(
+        request.app[ROUTER],
+        tenant_id,
+        path.conversation_id,
+        "membership",
+        user,
+        muted=body.muted,
+        starred=body.starred,
+    )
+    return MembershipView.model_validate(reply)
+
+
+@api.post(
+    f"{ONE}/join",
+    params=ConversationPath,
+    response=ConversationView,
+    security=BEARER,
+    responses=NOT_FOUND,
+)
+async def join_conversation(request: web.Request, *, path: ConversationPath) -> ConversationView:
+    """Join a public channel of your tenant (others are by invitation: 404)."""
     tenant_id, user = await _caller(request)
     conversation_id = str(path.conversation_id)
     await ask_conversation(
-        request.app[ROUTER], tenant_id, conversation_id, "update", user, title=body.title
+        request.app[ROUTER], tenant_id, conversation_id, "add_members", user, user_ids=[user]
     )
     return ConversationView.model_validate(await _view(request, tenant_id, conversation_id, user))
 
@@ -362,3 +441,55 @@ async def list_events(
     more = bool(items) and items[-1]["seq"] < last_seq
     cursor = str(items[-1]["seq"]) if more else None
     return EventList.model_validate({"items": items, "last_seq": last_seq, "next_cursor": cursor})
+
+
+REACTION_ERRORS = {
+    404: "No such conversation or message for you (`not_found`)",
+    409: "The message is deleted (`message_deleted`)",
+    422: "Not an emoji (`validation_failed`)",
+}
+
+
+@api.post(
+    f"{ONE}/messages/{{message_id}}/reactions",
+    params=MessagePath,
+    body=ReactionInput,
+    response=MessageView,
+    security=BEARER,
+    responses=REACTION_ERRORS,
+)
+async def add_reaction(
+    request: web.Request, *, path: MessagePath, body: ReactionInput
+) -> MessageView:
+    """React to a message; one reaction per user per emoji (again: no change)."""
+    return await _react(request, path, body.emoji, add=True)
+
+
+@api.delete(
+    f"{ONE}/messages/{{message_id}}/reactions",
+    params=MessagePath,
+    body=ReactionInput,
+    response=MessageView,
+    security=BEARER,
+    responses=REACTION_ERRORS,
+)
+async def remove_reaction(
+    request: web.Request, *, path: MessagePath, body: ReactionInput
+) -> MessageView:
+    """Take your reaction back (one you do not have: no change)."""
+    return await _react(request, path, body.emoji, add=False)
+
+
+async def _react(request: web.Request, path: MessagePath, emoji: str, *, add: bool) -> MessageView:
+    tenant_id, user = await _caller(request)
+    reply = await ask_conversation(
+        request.app[ROUTER],
+        tenant_id,
+        path.conversation_id,
+        "react",
+        user,
+        message_id=str(path.message_id),
+        emoji=emoji,
+        add=add,
+    )
+    return MessageView.model_validate(reply)

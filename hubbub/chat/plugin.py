@@ -1,5 +1,6 @@
 """Conversations as a gateway plugin: the conversation entity kind, its routes,
-its Socket.IO events and this gateway's conversation rooms."""
+its Socket.IO events, this gateway's conversation rooms and typing relay, and
+the sweep that wakes snoozed support conversations."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from aiohttp import web
 from hubbub.actors.conversation import ConversationEntity
 from hubbub.chat.api import api
 from hubbub.chat.rooms import ConversationRooms
+from hubbub.chat.search_api import search_api
+from hubbub.chat.snooze import snooze_sweep
 from hubbub.chat.sockets import ROOMS, SOCKET_EVENTS
+from hubbub.chat.typing import TYPING_EVENTS, typing_relay
 from hubbub.gateway import REALTIME, REDIS
 from hubbub.plugin import Plugin
 
@@ -29,7 +33,7 @@ async def _rooms(app: web.Application) -> AsyncIterator[None]:
 plugin = Plugin(
     "chat",
     entity_kinds=(ConversationEntity,),
-    apis=(api,),
-    socket_events=SOCKET_EVENTS,
-    cleanup_ctx=(_rooms,),
+    apis=(search_api, api),  # search first: /conversations/search is no conversation id
+    socket_events={**SOCKET_EVENTS, **TYPING_EVENTS},
+    cleanup_ctx=(_rooms, typing_relay, snooze_sweep),
 )

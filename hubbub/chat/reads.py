@@ -4,30 +4,39 @@ Reads need no entity: they see committed state only (the entity replies
 after commit), in the caller's tenant scope (row-level security), and each
 one is joined to the caller's membership row, so a conversation you are not
 in reads as absent — the HTTP layer answers 404. Unread counts are exact:
-the messages of others after your read mark that are not deleted.
+the messages of others after your read mark that are not deleted. A
+deleted conversation reads as absent to everyone.
 """
 
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
+from hubbub.chat.state import reactions_view
 from hubbub.errors import AppError, FieldError
 
 __all__ = [
+    "Filters",
     "conversation",
     "conversations",
+    "decode_cursor",
+    "encode_cursor",
     "events_after",
+    "message_row_view",
     "messages",
     "unread_counts",
+    "with_reactions",
 ]
 
 _VIEW = """SELECT c.id, c.tenant_id, c.kind, c.visibility, c.title, c.subject_type, c.subject_id,
   c.last_seq, c.created_at, c.updated_at, c.last_activity_at, m.role, m.last_read_seq,
+  c.status, c.snooze_until, c.assignee_id, c.labels, m.muted, m.starred,
   (SELECT count(*) FROM conversation_messages x WHERE x.conversation_id = c.id
      AND x.seq > m.last_read_seq AND x.author_id <> m.user_id AND x.deleted_at IS NULL
   ) AS unread_count,
@@ -37,16 +46,18 @@ _VIEW = """SELECT c.id, c.tenant_id, c.kind, c.visibility, c.title, c.subject_ty
 FROM conversation_members m
 JOIN conversations c ON c.id = m.conversation_id
 LEFT JOIN conversation_messages l ON l.conversation_id = c.id AND l.seq = c.last_message_seq
-WHERE m.user_id = $1"""
+WHERE m.user_id = $1 AND c.deleted_at IS NULL"""
 _ONE = _VIEW + " AND c.id = $2"
 _MINE = (
     _VIEW
     + """ AND ($2::text IS NULL OR c.kind = $2)
   AND ($3::timestamptz IS NULL OR (c.last_activity_at, c.id) < ($3, $4::uuid))
+  AND ($6::text IS NULL OR c.status = $6) AND ($7::text IS NULL OR $7 = ANY(c.labels))
+  AND ($8::uuid IS NULL OR c.assignee_id = $8)
 ORDER BY c.last_activity_at DESC, c.id DESC LIMIT $5"""
 )
 _HEAD = """SELECT c.last_seq FROM conversations c JOIN conversation_members m
-  ON m.conversation_id = c.id AND m.user_id = $2 WHERE c.id = $1"""
+  ON m.conversation_id = c.id AND m.user_id = $2 WHERE c.id = $1 AND c.deleted_at IS NULL"""
 _MESSAGE_COLUMNS = """id, conversation_id, seq, author_id, body, client_msg_id, reply_to,
   created_at, edited_at, deleted_at"""
 _BEFORE = f"""SELECT {_MESSAGE_COLUMNS} FROM conversation_messages
@@ -55,12 +66,14 @@ _FROM = f"""SELECT {_MESSAGE_COLUMNS} FROM conversation_messages
   WHERE conversation_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3"""
 _EVENTS = """SELECT seq, event, data, created_at FROM conversation_events
   WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"""
+_REACTIONS = """SELECT message_id, emoji, user_id FROM conversation_reactions
+  WHERE message_id = ANY($1::uuid[]) ORDER BY created_at, user_id"""
 _UNREAD = """SELECT m.conversation_id, c.last_seq, m.last_read_seq,
   (SELECT count(*) FROM conversation_messages x WHERE x.conversation_id = m.conversation_id
      AND x.seq > m.last_read_seq AND x.author_id <> m.user_id AND x.deleted_at IS NULL
   ) AS unread_count
 FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id
-WHERE m.user_id = $1 ORDER BY c.last_activity_at DESC, c.id DESC"""
+WHERE m.user_id = $1 AND c.deleted_at IS NULL ORDER BY c.last_activity_at DESC, c.id DESC"""
 
 
 async def conversation(conn: asyncpg.Connection, conversation_id: str, user_id: str) -> dict:
@@ -68,21 +81,59 @@ async def conversation(conn: asyncpg.Connection, conversation_id: str, user_id: 
     row = await conn.fetchrow(_ONE, user_id, conversation_id)
     if row is None:
         raise AppError.not_found("conversation")
-    return _conversation_view(row)
+    view = _conversation_view(row)
+    await with_reactions(conn, [view["last_message"]] if view["last_message"] else [])
+    return view
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """What ``GET /conversations`` narrows the list to (None: any)."""
+
+    kind: str | None = None
+    status: str | None = None
+    label: str | None = None
+    assignee: UUID | None = None
 
 
 async def conversations(
-    conn: asyncpg.Connection, user_id: str, kind: str | None, cursor: str | None, limit: int
+    conn: asyncpg.Connection, user_id: str, filters: Filters, cursor: str | None, limit: int
 ) -> tuple[list[dict], str | None]:
     """A page of the user's conversations, latest activity first, and the next cursor."""
-    at, after_id = _decode_cursor(cursor) if cursor else (None, None)
-    rows = await conn.fetch(_MINE, user_id, kind, at, after_id, limit + 1)
+    at, after_id = decode_cursor(cursor) if cursor else (None, None)
+    rows = await conn.fetch(
+        _MINE,
+        user_id,
+        filters.kind,
+        at,
+        after_id,
+        limit + 1,
+        filters.status,
+        filters.label,
+        filters.assignee,
+    )
     page = rows[:limit]
     next_cursor = None
     if len(rows) > limit:
         last = page[-1]
-        next_cursor = _encode_cursor(last["last_activity_at"], str(last["id"]))
-    return [_conversation_view(r) for r in page], next_cursor
+        next_cursor = encode_cursor(last["last_activity_at"], str(last["id"]))
+    views = [_conversation_view(r) for r in page]
+    await with_reactions(conn, [v["last_message"] for v in views if v["last_message"]])
+    return views, next_cursor
+
+
+async def with_reactions(conn: asyncpg.Connection, messages: list[dict]) -> list[dict]:
+    """``messages`` (views) with their ``reactions`` filled in from Postgres."""
+    if not messages:
+        return messages
+    found: dict[str, dict[str, list[str]]] = {}
+    rows = await conn.fetch(_REACTIONS, [m["id"] for m in messages])
+    for row in rows:
+        by_emoji = found.setdefault(str(row["message_id"]), {})
+        by_emoji.setdefault(row["emoji"], []).append(str(row["user_id"]))
+    for message in messages:
+        message["reactions"] = reactions_view(found.get(message["id"], {}))
+    return messages
 
 
 async def head(conn: asyncpg.Connection, conversation_id: str, user_id: str) -> int:
@@ -126,16 +177,16 @@ async def messages(
         rows = await conn.fetch(_FROM, conversation_id, after + 1, limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
-        return _views(rows), str(rows[-1]["seq"]) if more else None
+        return await _views(conn, rows), str(rows[-1]["seq"]) if more else None
     if around is not None:
         older = await conn.fetch(_BEFORE, conversation_id, around, limit // 2)
         newer = await conn.fetch(_FROM, conversation_id, around, limit - len(older))
-        return _views([*reversed(older), *newer]), None
+        return await _views(conn, [*reversed(older), *newer]), None
     upper = last_seq + 1 if before is None else before
     rows = await conn.fetch(_BEFORE, conversation_id, upper, limit + 1)
     more = len(rows) > limit
     rows = list(reversed(rows[:limit]))
-    return _views(rows), str(rows[0]["seq"]) if more else None
+    return await _views(conn, rows), str(rows[0]["seq"]) if more else None
 
 
 async def events_after(
@@ -179,7 +230,7 @@ def _conversation_view(row: asyncpg.Record) -> dict[str, Any]:
         subject = {"type": row["subject_type"], "id": row["subject_id"]}
     last_message = None
     if row["l_id"] is not None:
-        last_message = _message_view(
+        last_message = message_row_view(
             {k.removeprefix("l_"): v for k, v in dict(row).items() if k.startswith("l_")}
             | {"conversation_id": row["id"]}
         )
@@ -190,8 +241,13 @@ def _conversation_view(row: asyncpg.Record) -> dict[str, Any]:
         "visibility": row["visibility"],
         "title": row["title"],
         "subject": subject,
-        "status": None,
+        "status": row["status"],
+        "snooze_until": None if row["snooze_until"] is None else row["snooze_until"].isoformat(),
+        "assignee_id": None if row["assignee_id"] is None else str(row["assignee_id"]),
+        "labels": list(row["labels"]),
         "role": row["role"],
+        "muted": row["muted"],
+        "starred": row["starred"],
         "last_seq": row["last_seq"],
         "last_read_seq": row["last_read_seq"],
         "unread_count": row["unread_count"],
@@ -201,11 +257,12 @@ def _conversation_view(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-def _views(rows: list[asyncpg.Record]) -> list[dict]:
-    return [_message_view(dict(r)) for r in rows]
+async def _views(conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> list[dict]:
+    return await with_reactions(conn, [message_row_view(dict(r)) for r in rows])
 
 
-def _message_view(row: dict[str, Any]) -> dict[str, Any]:
+def message_row_view(row: dict[str, Any]) -> dict[str, Any]:
+    """A message row as the wire shows it; ``reactions`` empty until :func:`with_reactions`."""
     return {
         "id": str(row["id"]),
         "conversation_id": str(row["conversation_id"]),
@@ -217,14 +274,15 @@ def _message_view(row: dict[str, Any]) -> dict[str, Any]:
         "created_at": row["created_at"].isoformat(),
         "edited_at": None if row["edited_at"] is None else row["edited_at"].isoformat(),
         "deleted": row["deleted_at"] is not None,
+        "reactions": [],
     }
 
 
-def _encode_cursor(at: datetime, conversation_id: str) -> str:
+def encode_cursor(at: datetime, conversation_id: str) -> str:
     return base64.urlsafe_b64encode(f"{at.isoformat()}|{conversation_id}".encode()).decode()
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         at, conversation_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
         return datetime.fromisoformat(at), str(UUID(conversation_id))

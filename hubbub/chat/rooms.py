@@ -30,11 +30,15 @@ from hubbub.actors.conversation import channel
 from hubbub.realtime.fanout import Fanout
 from hubbub.realtime.server import Realtime
 
-__all__ = ["ConversationRooms", "room"]
+__all__ = ["UNECHOED", "ConversationRooms", "room"]
 
 log = logging.getLogger(__name__)
 
 _Buffered = list[tuple[str, dict[str, Any]]]
+
+#: Events not delivered to the sockets of the user their ``user_id`` names
+#: (that user's own typing indicator).
+UNECHOED = frozenset({"typing"})
 
 
 def room(conversation_id: str) -> str:
@@ -88,6 +92,10 @@ class ConversationRooms:
     async def abort_join(self, sid: str, conversation_id: str) -> None:
         await self._drop(sid, conversation_id)
 
+    def is_joined(self, sid: str, conversation_id: str) -> bool:
+        """Whether ``sid`` joined the conversation (membership checked at the join)."""
+        return conversation_id in self._joined.get(sid, ())
+
     async def leave(self, sid: str, conversation_id: str) -> bool:
         """Stop delivering the conversation to ``sid``; whether it was joined."""
         joined = conversation_id in self._joined.get(sid, ())
@@ -139,11 +147,15 @@ class ConversationRooms:
                 if joining == conversation_id:
                     buffered.append((event, data))
             skip = self._skipped(conversation_id, data.get("seq"))
+            if event in UNECHOED:
+                skip += self._sockets_of(conversation_id, data.get("user_id"))
             await self._realtime.sio.emit(
                 event, data, room=room(conversation_id), skip_sid=skip, ignore_queue=True
             )
         if event == "member:left" and isinstance(data.get("user_id"), str):
             await self._evict(conversation_id, data["user_id"])
+        elif event == "conversation:deleted":
+            await self._close(conversation_id)
 
     def _skipped(self, conversation_id: str, seq: Any) -> list[str]:
         """Fresh sockets that have this event already; forget floors passed."""
@@ -156,6 +168,16 @@ class ConversationRooms:
         if not floors:
             del self._floors[conversation_id]
         return skip
+
+    def _sockets_of(self, conversation_id: str, user_id: Any) -> list[str]:
+        participants = self._realtime.sio.manager.get_participants("/", room(conversation_id))
+        return [sid for sid, _ in participants if self._users.get(sid) == user_id]
+
+    async def _close(self, conversation_id: str) -> None:
+        """The conversation was deleted: no socket here gets its events any more."""
+        for sid, conversations in list(self._joined.items()):
+            if conversation_id in conversations:
+                await self._drop(sid, conversation_id)
 
     async def _evict(self, conversation_id: str, user_id: str) -> None:
         """A member left: their sockets here stop getting the conversation."""

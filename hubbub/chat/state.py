@@ -3,9 +3,16 @@
 No I/O, no clock (``now`` is passed in), no Ray. :func:`decide` checks a
 command against the state and returns the events it causes (or raises an
 AppError and changes nothing); :func:`apply` folds one event into the state.
-Every event but :class:`ReadMarked` takes the conversation's next ``seq``:
-the stream is gap-free, so a client that sees n then n + 2 knows it missed
-one. Read marks are per-member high-water marks, not part of the stream.
+Every event but the private ones (:class:`ReadMarked`, :class:`MembershipSet`)
+takes the conversation's next ``seq``: the stream is gap-free, so a client
+that sees n then n + 2 knows it missed one. Read marks and mute/star are
+per-member settings, not part of the stream.
+
+Support conversations have a status; a snoozed one wakes (back to open) once
+``snooze_until`` has passed: any command that reaches the conversation after
+that time ends with the wake event, and the gateways' sweep sends ``wake``
+to those nobody touched (``hubbub.chat.snooze``). A deleted conversation
+answers 404 to everything, like one that never existed.
 """
 
 from __future__ import annotations
@@ -15,29 +22,40 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from hubbub.errors import AppError
+from hubbub.errors import AppError, FieldError
 
 __all__ = [
     "KINDS",
     "ROLES",
+    "STATUSES",
+    "ConversationChanged",
     "ConversationCreated",
+    "ConversationDeleted",
     "ConversationState",
     "Event",
     "Member",
     "MemberJoined",
     "MemberLeft",
+    "MembershipSet",
     "Message",
     "MessageDeleted",
     "MessageEdited",
     "MessageSent",
+    "ReactionAdded",
+    "ReactionRemoved",
     "ReadMarked",
-    "TitleChanged",
     "apply",
     "decide",
+    "in_stream",
+    "is_due",
     "message_view",
+    "reactions_view",
 ]
 
-KINDS = ("direct", "group", "channel")
+KINDS = ("direct", "group", "channel", "support")
+STATUSES = ("open", "pending", "resolved", "snoozed")
+#: Fields only a support conversation has, as ``PATCH /conversations/{id}`` names them.
+SUPPORT_FIELDS = ("status", "snooze_until", "assignee_id", "labels")
 ROLES = ("owner", "admin", "member")
 _MANAGERS = frozenset({"owner", "admin"})
 
@@ -50,6 +68,8 @@ class Member:
     role: str
     joined_at: datetime
     last_read_seq: int = 0
+    muted: bool = False
+    starred: bool = False
 
 
 @dataclass(slots=True)
@@ -63,6 +83,7 @@ class Message:
     created_at: datetime
     edited_at: datetime | None = None
     deleted: bool = False
+    reactions: dict[str, list[str]] = field(default_factory=dict)  # emoji -> user ids, in order
 
 
 @dataclass(slots=True)
@@ -78,6 +99,11 @@ class ConversationState:
     updated_at: datetime
     seq: int = 0
     last_message_seq: int | None = None
+    status: str | None = None  # support conversations only
+    snooze_until: datetime | None = None
+    assignee_id: str | None = None
+    labels: tuple[str, ...] = ()
+    deleted: bool = False
     members: dict[str, Member] = field(default_factory=dict)
     messages: dict[str, Message] = field(default_factory=dict)
     by_client_id: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -128,15 +154,66 @@ class MemberLeft(Event):
 
 
 @dataclass(frozen=True, slots=True)
-class TitleChanged(Event):
-    title: str | None
+class ConversationChanged(Event):
+    """Fields of the conversation changed: ``changes`` maps each to its new value.
+
+    ``by`` is None when the conversation changed by itself (a snooze woke).
+    """
+
+    changes: dict[str, Any]
+    by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationDeleted(Event):
     by: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReactionAdded(Event):
+    message_id: str
+    emoji: str
+    user_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReactionRemoved(Event):
+    message_id: str
+    emoji: str
+    user_id: str
 
 
 @dataclass(frozen=True, slots=True)
 class ReadMarked(Event):
     user_id: str
     up_to_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipSet(Event):
+    """A member's own settings of the conversation (private: no seq, not published)."""
+
+    user_id: str
+    muted: bool
+    starred: bool
+
+
+_PRIVATE = (ReadMarked, MembershipSet)
+
+
+def in_stream(event: Event) -> bool:
+    """Whether ``event`` takes a seq (and is published to every member)."""
+    return not isinstance(event, _PRIVATE)
+
+
+def is_due(state: ConversationState, now: datetime) -> bool:
+    """A snoozed conversation whose time has come: it should wake."""
+    return (
+        state.status == "snoozed"
+        and not state.deleted
+        and state.snooze_until is not None
+        and state.snooze_until <= now
+    )
 
 
 # -- decide ---------------------------------------------------------------
@@ -147,11 +224,20 @@ def decide(state: ConversationState | None, name: str, args: Args, now: datetime
     decider = _DECIDERS.get(name)
     if decider is None:
         raise AppError("unknown_command", f"no conversation command {name!r}", status=400)
+    if state is not None and state.deleted:
+        raise AppError.not_found("conversation")
     if name == "create":
         return decider(state, args, now)
     if state is None:
         raise AppError.not_found("conversation")
-    return decider(state, args, now)
+    events = decider(state, args, now)
+    if is_due(state, now) and not any(_sets_status(e) for e in events):
+        events.append(ConversationChanged(now, {"status": "open", "snooze_until": None}, None))
+    return events
+
+
+def _sets_status(event: Event) -> bool:
+    return isinstance(event, ConversationChanged) and "status" in event.changes
 
 
 def _create(state: ConversationState | None, args: Args, now: datetime) -> list[Event]:
@@ -179,6 +265,7 @@ def _create(state: ConversationState | None, args: Args, now: datetime) -> list[
         created_by=actor,
         created_at=now,
         updated_at=now,
+        status="open" if kind == "support" else None,
     )
     return [ConversationCreated(now, conversation, member_ids)]
 
@@ -262,14 +349,113 @@ def _leave(state: ConversationState, args: Args, now: datetime) -> list[Event]:
 
 
 def _update(state: ConversationState, args: Args, now: datetime) -> list[Event]:
+    """Change any of title, status, snooze_until, assignee_id, labels (``args["changes"]``).
+
+    The title needs owner or admin (and no direct conversation); the support
+    fields need a support conversation and any member (an agent of the
+    inbox). A new assignee who is not a member yet joins first.
+    """
     member = _member(state, args)
-    _not_direct(state)
+    given: dict[str, Any] = dict(args["changes"])
+    if "title" in given:
+        _not_direct(state)
+        if member.role not in _MANAGERS:
+            raise AppError(
+                "insufficient_role", "changing the title needs owner or admin", status=403
+            )
+    _check_support_fields(state, given)
+    if "snooze_until" in given and given["snooze_until"] is not None:
+        given["snooze_until"] = _future(given["snooze_until"], now)
+        given.setdefault("status", "snoozed")
+    status = given.get("status", state.status)
+    if status == "snoozed":
+        given.setdefault("snooze_until", state.snooze_until if state.status == "snoozed" else None)
+        if given["snooze_until"] is None:
+            raise _invalid("snooze_until", "expected a time to wake when status is snoozed")
+    elif given.get("snooze_until") is not None:
+        raise _invalid("snooze_until", f"expected no snooze_until with status {status!r}")
+    elif state.snooze_until is not None:
+        given["snooze_until"] = None  # leaving snoozed forgets the wake-up time
+    if "labels" in given:
+        given["labels"] = tuple(given["labels"])
+    changes = {k: v for k, v in given.items() if getattr(state, k) != v}
+    events: list[Event] = []
+    assignee = changes.get("assignee_id")
+    if assignee is not None and assignee not in state.members:
+        events.append(MemberJoined(now, assignee, "member", member.user_id))
+    if changes:
+        events.append(ConversationChanged(now, changes, member.user_id))
+    return events
+
+
+def _check_support_fields(state: ConversationState, given: Args) -> None:
+    named = [f for f in SUPPORT_FIELDS if f in given]
+    if named and state.kind != "support":
+        message = f"only support conversations have {', '.join(named)}; this is a {state.kind}"
+        raise AppError(
+            "validation_failed",
+            message,
+            status=422,
+            errors=tuple(FieldError("body", f, "support conversations only") for f in named),
+        )
+    status = given.get("status", "open")
+    if status not in STATUSES:
+        raise _invalid("status", f"expected status in {STATUSES}, got {status!r}")
+
+
+def _future(value: datetime | str, now: datetime) -> datetime:
+    at = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if at.tzinfo is None:
+        raise _invalid("snooze_until", f"expected a time with a UTC offset, got {value}")
+    if at <= now:
+        raise _invalid("snooze_until", f"expected a time after {now.isoformat()}, got {value}")
+    return at
+
+
+def _invalid(field_name: str, message: str) -> AppError:
+    return AppError(
+        "validation_failed",
+        message,
+        status=422,
+        errors=(FieldError("body", field_name, message),),
+    )
+
+
+def _wake(state: ConversationState, args: Args, now: datetime) -> list[Event]:
+    """Nothing by itself: :func:`decide` appends the wake event when it is due."""
+    return []
+
+
+def _delete_conversation(state: ConversationState, args: Args, now: datetime) -> list[Event]:
+    member = _member(state, args)
     if member.role not in _MANAGERS:
-        raise AppError("insufficient_role", "changing the title needs owner or admin", status=403)
-    title = args.get("title")
-    if title == state.title:
+        raise AppError(
+            "insufficient_role", "deleting a conversation needs owner or admin", status=403
+        )
+    return [ConversationDeleted(now, member.user_id)]
+
+
+def _react(state: ConversationState, args: Args, now: datetime) -> list[Event]:
+    """Add (``args["add"]``) or remove the actor's ``emoji`` on a message; idempotent."""
+    actor = _member(state, args).user_id
+    message = _message(state, args)
+    if message.deleted:
+        raise AppError("message_deleted", "a deleted message takes no reactions", status=409)
+    emoji = str(args["emoji"])
+    present = actor in message.reactions.get(emoji, ())
+    if bool(args["add"]) == present:
+        return []  # one reaction per user per emoji; removing one not there changes nothing
+    event = ReactionAdded if args["add"] else ReactionRemoved
+    return [event(now, message.id, emoji, actor)]
+
+
+def _set_membership(state: ConversationState, args: Args, now: datetime) -> list[Event]:
+    member = _member(state, args)
+    muted = member.muted if args.get("muted") is None else bool(args["muted"])
+    starred = member.starred if args.get("starred") is None else bool(args["starred"])
+    if (muted, starred) == (member.muted, member.starred):
         return []
-    return [TitleChanged(now, title, member.user_id)]
+    return [MembershipSet(now, member.user_id, muted, starred)]
 
 
 def _read(state: ConversationState, args: Args, now: datetime) -> list[Event]:
@@ -326,6 +512,10 @@ _DECIDERS: dict[str, Callable[..., list[Event]]] = {
     "update": _update,
     "read": _read,
     "authorize": _authorize,
+    "wake": _wake,
+    "delete_conversation": _delete_conversation,
+    "react": _react,
+    "membership": _set_membership,
 }
 
 
@@ -342,7 +532,7 @@ def apply(state: ConversationState | None, event: Event) -> ConversationState:
         state.seq = 1
         return state
     assert state is not None
-    if not isinstance(event, ReadMarked):
+    if in_stream(event):
         state.seq += 1
         state.updated_at = event.at
     _APPLIERS[type(event)](state, event)
@@ -375,8 +565,30 @@ def _left(state: ConversationState, event: MemberLeft) -> None:
     del state.members[event.user_id]
 
 
-def _titled(state: ConversationState, event: TitleChanged) -> None:
-    state.title = event.title
+def _changed(state: ConversationState, event: ConversationChanged) -> None:
+    for name, value in event.changes.items():
+        setattr(state, name, value)
+
+
+def _conversation_deleted(state: ConversationState, event: ConversationDeleted) -> None:
+    state.deleted = True
+
+
+def _reaction_added(state: ConversationState, event: ReactionAdded) -> None:
+    reactions = state.messages[event.message_id].reactions
+    reactions.setdefault(event.emoji, []).append(event.user_id)
+
+
+def _reaction_removed(state: ConversationState, event: ReactionRemoved) -> None:
+    reactions = state.messages[event.message_id].reactions
+    reactions[event.emoji].remove(event.user_id)
+    if not reactions[event.emoji]:
+        del reactions[event.emoji]
+
+
+def _membership_set(state: ConversationState, event: MembershipSet) -> None:
+    member = state.members[event.user_id]
+    member.muted, member.starred = event.muted, event.starred
 
 
 def _read_marked(state: ConversationState, event: ReadMarked) -> None:
@@ -389,8 +601,12 @@ _APPLIERS: dict[type, Callable[[ConversationState, Any], None]] = {
     MessageDeleted: _deleted,
     MemberJoined: _joined,
     MemberLeft: _left,
-    TitleChanged: _titled,
+    ConversationChanged: _changed,
+    ConversationDeleted: _conversation_deleted,
+    ReactionAdded: _reaction_added,
+    ReactionRemoved: _reaction_removed,
     ReadMarked: _read_marked,
+    MembershipSet: _membership_set,
 }
 
 
@@ -407,4 +623,13 @@ def message_view(conversation_id: str, message: Message) -> dict[str, Any]:
         "created_at": message.created_at.isoformat(),
         "edited_at": None if message.edited_at is None else message.edited_at.isoformat(),
         "deleted": message.deleted,
+        "reactions": reactions_view(message.reactions),
     }
+
+
+def reactions_view(reactions: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """``[{emoji, count, user_ids}]``, in the order each emoji was first used."""
+    return [
+        {"emoji": emoji, "count": len(users), "user_ids": list(users)}
+        for emoji, users in reactions.items()
+    ]

@@ -6,13 +6,15 @@ entity build. Names follow issue 4's "Wire names".
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 __all__ = [
+    "STATUSES",
     "ConversationList",
     "ConversationPath",
     "ConversationUpdate",
@@ -21,6 +23,8 @@ __all__ = [
     "EventsQuery",
     "ListQuery",
     "MemberPath",
+    "MembershipUpdate",
+    "MembershipView",
     "MessageEdit",
     "MessageList",
     "MessagePath",
@@ -29,6 +33,7 @@ __all__ = [
     "NewConversation",
     "NewMembers",
     "NewMessage",
+    "ReactionInput",
     "ReadMark",
     "ReadView",
     "Subject",
@@ -36,6 +41,12 @@ __all__ = [
 ]
 
 ClientMsgId = Field(min_length=1, max_length=128, description="Your id of this send.")
+Kind = Literal["direct", "group", "channel", "support"]
+Status = Literal["open", "pending", "resolved", "snoozed"]
+STATUSES: tuple[str, ...] = ("open", "pending", "resolved", "snoozed")
+Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+#: The longest emoji a reaction takes, in characters (a ZWJ family is up to 11).
+EMOJI_MAX_CHARS = 32
 
 
 class _Input(BaseModel):
@@ -50,7 +61,7 @@ class Subject(_Input):
 
 
 class NewConversation(_Input):
-    kind: Literal["direct", "group", "channel"]
+    kind: Kind
     member_ids: list[UUID] = Field(
         default_factory=list, max_length=1000, description="Others to add; you are added too."
     )
@@ -64,7 +75,47 @@ class NewConversation(_Input):
 
 
 class ConversationUpdate(_Input):
-    title: str | None = Field(min_length=1, max_length=200)
+    """Only the fields given change; ``assignee_id: null`` unassigns.
+
+    Status, snooze, assignee and labels exist on support conversations only.
+    ``snooze_until`` alone snoozes; leaving ``snoozed`` clears it.
+    """
+
+    title: str | None = Field(None, min_length=1, max_length=200)
+    status: Status | None = None
+    snooze_until: AwareDatetime | None = Field(None, description="RFC 3339, in the future.")
+    assignee_id: UUID | None = Field(None, description="A member of the tenant; null: nobody.")
+    labels: list[Label] | None = Field(None, max_length=20, description="Replaces the labels.")
+
+    @field_validator("status", "labels")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("expected a value, got null")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+
+class MembershipUpdate(_Input):
+    muted: bool | None = None
+    starred: bool | None = None
+
+
+class ReactionInput(_Input):
+    emoji: str = Field(description=f"An emoji (or a short code): 1-{EMOJI_MAX_CHARS} characters.")
+
+    @field_validator("emoji")
+    @classmethod
+    def _short(cls, value: str) -> str:
+        if not 0 < len(value) <= EMOJI_MAX_CHARS:
+            raise ValueError(f"expected 1 to {EMOJI_MAX_CHARS} characters, got {len(value)}")
+        if any(c.isspace() or unicodedata.category(c) == "Cc" for c in value):
+            raise ValueError("expected an emoji without spaces or control characters")
+        return value
 
 
 class NewMembers(_Input):
@@ -100,7 +151,10 @@ class MessagePath(BaseModel):
 
 
 class ListQuery(_Input):
-    kind: Literal["direct", "group", "channel"] | None = None
+    kind: Kind | None = None
+    status: Status | None = None
+    label: Label | None = None
+    assignee: UUID | None = Field(None, description="Assigned to this user.")
     cursor: str | None = Field(None, description="`next_cursor` of the previous page.")
     limit: int = Field(50, ge=1, le=100)
 
@@ -117,6 +171,12 @@ class EventsQuery(_Input):
     limit: int = Field(100, ge=1, le=1000)
 
 
+class ReactionView(BaseModel):
+    emoji: str
+    count: int
+    user_ids: list[UUID]
+
+
 class MessageView(BaseModel):
     id: UUID
     conversation_id: UUID
@@ -128,6 +188,9 @@ class MessageView(BaseModel):
     created_at: datetime
     edited_at: datetime | None
     deleted: bool
+    reactions: list[ReactionView] = Field(
+        default_factory=list, description="By emoji, in the order each was first used."
+    )
 
 
 class ConversationView(BaseModel):
@@ -138,7 +201,12 @@ class ConversationView(BaseModel):
     title: str | None
     subject: dict[str, str] | None
     status: str | None = Field(description="Support conversations only; null otherwise.")
+    snooze_until: datetime | None = Field(None, description="When a snoozed one wakes.")
+    assignee_id: UUID | None = None
+    labels: list[str] = Field(default_factory=list)
     role: str = Field(description="Your role in it.")
+    muted: bool = Field(False, description="Yours: no notifications.")
+    starred: bool = Field(False, description="Yours.")
     last_seq: int
     last_read_seq: int
     unread_count: int
@@ -176,6 +244,13 @@ class ReadView(BaseModel):
     conversation_id: UUID
     user_id: UUID
     last_read_seq: int
+
+
+class MembershipView(BaseModel):
+    conversation_id: UUID
+    user_id: UUID
+    muted: bool
+    starred: bool
 
 
 class UnreadView(BaseModel):

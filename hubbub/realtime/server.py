@@ -84,6 +84,8 @@ class Realtime:
         self.sio.on("connect", self._connect)
         self.sio.on("disconnect", self._disconnect)
         self._disconnect_hooks: list[Callable[[str], Awaitable[None]]] = []
+        self._connect_hooks: list[Callable[[str, Principal], Awaitable[None]]] = []
+        self._event_hooks: list[Callable[[str], None]] = []
 
     def attach(self, app: web.Application) -> None:
         self.sio.attach(app, socketio_path="socket.io")
@@ -92,12 +94,22 @@ class Realtime:
         """Call ``hook(sid)`` when a socket of this gateway disconnects."""
         self._disconnect_hooks.append(hook)
 
+    def on_connect(self, hook: Callable[[str, Principal], Awaitable[None]]) -> None:
+        """Call ``hook(sid, principal)`` once a socket of this gateway is authenticated."""
+        self._connect_hooks.append(hook)
+
+    def on_event(self, hook: Callable[[str], None]) -> None:
+        """Call ``hook(sid)`` (synchronously, so keep it cheap) at every client event."""
+        self._event_hooks.append(hook)
+
     def on(self, event: str, handler: SocketHandler) -> None:
         """Handle client event ``event``; its return value is the ack's data."""
 
         async def dispatch(sid: str, data: Any = None) -> dict[str, Any]:
             session = await self.sio.get_session(sid)
             context = SocketContext(sid, session["principal"], self)
+            for hook in self._event_hooks:
+                hook(sid)
             try:
                 return ack_ok(await handler(context, data))
             except AppError as error:
@@ -161,6 +173,11 @@ class Realtime:
             await self.sio.enter_room(sid, user_room(principal.user_id))
         if principal.session_id is not None:
             await self.sio.enter_room(sid, session_room(principal.session_id))
+        for hook in self._connect_hooks:
+            try:
+                await hook(sid, principal)
+            except Exception:  # one capability's bookkeeping must not refuse the socket
+                log.exception("a connect hook failed for socket %s", sid)
 
     async def _disconnect(self, sid: str, *args: Any) -> None:
         for topic in self._topics.pop(sid, set()):

@@ -1,5 +1,5 @@
 """Tenancy as a gateway plugin: the tenant entity kind, its routes, the plan
-catalog, the sockets' tenant rooms and the purge sweep."""
+catalog, the sockets' tenant rooms, presence and the purge sweep."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from hubbub.tenancy.api_keys_api import api as api_keys_api
 from hubbub.tenancy.eviction import tenant_access, unwatch_tenant, watch_tenant
 from hubbub.tenancy.members_api import api as members_api
 from hubbub.tenancy.plans import parse_plans
+from hubbub.tenancy.presence_api import PRESENCE_EVENTS, presence
+from hubbub.tenancy.presence_api import api as presence_api
 from hubbub.tenancy.purge import tenant_purge
 from hubbub.tenancy.staff_api import api as staff_api
 
@@ -31,7 +33,11 @@ async def _plans(app: web.Application) -> AsyncIterator[None]:
 plugin = Plugin(
     "tenancy",
     entity_kinds=(TenantEntity,),
-    apis=(api, members_api, api_keys_api, staff_api),
-    socket_events={"tenant:watch": watch_tenant, "tenant:unwatch": unwatch_tenant},
-    cleanup_ctx=(_plans, tenant_access, tenant_purge),
+    apis=(api, members_api, api_keys_api, staff_api, presence_api),
+    socket_events={
+        "tenant:watch": watch_tenant,
+        "tenant:unwatch": unwatch_tenant,
+        **PRESENCE_EVENTS,
+    },
+    cleanup_ctx=(_plans, tenant_access, tenant_purge, presence),
 )

@@ -1,0 +1,112 @@
+"""The wake sweep every gateway runs: snoozed support conversations whose
+``snooze_until`` has passed go back to open.
+
+The conversation entity owns the rule: any command it decides after the
+time has come ends with the wake event (``hubbub.chat.state``). This sweep
+covers the conversations nobody touches. Every
+``HUBBUB_SNOOZE_SWEEP_SECONDS`` a gateway tries to take a
+transaction-scoped advisory lock; the one that gets it (the others skip
+this round, so one sweep runs at a time across gateways) lists the due
+conversations — with ``hubbub.snooze_sweep`` set, the ``due_for_wake``
+policy of migration 0009 shows it exactly those, across tenants — and
+sends each a ``wake`` command in its tenant's scope. ``snooze_until`` lives
+in Postgres, so a wake due while every gateway was down happens on the
+first round after start-up (or at the conversation's next command).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from hubbub.actors.command import Command
+from hubbub.actors.router import Router
+from hubbub.errors import AppError
+from hubbub.gateway import DATABASE, ROUTER, SETTINGS
+from hubbub.storage.database import Database
+
+__all__ = ["SNOOZE", "SnoozeSweep", "snooze_sweep"]
+
+log = logging.getLogger(__name__)
+
+#: ``pg_try_advisory_xact_lock`` key of the sweep (any constant unique to it).
+_LOCK = 0x6875_6262_736E_7A65  # "hubbsnze"
+_BATCH = 500
+_DUE = """SELECT id, tenant_id FROM conversations
+WHERE status = 'snoozed' AND snooze_until <= now() AND deleted_at IS NULL
+ORDER BY snooze_until LIMIT $1"""
+
+
+class SnoozeSweep:
+    """Owns: this gateway's wake task.
+
+    Concurrency: one task; across gateways one sweep at a time (advisory
+    lock). Durability: each wake is committed by its conversation entity; a
+    conversation not woken this round is due again next round. Failure: a
+    failed wake or round is logged and counted, and the loop goes on.
+    """
+
+    def __init__(self, db: Database, router: Callable[[], Router], *, interval: float) -> None:
+        self._db = db
+        self._router = router  # the gateway's, which starts after its plugins
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+        self.woken = 0
+        self.failures = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="snooze-sweep")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def sweep(self) -> int | None:
+        """One round: how many wakes were sent, None if another gateway sweeps."""
+        async with self._db.tenant(None) as conn:
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _LOCK):
+                return None
+            await conn.execute("SELECT set_config('hubbub.snooze_sweep', 'on', true)")
+            due = [(str(r["tenant_id"]), str(r["id"])) for r in await conn.fetch(_DUE, _BATCH)]
+            outcomes = await asyncio.gather(*(self._wake(t, c) for t, c in due))
+        return sum(outcomes)
+
+    async def _wake(self, tenant_id: str, conversation_id: str) -> int:
+        command = Command("conversation", conversation_id, "wake", {"actor": None}, tenant_id)
+        try:
+            await self._router().send(command)
+        except AppError as error:
+            self.failures += 1
+            log.warning("waking conversation %s failed (%s)", conversation_id, error)
+            return 0
+        self.woken += 1
+        return 1
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.sweep()
+            except Exception:
+                self.failures += 1
+                log.exception("snooze sweep failed; trying again in %.1fs", self._interval)
+
+
+SNOOZE = web.AppKey("snooze_sweep", SnoozeSweep)
+
+
+async def snooze_sweep(app: web.Application) -> AsyncIterator[None]:
+    """A ``cleanup_ctx``: the wake sweep (its first round one interval after start-up,
+    when the gateway's router is up)."""
+    sweep = app[SNOOZE] = SnoozeSweep(
+        app[DATABASE], lambda: app[ROUTER], interval=app[SETTINGS].snooze_sweep_seconds
+    )
+    sweep.start()
+    yield
+    await sweep.close()
