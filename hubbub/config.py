@@ -31,7 +31,10 @@ class ConfigError(Exception):
 class Settings(BaseSettings):
     """hubbub's configuration. Field ``x`` is read from ``HUBBUB_X``."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+    # An empty variable (``HUBBUB_SMTP_URL=`` in a compose file) means "not set".
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="ignore", env_ignore_empty=True
+    )
 
     host: str = Field("127.0.0.1", description="Address the gateway listens on.")
     port: int = Field(8000, ge=0, le=65535, description="Port the gateway listens on.")

@@ -29,6 +29,15 @@ def test_values_come_from_hubbub_variables(monkeypatch: pytest.MonkeyPatch) -> N
     assert settings.cors_origins == ("https://a.example", "https://b.example")
 
 
+def test_an_empty_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUBBUB_SMTP_URL", "")
+    monkeypatch.setenv("HUBBUB_DATABASE_URL", "")
+    monkeypatch.setenv("HUBBUB_PORT", "")
+    settings = load_settings()
+    assert settings.smtp_url is settings.database_url is None
+    assert settings.port == 8000
+
+
 def test_command_line_options_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HUBBUB_PORT", "9001")
     assert load_settings(port=9002).port == 9002
