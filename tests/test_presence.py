@@ -177,3 +177,46 @@ async def test_a_killed_gateways_users_go_offline(
         del device
     finally:
         doomed.kill()
+
+
+async def test_a_removed_member_stops_watching_and_counting_in_the_tenants_presence(
+    serve: Serve,
+) -> None:
+    server = await serve()
+    team = await new_team(server, 3)
+    owner, ann, bob = (person.user_id for person in team.people)
+    watcher, _ = await _watcher(_url(server), team)
+    device = await _device(_url(server), team, 1)  # ann: counted, and watching
+    assert "data" in await device.call("presence:watch", {})
+    await _presence_of(watcher, ann, "online")
+    status, _ = await team.call(
+        "DELETE", f"/api/v1/tenants/{team.tenant_id}/members/{ann}", team.people[0]
+    )
+    assert status == 204
+    gone = await _presence_of(watcher, ann, "offline")  # her socket is still connected
+    assert gone["last_seen_at"] is not None
+    while True:  # told once, as she leaves the tenant's presence room
+        event, data = await device.next()
+        if event == "tenant:access_revoked":
+            assert data == {"tenant_id": team.tenant_id}
+            break
+        assert event == "presence", (event, data)  # views from before the removal
+    assert device.client.connected
+    other = await _device(_url(server), team, 2)
+    await _presence_of(watcher, bob, "online")
+    # A round trip after bob's view reached the owner: none reached ann's socket.
+    ack = await device.call("presence:set", {"status": "busy"})
+    assert ack["error"]["code"] == "tenant_required"
+    ack = await device.call("presence:watch", {})
+    assert ack["error"]["code"] == "not_found"
+    assert device.events.empty()
+    status, listed = await team.call(
+        "GET", f"/api/v1/tenants/{team.tenant_id}/presence", team.people[0]
+    )
+    assert status == 200
+    assert {v["user_id"]: v["status"] for v in listed["items"]} == {
+        owner: "online",
+        bob: "online",
+    }
+    for client in (other, device, watcher):
+        await client.client.disconnect()

@@ -148,8 +148,9 @@ def _reply(command: Command, state: ConversationState | None, events: list[rules
     assert state is not None  # a command on no conversation was refused by decide
     actor = str(command.args.get("actor"))
     name = command.name
-    if name == "send":
-        key = (actor, str(command.args["client_msg_id"]))
+    if name in ("send", "post_assistant_message"):
+        author = rules.ASSISTANT_ID if name == "post_assistant_message" else actor
+        key = (author, str(command.args["client_msg_id"]))
         return message_view(state.id, state.messages[state.by_client_id[key]])
     if name in ("edit", "delete", "react"):
         return message_view(state.id, state.messages[str(command.args["message_id"])])
@@ -245,6 +246,8 @@ def _sent(s: ConversationState, e: rules.MessageSent) -> list[Write]:
         m.reply_to,
         m.created_at,
     )
+    if m.author_id not in s.members:  # the assistant: no read mark
+        return [Write(_INSERT_MESSAGE, args)]
     return [Write(_INSERT_MESSAGE, args), Write(_SET_READ, (s.id, m.author_id, m.seq))]
 
 

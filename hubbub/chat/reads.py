@@ -30,6 +30,7 @@ __all__ = [
     "events_after",
     "message_row_view",
     "messages",
+    "stream_after",
     "unread_counts",
     "with_reactions",
 ]
@@ -198,8 +199,16 @@ async def events_after(
         raise _bad_range(
             "after_seq", f"expected after_seq at most {last_seq} (the last seq), got {after_seq}"
         )
+    return await stream_after(conn, conversation_id, after_seq, limit), last_seq
+
+
+async def stream_after(
+    conn: asyncpg.Connection, conversation_id: str, after_seq: int, limit: int
+) -> list[dict]:
+    """Up to ``limit`` stream events after ``after_seq`` in order, with no member
+    check: for a gateway repairing a fan-out gap for sockets checked at their join."""
     rows = await conn.fetch(_EVENTS, conversation_id, after_seq, limit)
-    items = [
+    return [
         {
             "seq": r["seq"],
             "event": r["event"],
@@ -208,7 +217,6 @@ async def events_after(
         }
         for r in rows
     ]
-    return items, last_seq
 
 
 async def unread_counts(conn: asyncpg.Connection, user_id: str) -> list[dict]:

@@ -16,6 +16,16 @@ socket's *floor*, kept until an event above it passes.
 Delivery and flushing take one lock, so a socket's events leave in the
 order the conversation's owner published them. Events without a ``seq``
 (``read`` marks) are not part of the stream and always pass.
+
+**Gap repair.** The gateway keeps each live conversation's *head*, the last
+seq it delivered to the room. An event whose seq is above head + 1 means
+publications were lost on the bus (a dropped subscription, a shard killed
+between commit and publish): the missing range is read from Postgres and
+delivered first, under the same lock, so the room gets it in order and once.
+A joining socket's buffered events are repaired the same way from its floor.
+An event at or below the head was delivered already and is dropped. Only the
+last events before a silence cannot be noticed this way; clients still see
+seqs and can fetch ``GET .../events?after_seq=``.
 """
 
 from __future__ import annotations
@@ -24,11 +34,14 @@ import asyncio
 import logging
 from typing import Any
 
+import asyncpg
 from redis.asyncio import Redis
 
 from hubbub.actors.conversation import channel
+from hubbub.chat import reads
 from hubbub.realtime.fanout import Fanout
 from hubbub.realtime.server import Realtime
+from hubbub.storage.database import Database
 
 __all__ = ["UNECHOED", "ConversationRooms", "room"]
 
@@ -50,19 +63,27 @@ class ConversationRooms:
     """Owns: this gateway's conversation subscriptions, joining sockets' buffers,
     replay floors and which user each joined socket is.
 
-    Concurrency: one event loop; delivery and flushes hold ``_lock``.
+    Concurrency: one event loop; delivery, repairs and flushes hold ``_lock``
+    (a repair's Postgres read holds up this gateway's bus, in order).
     Failure: a socket gone mid-join is forgotten; events lost on the bus are
-    repaired by clients from the seq gap (``GET .../events?after_seq=``).
+    read back from Postgres at the next event's seq gap (``repaired`` counts
+    them); if that read fails the gap is left for clients to fetch
+    (``repair_failures``).
     """
 
-    def __init__(self, realtime: Realtime, redis: Redis) -> None:
+    def __init__(self, realtime: Realtime, redis: Redis, database: Database) -> None:
         self._realtime = realtime
+        self._database = database
         self.fanout = Fanout(redis, self._deliver)
         self._lock = asyncio.Lock()
         self._joined: dict[str, set[str]] = {}  # sid -> conversation ids (joining or live)
         self._users: dict[str, str] = {}  # sid -> user id
         self._joining: dict[tuple[str, str], _Buffered] = {}
         self._floors: dict[str, dict[str, int]] = {}  # conversation -> {sid: last seq sent}
+        self._heads: dict[str, int] = {}  # conversation -> last seq delivered to its room
+        self._tenants: dict[str, str] = {}  # conversation -> tenant (for repair reads)
+        self.repaired = 0  # events read back from Postgres to fill a bus gap
+        self.repair_failures = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -74,9 +95,12 @@ class ConversationRooms:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.fanout.close()
 
-    async def begin_join(self, sid: str, user_id: str, conversation_id: str) -> None:
+    async def begin_join(
+        self, sid: str, user_id: str, conversation_id: str, tenant_id: str
+    ) -> None:
         """Start buffering the conversation's events for ``sid``; subscribed on return."""
         await self._drop(sid, conversation_id)  # a rejoin replays from its own since_seq
+        self._tenants[conversation_id] = tenant_id
         self._joining[(sid, conversation_id)] = []
         self._joined.setdefault(sid, set()).add(conversation_id)
         self._users[sid] = user_id
@@ -122,9 +146,12 @@ class ConversationRooms:
                 if isinstance(seq, int):
                     if seq <= floor:
                         continue
+                    for missed, missed_data in await self._missed(conversation_id, floor, seq):
+                        await sio.emit(missed, missed_data, to=sid, ignore_queue=True)
                     floor = seq
                 await sio.emit(event, data, to=sid, ignore_queue=True)
             self._floors.setdefault(conversation_id, {})[sid] = floor
+            self._heads.setdefault(conversation_id, floor)
             await sio.enter_room(sid, room(conversation_id))
 
     async def _drop(self, sid: str, conversation_id: str) -> None:
@@ -137,25 +164,78 @@ class ConversationRooms:
         floors.pop(sid, None)
         if not floors:
             self._floors.pop(conversation_id, None)
+        if not any(conversation_id in joined for joined in self._joined.values()):
+            self._heads.pop(conversation_id, None)  # unsubscribed: the stream is lost here
+            self._tenants.pop(conversation_id, None)
         await self._realtime.sio.leave_room(sid, room(conversation_id))
         await self.fanout.unwatch(channel(conversation_id))
 
     async def _deliver(self, topic: str, event: str, data: dict[str, Any]) -> None:
         conversation_id = topic.removeprefix("conversation:")
         async with self._lock:
-            for (_sid, joining), buffered in self._joining.items():
-                if joining == conversation_id:
-                    buffered.append((event, data))
-            skip = self._skipped(conversation_id, data.get("seq"))
-            if event in UNECHOED:
-                skip += self._sockets_of(conversation_id, data.get("user_id"))
-            await self._realtime.sio.emit(
-                event, data, room=room(conversation_id), skip_sid=skip, ignore_queue=True
+            delivered = await self._in_order(conversation_id, event, data)
+            for name, payload in delivered:
+                await self._emit(conversation_id, name, payload)
+        for name, payload in delivered:
+            if name == "member:left" and isinstance(payload.get("user_id"), str):
+                await self._evict(conversation_id, payload["user_id"])
+            elif name == "conversation:deleted":
+                await self._close(conversation_id)
+
+    async def _in_order(self, conversation_id: str, event: str, data: dict[str, Any]) -> _Buffered:
+        """The events to deliver for this one: none if the room had it already,
+        the missing range first if it leaves a gap after the room's head."""
+        seq = data.get("seq")
+        head = self._heads.get(conversation_id)
+        if not isinstance(seq, int) or head is None:
+            if isinstance(seq, int) and conversation_id in self._joined_anywhere():
+                self._heads[conversation_id] = seq
+            return [(event, data)]
+        if seq <= head:
+            return []
+        self._heads[conversation_id] = seq
+        return [*await self._missed(conversation_id, head, seq), (event, data)]
+
+    def _joined_anywhere(self) -> set[str]:
+        return {c for joined in self._joined.values() for c in joined}
+
+    async def _missed(self, conversation_id: str, after: int, before: int) -> _Buffered:
+        """Stream events ``after`` < seq < ``before`` from Postgres (none if no gap)."""
+        if before <= after + 1:
+            return []
+        tenant_id = self._tenants.get(conversation_id)
+        try:
+            async with self._database.tenant(tenant_id) as conn:
+                rows = await reads.stream_after(conn, conversation_id, after, before - after - 1)
+        except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
+            self.repair_failures += 1
+            log.error(
+                "could not repair seqs %d..%d of %s: %s",
+                after + 1,
+                before - 1,
+                conversation_id,
+                exc,
             )
-        if event == "member:left" and isinstance(data.get("user_id"), str):
-            await self._evict(conversation_id, data["user_id"])
-        elif event == "conversation:deleted":
-            await self._close(conversation_id)
+            return []
+        self.repaired += len(rows)
+        log.warning(
+            "repaired seqs %d..%d of %s from Postgres (lost on the bus)",
+            after + 1,
+            before - 1,
+            conversation_id,
+        )
+        return [(row["event"], row["data"]) for row in rows]
+
+    async def _emit(self, conversation_id: str, event: str, data: dict[str, Any]) -> None:
+        for (_sid, joining), buffered in self._joining.items():
+            if joining == conversation_id:
+                buffered.append((event, data))
+        skip = self._skipped(conversation_id, data.get("seq"))
+        if event in UNECHOED:
+            skip += self._sockets_of(conversation_id, data.get("user_id"))
+        await self._realtime.sio.emit(
+            event, data, room=room(conversation_id), skip_sid=skip, ignore_queue=True
+        )
 
     def _skipped(self, conversation_id: str, seq: Any) -> list[str]:
         """Fresh sockets that have this event already; forget floors passed."""

@@ -91,7 +91,7 @@ async def join(context: SocketContext, data: Any) -> dict[str, Any]:
     conversation_id = str(payload.conversation_id)
     await ask_conversation(app[ROUTER], tenant_id, conversation_id, "authorize", user)
     rooms = app[ROOMS]
-    await rooms.begin_join(context.sid, user, conversation_id)
+    await rooms.begin_join(context.sid, user, conversation_id, tenant_id)
     try:
         async with app[DATABASE].tenant(tenant_id) as conn:
             events, _ = await reads.events_after(

@@ -13,6 +13,11 @@ Support conversations have a status; a snoozed one wakes (back to open) once
 that time ends with the wake event, and the gateways' sweep sends ``wake``
 to those nobody touched (``hubbub.chat.snooze``). A deleted conversation
 answers 404 to everything, like one that never existed.
+
+An agent conversation is one user with the AI assistant. The assistant is
+not a member (members are users of the tenant): it is :data:`ASSISTANT_ID`,
+the author of the messages that ``post_assistant_message`` writes — a
+command for the jobs that produce replies, never for a client.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 from hubbub.errors import AppError, FieldError
 
 __all__ = [
+    "ASSISTANT_ID",
     "KINDS",
     "ROLES",
     "STATUSES",
@@ -52,7 +58,9 @@ __all__ = [
     "reactions_view",
 ]
 
-KINDS = ("direct", "group", "channel", "support")
+KINDS = ("direct", "group", "channel", "support", "agent")
+#: The author id of the AI assistant's messages in agent conversations, in every tenant.
+ASSISTANT_ID = "00000000-0000-0000-0000-00000000a551"
 STATUSES = ("open", "pending", "resolved", "snoozed")
 #: Fields only a support conversation has, as ``PATCH /conversations/{id}`` names them.
 SUPPORT_FIELDS = ("status", "snooze_until", "assignee_id", "labels")
@@ -255,6 +263,13 @@ def _create(state: ConversationState | None, args: Args, now: datetime) -> list[
             f"a direct conversation has exactly two members, got {len(member_ids)}",
             status=422,
         )
+    if kind == "agent" and len(member_ids) != 1:
+        raise AppError(
+            "validation_failed",
+            f"an agent conversation is you and the assistant: expected no member_ids, "
+            f"got {len(member_ids) - 1}",
+            status=422,
+        )
     conversation = ConversationState(
         id=str(args["conversation_id"]),
         tenant_id=str(args["tenant_id"]),
@@ -271,7 +286,11 @@ def _create(state: ConversationState | None, args: Args, now: datetime) -> list[
 
 
 def _send(state: ConversationState, args: Args, now: datetime) -> list[Event]:
-    actor = _member(state, args).user_id
+    return _new_message(state, _member(state, args).user_id, args, now)
+
+
+def _new_message(state: ConversationState, actor: str, args: Args, now: datetime) -> list[Event]:
+    """``actor``'s message from ``args`` (none if its ``client_msg_id`` was sent already)."""
     client_msg_id = str(args["client_msg_id"])
     if (actor, client_msg_id) in state.by_client_id:
         return []  # a retry: the reply is the message already sent
@@ -292,6 +311,17 @@ def _send(state: ConversationState, args: Args, now: datetime) -> list[Event]:
         created_at=now,
     )
     return [MessageSent(now, message)]
+
+
+def _post_assistant_message(state: ConversationState, args: Args, now: datetime) -> list[Event]:
+    """A message by the assistant (:data:`ASSISTANT_ID`), idempotent by ``client_msg_id``."""
+    if state.kind != "agent":
+        raise AppError(
+            "not_agent_conversation",
+            f"expected an agent conversation for an assistant message, got kind {state.kind!r}",
+            status=409,
+        )
+    return _new_message(state, ASSISTANT_ID, args, now)
 
 
 def _edit(state: ConversationState, args: Args, now: datetime) -> list[Event]:
@@ -321,7 +351,7 @@ def _add_members(state: ConversationState, args: Args, now: datetime) -> list[Ev
     if self_join and state.kind == "channel" and state.visibility == "public":
         return [MemberJoined(now, actor, "member", actor)]
     member = _member(state, args)
-    _not_direct(state)
+    _members_fixed(state)
     if member.role not in _MANAGERS and not (
         state.kind == "channel" and state.visibility == "public"
     ):
@@ -331,7 +361,7 @@ def _add_members(state: ConversationState, args: Args, now: datetime) -> list[Ev
 
 def _remove_member(state: ConversationState, args: Args, now: datetime) -> list[Event]:
     member = _member(state, args)
-    _not_direct(state)
+    _members_fixed(state)
     target = state.members.get(str(args["user_id"]))
     if target is None:
         raise AppError.not_found("member")
@@ -344,7 +374,7 @@ def _remove_member(state: ConversationState, args: Args, now: datetime) -> list[
 
 def _leave(state: ConversationState, args: Args, now: datetime) -> list[Event]:
     member = _member(state, args)
-    _not_direct(state)
+    _members_fixed(state)
     return [MemberLeft(now, member.user_id, member.user_id)]
 
 
@@ -501,9 +531,21 @@ def _not_direct(state: ConversationState) -> None:
         )
 
 
+def _members_fixed(state: ConversationState) -> None:
+    """Direct and agent conversations keep the members they were created with."""
+    _not_direct(state)
+    if state.kind == "agent":
+        raise AppError(
+            "agent_conversation_fixed",
+            "an agent conversation is its user and the assistant: its members cannot change",
+            status=409,
+        )
+
+
 _DECIDERS: dict[str, Callable[..., list[Event]]] = {
     "create": _create,
     "send": _send,
+    "post_assistant_message": _post_assistant_message,
     "edit": _edit,
     "delete": _delete,
     "add_members": _add_members,
@@ -544,7 +586,9 @@ def _sent(state: ConversationState, event: MessageSent) -> None:
     state.messages[message.id] = message
     state.by_client_id[(message.author_id, message.client_msg_id)] = message.id
     state.last_message_seq = message.seq
-    state.members[message.author_id].last_read_seq = message.seq  # you have read your own
+    author = state.members.get(message.author_id)  # None: the assistant
+    if author is not None:
+        author.last_read_seq = message.seq  # you have read your own
 
 
 def _edited(state: ConversationState, event: MessageEdited) -> None:

@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 ClientMsgId = Field(min_length=1, max_length=128, description="Your id of this send.")
-Kind = Literal["direct", "group", "channel", "support"]
+Kind = Literal["direct", "group", "channel", "support", "agent"]
 Status = Literal["open", "pending", "resolved", "snoozed"]
 STATUSES: tuple[str, ...] = ("open", "pending", "resolved", "snoozed")
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
@@ -63,7 +63,9 @@ class Subject(_Input):
 class NewConversation(_Input):
     kind: Kind
     member_ids: list[UUID] = Field(
-        default_factory=list, max_length=1000, description="Others to add; you are added too."
+        default_factory=list,
+        max_length=1000,
+        description="Others to add; you are added too. None for `agent` (you and the assistant).",
     )
     title: str | None = Field(None, min_length=1, max_length=200)
     subject: Subject | None = Field(

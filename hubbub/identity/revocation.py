@@ -29,6 +29,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from hubbub.gateway import REALTIME, REDIS
+from hubbub.http.health import READINESS
 from hubbub.realtime.fanout import Fanout
 from hubbub.realtime.server import Realtime, session_room, user_room
 from hubbub.storage import pubsub
@@ -141,6 +142,10 @@ class RevocationListener:
     async def close(self) -> None:
         await self._fanout.close()
 
+    async def probe(self) -> dict[str, Any]:
+        """The readiness check of this subscription."""
+        return await self._fanout.probe()
+
     async def _apply(self, topic: str, event: str, data: dict[str, Any]) -> None:
         try:
             revocation = Revocation.from_wire(data)
@@ -167,5 +172,6 @@ async def revocation_listener(app: web.Application) -> AsyncIterator[None]:
     """The gateway's revocation subscription (a cleanup context, after Redis)."""
     listener = RevocationListener(app[REDIS], app[REALTIME])
     await listener.start()
+    app[READINESS].add("fanout:revocations", listener.probe)
     yield
     await listener.close()

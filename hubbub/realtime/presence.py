@@ -231,6 +231,18 @@ class Presence:
         if found is not None:
             await self._drop(self.gateway, sid, *found)
 
+    async def forget(self, tenant_id: str, user_id: str | None) -> int:
+        """Stop counting this gateway's sockets of ``user_id`` (None: everyone) in
+        the tenant's presence — their access to it ended; how many there were."""
+        sids = [
+            sid
+            for sid, (tenant, user) in self._sockets.items()
+            if tenant == tenant_id and user_id in (None, user)
+        ]
+        for sid in sids:
+            await self.disconnected(sid)
+        return len(sids)
+
     def active(self, sid: str) -> None:
         """Note activity of socket ``sid`` (reported at the next heartbeat)."""
         found = self._sockets.get(sid)

@@ -6,9 +6,10 @@ entity confirms membership. When the entity removes a member or deletes the
 tenant it also publishes ``tenant:access_revoked`` on the global topic
 ``tenant-access``; every gateway listens to it (its own :class:`Fanout`
 subscription) and makes its local sockets of that user (of everyone, for a
-deletion) leave the tenant's room at once, telling each with a
-``tenant:access_revoked`` event. The socket stays connected: its user may
-belong to other tenants.
+deletion) leave the tenant's rooms at once — its events and its presence
+— telling each once with a ``tenant:access_revoked`` event, and stop
+counting as devices in the tenant's presence. The socket stays connected:
+its user may belong to other tenants.
 
 Joining checks membership twice — before entering the room and again
 after — so a removal decided between the two cannot leave a socket behind:
@@ -30,8 +31,11 @@ from hubbub.actors.command import Command
 from hubbub.actors.tenant import ACCESS_CHANNEL, channel
 from hubbub.errors import AppError, FieldError
 from hubbub.gateway import REALTIME, REDIS, ROUTER
+from hubbub.http.health import READINESS
 from hubbub.realtime.fanout import Fanout
+from hubbub.realtime.presence import topic as presence_topic
 from hubbub.realtime.server import Realtime, SocketContext
+from hubbub.tenancy.presence_api import PRESENCE
 
 __all__ = ["ACCESS_FANOUT", "evict", "tenant_access", "unwatch_tenant", "watch_tenant"]
 
@@ -87,9 +91,12 @@ async def unwatch_tenant(context: SocketContext, data: Any) -> dict[str, Any]:
 
 
 async def evict(realtime: Realtime, tenant_id: str, user_id: str | None) -> int:
-    """Make this gateway's sockets of ``user_id`` (None: all) leave the tenant."""
-    topic = channel(tenant_id)
-    sids = [sid for sid, _ in realtime.sio.manager.get_participants("/", topic)]
+    """Make this gateway's sockets of ``user_id`` (None: all) leave the tenant's
+    rooms (its events and its presence), telling each once; how many left."""
+    rooms = (channel(tenant_id), presence_topic(tenant_id))
+    sids = dict.fromkeys(
+        sid for room in rooms for sid, _ in realtime.sio.manager.get_participants("/", room)
+    )
     evicted = 0
     for sid in sids:
         if user_id is not None:
@@ -99,7 +106,8 @@ async def evict(realtime: Realtime, tenant_id: str, user_id: str | None) -> int:
         await realtime.sio.emit(
             "tenant:access_revoked", {"tenant_id": tenant_id}, to=sid, ignore_queue=True
         )
-        await realtime.unwatch(sid, topic)
+        for room in rooms:
+            await realtime.unwatch(sid, room)
         evicted += 1
     return evicted
 
@@ -114,11 +122,13 @@ async def tenant_access(app: web.Application) -> AsyncIterator[None]:
         user_id = user_id if isinstance(user_id, str) else None
         try:
             await evict(app[REALTIME], data["tenant_id"], user_id)
+            await app[PRESENCE].forget(data["tenant_id"], user_id)
         except Exception:  # one bad eviction must not stop the subscription
             log.exception("evicting sockets from tenant %s failed", data["tenant_id"])
 
     fanout = app[ACCESS_FANOUT] = Fanout(app[REDIS], deliver)
     await fanout.start()
     await fanout.watch(ACCESS_CHANNEL)
+    app[READINESS].add("fanout:tenant_access", fanout.probe)
     yield
     await fanout.close()

@@ -3,10 +3,14 @@
 
 A socket counts towards its user's presence in the tenant of its handshake
 (``auth: {token, tenant_id}``) once, at connect, the tenant entity confirmed
-the membership — one command per connection, none per event. Presence
-events go only to sockets that asked: ``presence:watch`` puts a socket in
-the tenant's presence room (bus topic ``presence:<tenant>``), so a gateway
-subscribes to a tenant's presence only while a local socket watches it.
+the membership — before counting it and again after, so a removal racing
+with the connect cannot leave a device counted; no command per event.
+Presence events go only to sockets that asked: ``presence:watch`` puts a
+socket in the tenant's presence room (bus topic ``presence:<tenant>``), so a
+gateway subscribes to a tenant's presence only while a local socket watches
+it. When a member is removed (or the tenant deleted), ``eviction.py`` takes
+their sockets out of that room and :meth:`Presence.forget` stops counting
+them.
 """
 
 from __future__ import annotations
@@ -178,6 +182,11 @@ async def presence(app: web.Application) -> AsyncIterator[None]:
             log.info("socket %s not counted in presence of %s: %s", sid, principal.tenant_id, error)
             return
         await tracker.connected(sid, principal)
+        try:  # again: a removal decided meanwhile found no device of theirs to forget
+            await app[ROUTER].send(command)
+        except AppError as error:
+            log.info("socket %s no longer counted in presence: %s", sid, error)
+            await tracker.disconnected(sid)
 
     realtime = app[REALTIME]
     realtime.on_connect(connected)
