@@ -112,7 +112,7 @@ async def test_a_socket_without_a_tenant_cannot_set_presence(gateway: TestServer
 
 
 async def test_an_idle_user_turns_away_and_activity_brings_them_back(serve: Serve) -> None:
-    server = await serve(presence_heartbeat_seconds=0.1, presence_idle_seconds=0.5)
+    server = await serve(presence_heartbeat_seconds=0.1, presence_idle_seconds=2.0)
     team = await new_team(server, 2)
     ann = team.people[1].user_id
     watcher, _ = await _watcher(_url(server), team)

@@ -10,7 +10,9 @@ tenant in its handshake is connected to any gateway. Keys (``P`` =
 - ``P:user:<tenant>:<user>`` — HASH ``status text available last_seen_at
   idle version`` (the chosen status survives reconnects);
 - ``P:active`` — ZSET ``tenant|user`` → last activity, for online users;
-- ``P:sweep`` — the sweeper's lock.
+- ``P:sweep:<idle seconds>`` — the sweeper's lock, one per idle setting: a
+  deployment's gateways share one; a gateway run with another idle time (as
+  in tests) sweeps by its own rule instead of waiting for theirs.
 
 Every change runs as one Lua script that also publishes the user's new
 ``presence`` view on bus topic ``presence:<tenant>``, so views leave in the
@@ -316,7 +318,10 @@ class Presence:
                 await self._renew()
                 await self._report_activity()
                 if await self._redis.set(
-                    self._key("sweep"), self.gateway, nx=True, px=int(self._heartbeat * 1000)
+                    self._key("sweep", f"{self._idle:g}"),
+                    self.gateway,
+                    nx=True,
+                    px=int(self._heartbeat * 1000),
                 ):
                     await self._sweep_dead_gateways()
                     await self._sweep_idle()
