@@ -17,7 +17,6 @@ first round after start-up (or at the conversation's next command).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -27,6 +26,7 @@ from hubbub.actors.command import Command
 from hubbub.actors.router import Router
 from hubbub.errors import AppError
 from hubbub.gateway import DATABASE, ROUTER, SETTINGS
+from hubbub.periodic import Periodic
 from hubbub.storage.database import Database
 
 __all__ = ["SNOOZE", "SnoozeSweep", "snooze_sweep"]
@@ -53,19 +53,9 @@ class SnoozeSweep:
     def __init__(self, db: Database, router: Callable[[], Router], *, interval: float) -> None:
         self._db = db
         self._router = router  # the gateway's, which starts after its plugins
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
+        self.rounds = Periodic("snooze sweep", interval, self.sweep)
         self.woken = 0
         self.failures = 0
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="snooze-sweep")
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def sweep(self) -> int | None:
         """One round: how many wakes were sent, None if another gateway sweeps."""
@@ -88,15 +78,6 @@ class SnoozeSweep:
         self.woken += 1
         return 1
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.sweep()
-            except Exception:
-                self.failures += 1
-                log.exception("snooze sweep failed; trying again in %.1fs", self._interval)
-
 
 SNOOZE = web.AppKey("snooze_sweep", SnoozeSweep)
 
@@ -107,6 +88,6 @@ async def snooze_sweep(app: web.Application) -> AsyncIterator[None]:
     sweep = app[SNOOZE] = SnoozeSweep(
         app[DATABASE], lambda: app[ROUTER], interval=app[SETTINGS].snooze_sweep_seconds
     )
-    sweep.start()
+    sweep.rounds.start()
     yield
-    await sweep.close()
+    await sweep.rounds.close()

@@ -15,8 +15,6 @@ tenant-scoped table. The same sweep prunes expired tenant-creation keys.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
@@ -27,6 +25,7 @@ from hubbub.actors.command import Command
 from hubbub.actors.router import Router
 from hubbub.errors import AppError
 from hubbub.gateway import DATABASE, ROUTER, SETTINGS
+from hubbub.periodic import Periodic
 from hubbub.storage.database import Database
 
 __all__ = ["PURGE", "PurgeSweep", "tenant_purge"]
@@ -61,20 +60,10 @@ class PurgeSweep:
     ) -> None:
         self._db = db
         self._router = router  # the gateway's, which starts after its plugins
-        self._interval = interval
         self._creation_window = creation_window
-        self._task: asyncio.Task[None] | None = None
+        self.rounds = Periodic("tenant purge sweep", interval, self.sweep)
         self.purged = 0
         self.failures = 0
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="tenant-purge")
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def sweep(self) -> int | None:
         """One round: how many tenants were purged, None if another gateway sweeps."""
@@ -100,15 +89,6 @@ class PurgeSweep:
         log.info("purged tenant %s: its grace period ended", tenant_id)
         return 1
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.sweep()
-            except Exception:
-                self.failures += 1
-                log.exception("tenant purge sweep failed; trying again in %.1fs", self._interval)
-
 
 PURGE = web.AppKey("tenant_purge", PurgeSweep)
 
@@ -123,6 +103,6 @@ async def tenant_purge(app: web.Application) -> AsyncIterator[None]:
         interval=settings.tenant_purge_interval_seconds,
         creation_window=timedelta(hours=settings.idempotency_window_hours),
     )
-    sweep.start()
+    sweep.rounds.start()
     yield
-    await sweep.close()
+    await sweep.rounds.close()
