@@ -23,6 +23,8 @@ from hubbub.actors.command import (
     encode_commands,
     encode_outcomes,
 )
+from hubbub.actors.entity import Write
+from hubbub.actors.group_commit import statement_runs
 from hubbub.actors.lease import acquire_lease
 from hubbub.actors.router import Router, shard_index
 from hubbub.actors.runtime import open_shards
@@ -152,6 +154,20 @@ async def test_killing_a_shard_mid_stream_loses_no_acknowledged_command(
     for key in keys:
         assert [reply["seq"] for reply in acked[key]] == list(range(1, 101))
         assert await entries(owner_conn, key) == [(n, n) for n in range(1, 101)]
+
+
+def test_group_commit_sends_each_statement_once_for_many_entities_in_each_entitys_order() -> None:
+    sends = [[Write("message", (n,)), Write("head", (n,))] for n in range(100)]
+    readd = [Write("remove member", ("ann",)), Write("add member", ("ann",))]
+    runs = list(statement_runs([readd, *sends, [Write("message", (100,)), *readd]]))
+    assert runs == [
+        ("remove member", [("ann",)]),
+        ("add member", [("ann",)]),
+        ("message", [(n,) for n in range(101)]),
+        ("head", [(n,) for n in range(100)]),
+        ("remove member", [("ann",)]),
+        ("add member", [("ann",)]),
+    ]
 
 
 def test_batches_cross_the_ray_boundary_unchanged() -> None:

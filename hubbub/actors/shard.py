@@ -77,7 +77,7 @@ class _Group:
     generation: int
     now: datetime
     staged: list[tuple[_Staged, asyncio.Future[Outcome]]] = field(default_factory=list)
-    writes: dict[str | None, list[Write]] = field(default_factory=dict)  # by tenant
+    writes: dict[EntityId, list[Write]] = field(default_factory=dict)  # by entity
     activate: list[EntityId] = field(default_factory=list)  # first seen: load them
     reload: list[EntityId] = field(default_factory=list)  # suspect: load after this commit
 
@@ -228,7 +228,7 @@ class ShardHost:
             group.staged.append((_Staged(error=failure), future))
             return False
         reply = decision.reply
-        writes = group.writes.setdefault(command.tenant_id, [])
+        writes = group.writes.setdefault((command.tenant_id, command.key), [])
         writes.extend(decision.writes)
         if key:
             reply = orjson.loads(orjson.dumps(reply))  # a replay returns the same form
@@ -248,8 +248,11 @@ class ShardHost:
 
     def _finish(self, group: _Group) -> None:
         """Submit the group's commit; settle it and start its activations."""
-        requests = [CommitRequest(tenant, writes) for tenant, writes in group.writes.items()]
-        requests = [request for request in requests if request.writes]
+        requests = [
+            CommitRequest(tenant, key, writes)
+            for (tenant, key), writes in group.writes.items()
+            if writes
+        ]
         if requests:
             commit = self._commits.submit(_PendingCommit(requests, group.generation))
             commit.add_done_callback(lambda done: _copy_outcome(done, group.committed))
