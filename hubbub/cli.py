@@ -23,6 +23,7 @@ from aiohttp import web
 from hubbub import __version__
 from hubbub.actors.runtime import connect_ray, disconnect_ray
 from hubbub.config import ConfigError, Settings, load_settings
+from hubbub.heap import settle_heap
 from hubbub.log import configure_logging
 from hubbub.plugin import Plugin, load_plugins, migration_streams
 from hubbub.storage.embedded import EmbeddedPostgres, EmbeddedRedis
@@ -144,6 +145,7 @@ async def _serve(settings: Settings) -> int:
         stack.push_async_callback(runner.cleanup)
         site = web.TCPSite(runner, ready.host, ready.port)
         await site.start()
+        settle_heap()
         log.info("hubbub %s serving on http://%s:%d", __version__, ready.host, ready.port)
         await stop.wait()
         log.info("stopping")

@@ -142,6 +142,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         1_048_576, ge=1024, description="Largest HTTP request body accepted."
     )
+    socket_buffer_bytes: int = Field(
+        4_194_304,
+        ge=65_536,
+        description="Unsent bytes a socket may fall behind before it is disconnected.",
+    )
     cors_origins: CommaList = Field(
         (), description="Comma-separated origins allowed by CORS; '*' for any."
     )

@@ -10,13 +10,24 @@ import uuid
 from pathlib import Path
 
 import asyncpg
+import pytest
 import socketio
 from aiohttp.test_utils import TestServer
 
 from hubbub.config import Settings
+from hubbub.gateway import REALTIME
 from tests.support.chat import Team, new_team
 from tests.support.processes import Gateway
 from tests.test_gateway import _cluster_env
+
+WEBSOCKET = ["websocket"]
+#: How a client may reach the gateway: a websocket from the start, long-polling
+#: upgraded to a websocket (the official clients' default), or long-polling only.
+TRANSPORTS = pytest.mark.parametrize(
+    "transports",
+    [WEBSOCKET, ["polling", "websocket"], ["polling"]],
+    ids=["websocket", "upgraded", "polling"],
+)
 
 
 class ChatClient:
@@ -30,9 +41,11 @@ class ChatClient:
     async def _record(self, event: str, data: dict) -> None:
         await self.events.put((event, data))
 
-    async def connect(self, url: str, token: str, tenant_id: str) -> ChatClient:
+    async def connect(
+        self, url: str, token: str, tenant_id: str, transports: list[str] = WEBSOCKET
+    ) -> ChatClient:
         auth = {"token": token, "tenant_id": tenant_id}
-        await self.client.connect(url, transports=["websocket"], wait_timeout=10, auth=auth)
+        await self.client.connect(url, transports=transports, wait_timeout=10, auth=auth)
         return self
 
     async def call(self, event: str, data: dict) -> dict:
@@ -46,13 +59,15 @@ def _url(server: TestServer) -> str:
     return str(server.make_url("")).rstrip("/")
 
 
-async def _joined_then_live(team: Team, url: str, sender_count: int = 20) -> None:
+async def _joined_then_live(
+    team: Team, url: str, sender_count: int = 20, transports: list[str] = WEBSOCKET
+) -> None:
     """Join with a since_seq while another member keeps sending; check the result."""
     owner, ann = team.people[:2]
     found = await team.conversation(owner, "group", ann)
     for i in range(5):
         await team.send(owner, found["id"], f"before {i}")  # seqs 2..6
-    listener = await ChatClient().connect(url, ann.token, team.tenant_id)
+    listener = await ChatClient().connect(url, ann.token, team.tenant_id, transports)
     try:
         sending = asyncio.gather(
             *(team.send(owner, found["id"], f"live {i}") for i in range(sender_count))
@@ -79,11 +94,34 @@ async def _joined_then_live(team: Team, url: str, sender_count: int = 20) -> Non
         await listener.client.disconnect()
 
 
+@TRANSPORTS
 async def test_a_join_replays_what_was_missed_then_live_events_exactly_once(
-    gateway: TestServer,
+    gateway: TestServer, transports: list[str]
 ) -> None:
     team = await new_team(gateway, 2)
-    await _joined_then_live(team, _url(gateway))
+    # python-engineio's client refuses a polling response of more than 16 packets.
+    senders = 10 if transports == ["polling"] else 20
+    await _joined_then_live(team, _url(gateway), senders, transports)
+
+
+@TRANSPORTS
+async def test_sockets_on_a_websocket_get_frames_written_directly(
+    gateway: TestServer, transports: list[str]
+) -> None:
+    team = await new_team(gateway, 1)
+    client = await ChatClient().connect(
+        _url(gateway), team.people[0].token, team.tenant_id, transports
+    )
+    try:
+        engine = gateway.app[REALTIME].sio.eio
+        for _ in range(100):  # an upgrade completes in the background
+            if client.client.eio.current_transport == transports[-1]:
+                break
+            await asyncio.sleep(0.05)
+        direct = [engine.sockets[client.client.eio.sid].queue.direct]
+        assert direct == [transports[-1] == "websocket"]
+    finally:
+        await client.client.disconnect()
 
 
 async def test_joining_through_a_second_gateway_process(

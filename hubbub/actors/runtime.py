@@ -34,6 +34,7 @@ from hubbub.actors.sequencer import Sequencer
 from hubbub.actors.shard import ShardHost
 from hubbub.config import Settings
 from hubbub.errors import AppError
+from hubbub.heap import settle_heap
 
 __all__ = [
     "ShardRef",
@@ -121,6 +122,7 @@ class ShardActor:
         owner = ray.get_runtime_context().get_actor_id() or "unknown"
         lease = await acquire_lease(db.pool, entity_cls.kind, self._index, owner)
         log.info("%s shard %d started with epoch %d", entity_cls.kind, self._index, lease.epoch)
+        settle_heap()
         return ShardHost(
             entity_cls,
             lease,

@@ -233,9 +233,7 @@ class ConversationRooms:
         skip = self._skipped(conversation_id, data.get("seq"))
         if event in UNECHOED:
             skip += self._sockets_of(conversation_id, data.get("user_id"))
-        await self._realtime.sio.emit(
-            event, data, room=room(conversation_id), skip_sid=skip, ignore_queue=True
-        )
+        await self._realtime.broadcast(room(conversation_id), event, data, skip=skip)
 
     def _skipped(self, conversation_id: str, seq: Any) -> list[str]:
         """Fresh sockets that have this event already; forget floors passed."""

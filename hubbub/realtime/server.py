@@ -14,18 +14,22 @@ sent them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import socketio
 from aiohttp import web
+from engineio import packet as eio_packet
+from engineio.exceptions import SocketIsClosedError
 from redis.asyncio import Redis
 
 from hubbub.config import Settings
 from hubbub.errors import AppError
 from hubbub.realtime.fanout import Fanout
+from hubbub.realtime.frames import DirectServer, PacketQueue, frame
 from hubbub.realtime.handshake import Authenticator, Principal
 from hubbub.realtime.protocol import OrjsonJson, ack_error, ack_ok
 
@@ -69,7 +73,8 @@ class Realtime:
         manager = socketio.AsyncRedisManager(
             settings.redis_url, channel=f"hubbub-socketio:{settings.ray_namespace}"
         )
-        self.sio = socketio.AsyncServer(
+        self.sio = DirectServer(
+            socket_buffer_limit=settings.socket_buffer_bytes,
             async_mode="aiohttp",
             client_manager=manager,
             json=OrjsonJson,
@@ -155,6 +160,23 @@ class Realtime:
             await self.sio.disconnect(sid, ignore_queue=True)
         return len(targets)
 
+    async def broadcast(
+        self, room: str, event: str, data: Any, *, skip: Collection[str] = ()
+    ) -> None:
+        """Send ``event`` to this gateway's sockets in ``room`` but ``skip``,
+        encoded once; a socket on a websocket gets the frame written directly."""
+        text = "42" + OrjsonJson.dumps([event, data])  # Engine.IO message of a Socket.IO event
+        ready = frame(text)
+        for sid, eio_sid in list(self.sio.manager.get_participants("/", room)):
+            socket = self.sio.eio.sockets.get(eio_sid)
+            if sid in skip or socket is None or socket.closed:
+                continue
+            queue = socket.queue
+            if isinstance(queue, PacketQueue) and queue.write(ready):
+                continue
+            with contextlib.suppress(SocketIsClosedError):  # it closed meanwhile
+                await socket.send(eio_packet.Packet(eio_packet.MESSAGE, text[1:]))
+
     @property
     def connections(self) -> int:
         return len(self._topics)
@@ -192,7 +214,7 @@ class Realtime:
         return [sid for sid, _ in self.sio.manager.get_participants("/", room)]
 
     async def _deliver(self, topic: str, event: str, data: dict[str, Any]) -> None:
-        await self.sio.emit(event, data, room=topic, ignore_queue=True)
+        await self.broadcast(topic, event, data)
 
 
 def _cors(origins: tuple[str, ...]) -> str | list[str] | None:
