@@ -6,9 +6,12 @@ acknowledged only once committed; non-members cannot join."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
 import socketio
@@ -241,3 +244,42 @@ async def test_non_members_and_sockets_without_a_tenant_cannot_join(gateway: Tes
         assert ack["error"]["code"] == "tenant_required"
     finally:
         await tenantless.disconnect()
+
+
+async def _raw_websocket_join(
+    http: aiohttp.ClientSession, url: str, auth: dict, conversation_id: str
+) -> aiohttp.ClientWebSocketResponse:
+    """A bare Engine.IO websocket that joins a conversation, then reads only when asked."""
+    ws = await http.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket")
+    assert (await ws.receive_str()).startswith("0")  # Engine.IO open
+    await ws.send_str("40" + json.dumps(auth))
+    assert (await ws.receive_str()).startswith("40")  # Socket.IO connect
+    join = {"conversation_id": conversation_id, "since_seq": 0}
+    await ws.send_str("421" + json.dumps(["conversation:join", join]))
+    assert (await ws.receive_str()).startswith("431")  # the join's ack
+    return ws
+
+
+async def test_a_socket_that_stops_reading_is_disconnected_not_buffered_forever(
+    serve: Callable[..., Awaitable[TestServer]],
+) -> None:
+    server = await serve(socket_buffer_bytes=65_536)
+    team = await new_team(server, 2)
+    owner, ann = team.people
+    found = await team.conversation(owner, "group", ann)
+    auth = {"token": ann.token, "tenant_id": team.tenant_id}
+    async with aiohttp.ClientSession() as http:
+        ws = await _raw_websocket_join(http, _url(server), auth, found["id"])
+        # The client reads nothing: kernel buffers fill, then the gateway's.
+        big = "x" * 16_000
+        realtime = server.app[REALTIME]
+        for i in range(2000):
+            await team.send(owner, found["id"], f"{i} {big}")
+            if realtime.connections == 0:
+                break
+        assert realtime.connections == 0  # cut off once 64 KiB were waiting
+        while (await ws.receive(timeout=10)).type not in _CLOSED:
+            pass  # what was sent before the cut, then the end of the connection
+
+
+_CLOSED = {aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR}
