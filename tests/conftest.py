@@ -17,14 +17,20 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
+from hubbub.actors.conversation import ConversationEntity
+from hubbub.actors.lease import acquire_lease
 from hubbub.actors.runtime import connect_ray, disconnect_ray
+from hubbub.actors.shard import ShardHost
+from hubbub.chat import messages
 from hubbub.config import Settings, load_settings
 from hubbub.gateway import create_app
 from hubbub.plugin import load_plugins, migration_streams
 from hubbub.storage.database import Database, connect_owner
 from hubbub.storage.embedded import EmbeddedPostgres, EmbeddedRedis
 from hubbub.storage.migrate import migrate
+from hubbub.storage.redis import connect_redis
 from tests.support import probe
+from tests.support.chat import LocalConversations, new_team
 
 TEST_STREAMS = migration_streams([probe.plugin])
 
@@ -132,3 +138,20 @@ async def serve(ray_cluster: Settings) -> AsyncIterator[Callable[..., Awaitable[
     yield start
     for server in reversed(servers):
         await server.close()
+
+
+@pytest.fixture
+async def small_window(
+    migrated: Settings, gateway: TestServer, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[LocalConversations]:
+    """Conversations of a new team of three in a shard host in this process,
+    whose entities keep only their latest 3 messages in memory."""
+    monkeypatch.setattr(messages, "WINDOW", 3)
+    redis = connect_redis(migrated.redis_url or "")
+    lease = await acquire_lease(db.pool, "conversation", 950, uuid.uuid4().hex)
+    host = ShardHost(
+        ConversationEntity, lease, db, redis, idle_seconds=600, idempotency_window_hours=1
+    )
+    yield LocalConversations(host, db, await new_team(gateway, 3))
+    await host.close()
+    await redis.aclose()

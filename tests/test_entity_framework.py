@@ -209,6 +209,44 @@ async def test_a_bug_in_an_entity_fails_its_command_and_reloads_it(
         await redis.aclose()
 
 
+def entry(key: str, seq: object) -> Command:
+    return Command("tally", key, "entry", {"seq": seq}, tenant_id=TENANT)
+
+
+async def test_rows_outside_memory_are_read_after_the_pending_commit_and_in_order(
+    migrated: Settings, db: Database, owner_conn
+) -> None:
+    """A command that needs rows memory lacks waits, with the later commands
+    of its entity, until the rows are read — after the entity's earlier
+    writes are committed; rows that cannot be read fail what waits for them."""
+    redis = connect_redis(migrated.redis_url or "")
+    lease = await acquire_lease(db.pool, "tally", 902, "owner")
+    host = ShardHost(Tally, lease, db, redis, idle_seconds=60, idempotency_window_hours=1)
+    key = f"faulting-{uuid.uuid4().hex}"
+    get = Command("tally", key, "get", tenant_id=TENANT)
+    try:
+        outcomes = await host.handle([add(key, 5), entry(key, 1), add(key, 2), entry(key, 3), get])
+        assert [o.reply for o in outcomes[:3]] == [
+            {"seq": 1, "total": 5},
+            {"seq": 1, "amount": 5},  # read after the add before it was committed
+            {"seq": 2, "total": 7},
+        ]
+        assert outcomes[3].error is not None and outcomes[3].error.code == "not_found"
+        assert outcomes[4].reply == {"seq": 2, "total": 7}
+        assert [o.reply for o in await host.handle([add(key, 1), entry(key, 3)])] == [
+            {"seq": 3, "total": 8},
+            {"seq": 3, "amount": 1},  # "no entry 3" was forgotten when entry 3 came
+        ]
+        unreadable, behind = await host.handle([entry(key, "not a seq"), add(key, 1)])
+        for failed in (unreadable, behind):
+            assert failed.error is not None and failed.error.retriable
+        assert (await host.handle([add(key, 1)]))[0].reply == {"seq": 4, "total": 9}
+        assert await entries(owner_conn, key) == [(1, 5), (2, 2), (3, 1), (4, 1)]
+    finally:
+        await host.close()
+        await redis.aclose()
+
+
 async def test_a_deposed_shard_cannot_write(migrated: Settings, db: Database, owner_conn) -> None:
     """The lease fence: once another owner took the shard, commits fail."""
     redis = connect_redis(migrated.redis_url or "")

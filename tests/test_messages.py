@@ -1,18 +1,23 @@
 """Messages through a real gateway and conversation shards: idempotent sends,
 a gap-free seq under concurrent senders, paging by seq, edits and tombstones,
-read marks that never move backwards with exact unread counts, and bad input
-that answers a clear error and writes nothing."""
+read marks that never move backwards with exact unread counts, bad input
+that answers a clear error and writes nothing, and old messages (outside the
+window an active conversation keeps in memory) handled like recent ones."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 
 import asyncpg
+import pytest
 from aiohttp.test_utils import TestServer
 
+from hubbub.chat import messages
+from hubbub.chat.messages import ClientRef, Message, MessageRef, MessageWindow
 from hubbub.gateway import SETTINGS
-from tests.support.chat import CONVERSATIONS, new_team
+from tests.support.chat import CONVERSATIONS, LocalConversations, new_team
 
 
 async def _count(conn: asyncpg.Connection, conversation_id: str) -> tuple[int, int]:
@@ -188,3 +193,101 @@ async def test_read_marks_never_move_back_and_unread_counts_are_exact(
     assert counts["items"][0]["unread_count"] == 3 and counts["total"] == 3  # 5, 6, 7
     status, view = await team.call("GET", f"{CONVERSATIONS}/{found['id']}", bob)
     assert (view["last_read_seq"], view["unread_count"]) == (4, 3)
+
+
+# -- messages outside an active conversation's window (here: its latest 3) --
+
+
+def _message(seq: int, client_msg_id: str) -> Message:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    return Message(str(uuid.uuid4()), seq, "author", "body", client_msg_id, None, at)
+
+
+def test_the_window_keeps_the_latest_and_forgets_what_leaves_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(messages, "WINDOW", 3)
+    window = MessageWindow.of([_message(seq, f"c{seq}") for seq in (4, 5, 6)])
+    assert window.start == 4  # a full window: older messages may exist
+    assert window.unknown(ClientRef("author", "c1")) and not window.unknown(
+        ClientRef("author", "c5")
+    )
+    old = _message(1, "c1")
+    window.merge([MessageRef(old.id), ClientRef("author", "new")], [old])
+    assert window[old.id] is old and window.sent("author", "c1") is old
+    assert not window.unknown(ClientRef("author", "new"))  # read: it named nothing
+    window.add(_message(7, "new"))
+    for seq in (8, 9, 10):  # "new" leaves the window: the read that found nothing is void
+        window.add(_message(seq, f"c{seq}"))
+    assert [m.seq for m in window.latest.values()] == [8, 9, 10] and window.start == 8
+    assert window.unknown(ClientRef("author", "new"))
+    window.merge([], [])  # the next read replaces what the last one brought in
+    assert len(window) == 3 and window.sent("author", "c1") is None
+
+
+async def test_old_messages_are_edited_deleted_and_replied_to_like_recent_ones(
+    small_window: LocalConversations, owner_conn: asyncpg.Connection
+) -> None:
+    chat = small_window
+    owner, ann, _ = chat.team.people
+    cid = await chat.create(owner, ann)
+    sent = [o.unwrap() for o in await chat.run(*(chat.send(cid, owner, f"c{n}") for n in range(5)))]
+    first, second = sent[0], sent[1]  # both out of the window now
+
+    edited = await chat.ask(chat.command(cid, "edit", owner, message_id=first["id"], body="new"))
+    assert (edited["id"], edited["seq"], edited["body"]) == (first["id"], first["seq"], "new")
+    assert edited["edited_at"] is not None
+    [not_hers] = await chat.run(chat.command(cid, "edit", ann, message_id=first["id"], body="x"))
+    assert not_hers.error is not None and not_hers.error.code == "not_author"
+    reply = await chat.ask(chat.send(cid, ann, "r1", reply_to=second["id"]))
+    assert reply["reply_to"] == second["id"] and reply["seq"] == sent[-1]["seq"] + 2
+    [dangling] = await chat.run(chat.send(cid, ann, "r2", reply_to=str(uuid.uuid4())))
+    assert dangling.error is not None and dangling.error.code == "reply_to_not_found"
+    deleted = await chat.ask(chat.command(cid, "delete", owner, message_id=second["id"]))
+    assert deleted["deleted"] and deleted["body"] == ""
+    again = await chat.ask(chat.command(cid, "delete", owner, message_id=second["id"]))
+    assert again == deleted  # already a tombstone: no new event
+    [nothing] = await chat.run(chat.command(cid, "delete", owner, message_id=str(uuid.uuid4())))
+    assert nothing.error is not None and nothing.error.code == "not_found"
+
+    rows = await owner_conn.fetch(
+        "SELECT seq, body, deleted_at IS NOT NULL AS gone FROM conversation_messages"
+        " WHERE id = ANY($1::uuid[]) ORDER BY seq",
+        [uuid.UUID(first["id"]), uuid.UUID(second["id"])],
+    )
+    assert [tuple(r) for r in rows] == [(first["seq"], "new", False), (second["seq"], "", True)]
+    assert await _count(owner_conn, cid) == (6, 9)  # 6 messages; create, 6 sends, edit, delete
+
+
+async def test_a_retried_send_of_an_old_message_returns_it_and_sends_nothing(
+    small_window: LocalConversations, owner_conn: asyncpg.Connection
+) -> None:
+    chat = small_window
+    owner, ann, _ = chat.team.people
+    cid = await chat.create(owner, ann)
+    sends = [chat.send(cid, owner, f"c{n}") for n in range(5)]
+    # The retry comes in the same batch: "c0" left memory before it was committed.
+    *sent, retried = [o.unwrap() for o in await chat.run(*sends, chat.send(cid, owner, "c0"))]
+    assert retried == sent[0]
+    assert await chat.ask(chat.send(cid, owner, "c1", body="again")) == sent[1]
+    fresh = await chat.ask(chat.send(cid, ann, "c1"))  # another author's client id
+    assert fresh["seq"] == sent[-1]["seq"] + 1
+    assert await _count(owner_conn, cid) == (6, 7)
+
+
+async def test_a_conversation_activates_with_only_its_latest_messages(
+    small_window: LocalConversations,
+) -> None:
+    chat = small_window
+    owner, ann, _ = chat.team.people
+    cid = await chat.create(owner, ann)
+    sent = [o.unwrap() for o in await chat.run(*(chat.send(cid, owner, f"c{n}") for n in range(6)))]
+    await chat.ask(chat.command(cid, "react", ann, message_id=sent[-1]["id"], emoji="👍", add=True))
+
+    state = await chat.activated(cid)
+    assert [m.seq for m in state.messages.latest.values()] == [m["seq"] for m in sent[-3:]]
+    assert len(state.messages) == 3 and state.messages.start == sent[-3]["seq"]
+    assert state.messages[sent[-1]["id"]].reactions == {"👍": [ann.user_id]}
+    # A send grows the window by one and evicts the oldest.
+    await chat.ask(chat.send(cid, ann, "later"))
+    assert len((await chat.activated(cid)).messages) == 3

@@ -1,14 +1,18 @@
 """Reactions through a real gateway and real shards: one per user per emoji,
 stream events with seq (live and replayed), views that carry them, and bad
-input, deleted messages, non-members and other tenants refused."""
+input, deleted messages, non-members and other tenants refused; reactions
+on messages an active conversation no longer keeps in memory."""
 
 from __future__ import annotations
 
 import uuid
 
+import asyncpg
 from aiohttp.test_utils import TestServer
 
-from tests.support.chat import CONVERSATIONS, new_team
+from hubbub.actors.command import Command
+from tests.support.chat import CONVERSATIONS, LocalConversations, new_team
+from tests.support.tenants import Account
 from tests.test_chat_sockets import ChatClient, _url
 
 
@@ -100,3 +104,32 @@ async def test_bad_emoji_deleted_messages_and_strangers_are_refused(gateway: Tes
     assert (status, problem["code"]) == (409, "message_deleted")
     status, events = await team.call("GET", f"{CONVERSATIONS}/{found['id']}/events", owner)
     assert "reaction" not in [e["event"] for e in events["items"]]
+
+
+async def test_reactions_on_a_message_outside_the_window(
+    small_window: LocalConversations, owner_conn: asyncpg.Connection
+) -> None:
+    """With only the latest 3 messages in memory, an old message takes
+    reactions once per user and emoji, as a recent one does."""
+    chat = small_window
+    owner, ann, _ = chat.team.people
+    cid = await chat.create(owner, ann)
+    sent = [o.unwrap() for o in await chat.run(*(chat.send(cid, owner, f"c{n}") for n in range(5)))]
+    old, other = sent[0]["id"], sent[1]["id"]
+
+    def react(who: Account, message_id: str, emoji: str, add: bool = True) -> Command:
+        return chat.command(cid, "react", who, message_id=message_id, emoji=emoji, add=add)
+
+    view = await chat.ask(react(ann, old, "👍"))
+    assert view["reactions"] == [{"emoji": "👍", "count": 1, "user_ids": [ann.user_id]}]
+    await chat.ask(react(owner, other, "🎉"))  # reads another old message in its place
+    again, mine = await chat.run(react(ann, old, "👍"), react(owner, old, "👍"))
+    assert again.unwrap()["reactions"] == view["reactions"]  # one per user and emoji
+    assert mine.unwrap()["reactions"][0]["count"] == 2
+    removed = await chat.ask(react(ann, old, "👍", add=False))
+    assert removed["reactions"] == [{"emoji": "👍", "count": 1, "user_ids": [owner.user_id]}]
+    rows = await owner_conn.fetch(
+        "SELECT user_id::text, emoji FROM conversation_reactions WHERE message_id = $1",
+        uuid.UUID(old),
+    )
+    assert [tuple(r) for r in rows] == [(owner.user_id, "👍")]

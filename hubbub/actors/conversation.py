@@ -9,20 +9,25 @@ source of replay by ``after_seq`` — and into publications on channel
 The entity key is the conversation id; every command runs in its tenant's
 row-level-security scope (``Command.tenant_id``), so another tenant's
 conversation with the same id cannot even be loaded.
+
+Only the latest messages are loaded (:mod:`hubbub.chat.messages`); a command
+about an older one reads it first (``missing`` / ``load_missing`` / ``merge``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 
 from hubbub.actors.command import Command
 from hubbub.actors.entity import Decision, Entity, Publication, Write
+from hubbub.chat import messages as window
 from hubbub.chat import state as rules
-from hubbub.chat.state import ConversationState, Member, Message, message_view
+from hubbub.chat.messages import ClientRef, Message, MessageRef, MessageWindow, Ref
+from hubbub.chat.state import ConversationState, Member, message_view
 
 __all__ = ["ConversationEntity", "channel"]
 
@@ -34,10 +39,14 @@ def channel(conversation_id: str) -> str:
 
 _LOAD = "SELECT * FROM conversations WHERE id = ANY($1::uuid[])"
 _LOAD_MEMBERS = "SELECT * FROM conversation_members WHERE conversation_id = ANY($1::uuid[])"
-_LOAD_MESSAGES = """SELECT * FROM conversation_messages WHERE conversation_id = ANY($1::uuid[])
-ORDER BY conversation_id, seq"""
-_LOAD_REACTIONS = """SELECT conversation_id, message_id, user_id, emoji FROM conversation_reactions
-WHERE conversation_id = ANY($1::uuid[]) ORDER BY created_at, user_id"""
+_LOAD_LATEST = """SELECT m.* FROM unnest($1::uuid[]) AS c (id) CROSS JOIN LATERAL (
+  SELECT * FROM conversation_messages WHERE conversation_id = c.id ORDER BY seq DESC LIMIT $2) m
+ORDER BY m.conversation_id, m.seq"""
+_LOAD_NAMED = """SELECT * FROM conversation_messages WHERE conversation_id = $1
+  AND (id = ANY($2::uuid[])
+    OR (author_id, client_msg_id) IN (SELECT * FROM unnest($3::uuid[], $4::text[])))"""
+_LOAD_REACTIONS = """SELECT message_id, user_id, emoji FROM conversation_reactions
+WHERE message_id = ANY($1::uuid[]) ORDER BY created_at, user_id"""
 
 
 class ConversationEntity(Entity):
@@ -46,10 +55,19 @@ class ConversationEntity(Entity):
     Owns: the conversation's seq (gap-free), title, support status, snooze,
     assignee and labels, deletion, members with their roles, read marks and
     mute/star, and its messages (with the ``client_msg_id`` of each, for
-    idempotent sends) and their reactions. Concurrency: the shard runs its commands one at a
-    time; ``handle`` never awaits. Durability: every change is a Write in the
-    shard's group commit; replies and events follow the commit. Failure: a
-    failed commit drops the entity and the next command reloads it.
+    idempotent sends) and their reactions. Memory: the latest
+    :data:`~hubbub.chat.messages.WINDOW` messages with their reactions, plus
+    what the last read of older ones brought in; activation loads only the
+    latest. A command about a message outside them — an edit, delete,
+    reaction or reply, or a send whose ``client_msg_id`` is not among them in
+    a conversation that outgrew the window — names it in ``missing``; the
+    shard reads it from Postgres after the entity's pending commit and
+    decides then, so old messages get the same answers as recent ones (a
+    retried send of any earlier message returns that message). Concurrency:
+    the shard runs its commands one at a time; ``handle`` never awaits.
+    Durability: every change is a Write in the shard's group commit; replies
+    and events follow the commit. Failure: a failed commit drops the entity
+    and the next command reloads it.
     """
 
     kind = "conversation"
@@ -68,15 +86,32 @@ class ConversationEntity(Entity):
                 row["starred"],
             )
             found[str(row["conversation_id"])].members[member.user_id] = member
-        for row in await conn.fetch(_LOAD_MESSAGES, keys):
-            conversation = found[str(row["conversation_id"])]
-            message = _message(row)
-            conversation.messages[message.id] = message
-            conversation.by_client_id[(message.author_id, message.client_msg_id)] = message.id
-        for row in await conn.fetch(_LOAD_REACTIONS, keys):
-            message = found[str(row["conversation_id"])].messages[str(row["message_id"])]
-            message.reactions.setdefault(row["emoji"], []).append(str(row["user_id"]))
+        latest: dict[str, list[Message]] = {}
+        for row in await conn.fetch(_LOAD_LATEST, keys, window.WINDOW):
+            latest.setdefault(str(row["conversation_id"]), []).append(_message(row))
+        await _load_reactions(conn, [m for messages in latest.values() for m in messages])
+        for conversation_id, messages in latest.items():
+            found[conversation_id].messages = MessageWindow.of(messages)
         return found
+
+    @classmethod
+    async def load_missing(
+        cls, conn: asyncpg.Connection, key: str, refs: frozenset[Hashable]
+    ) -> list[Message]:
+        ids = [r.message_id for r in refs if isinstance(r, MessageRef)]
+        sent = [r for r in refs if isinstance(r, ClientRef)]
+        authors, client_ids = [r.author_id for r in sent], [r.client_msg_id for r in sent]
+        rows = await conn.fetch(_LOAD_NAMED, key, ids, authors, client_ids)
+        messages = [_message(row) for row in rows]
+        await _load_reactions(conn, messages)
+        return messages
+
+    def missing(self, command: Command) -> frozenset[Hashable]:
+        return rules.missing(self.state, command.name, command.args)
+
+    def merge(self, refs: frozenset[Hashable], loaded: list[Message]) -> None:
+        assert self.state is not None  # missing names nothing for no conversation
+        self.state.messages.merge(cast("frozenset[Ref]", refs), loaded)
 
     def handle(self, command: Command, now: datetime) -> Decision:
         events = rules.decide(self.state, command.name, command.args, now)
@@ -127,6 +162,14 @@ def _conversation(row: asyncpg.Record) -> ConversationState:
     )
 
 
+async def _load_reactions(conn: asyncpg.Connection, messages: list[Message]) -> None:
+    """Fill in the reactions of ``messages``, in the order they were made."""
+    by_id = {m.id: m for m in messages}
+    for row in await conn.fetch(_LOAD_REACTIONS, list(by_id)):
+        reactions = by_id[str(row["message_id"])].reactions
+        reactions.setdefault(row["emoji"], []).append(str(row["user_id"]))
+
+
 def _message(row: asyncpg.Record) -> Message:
     return Message(
         id=str(row["id"]),
@@ -150,8 +193,9 @@ def _reply(command: Command, state: ConversationState | None, events: list[rules
     name = command.name
     if name in ("send", "post_assistant_message"):
         author = rules.ASSISTANT_ID if name == "post_assistant_message" else actor
-        key = (author, str(command.args["client_msg_id"]))
-        return message_view(state.id, state.messages[state.by_client_id[key]])
+        sent = state.messages.sent(author, str(command.args["client_msg_id"]))
+        assert sent is not None  # decide sent it now or before
+        return message_view(state.id, sent)
     if name in ("edit", "delete", "react"):
         return message_view(state.id, state.messages[str(command.args["message_id"])])
     if name == "membership":

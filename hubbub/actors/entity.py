@@ -10,6 +10,13 @@ A kind implements two things:
   :class:`~hubbub.errors.AppError` to refuse it (nothing changes), or
   return a :class:`Decision` and update the in-memory state to match.
 
+A kind whose memory holds only part of its rows (a conversation keeps its
+latest messages) also implements the fault-in trio: ``missing`` names the
+rows a command needs that memory lacks; the shard then holds that command
+and every later one of the entity, waits until the entity's earlier writes
+are committed, reads the rows with ``load_missing`` and hands them to
+``merge`` before it calls ``handle``. So ``handle`` still never awaits.
+
 ``handle`` does no I/O and reads no clock (``now`` is passed in): the shard
 persists the decision's writes (group commit), then replies and publishes.
 If the commit fails the shard drops the entity, so memory never keeps a
@@ -19,6 +26,7 @@ change that Postgres does not have.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
@@ -82,3 +90,22 @@ class Entity(ABC):
     @abstractmethod
     def handle(self, command: Command, now: datetime) -> Decision:
         """Decide ``command``; raise AppError to refuse it unchanged."""
+
+    def missing(self, command: Command) -> frozenset[Hashable]:
+        """References to rows that deciding ``command`` needs and memory lacks.
+
+        Empty (the default) means ``handle`` may decide it now.
+        """
+        return frozenset()
+
+    @classmethod
+    async def load_missing(
+        cls, conn: asyncpg.Connection, key: str, refs: frozenset[Hashable]
+    ) -> Any:
+        """The committed rows that ``refs`` name, read inside the tenant's scope."""
+        raise NotImplementedError(f"{cls.kind} entities keep all their rows in memory")
+
+    def merge(self, refs: frozenset[Hashable], loaded: Any) -> None:
+        """Take in what :meth:`load_missing` read for ``refs``; after it,
+        :meth:`missing` names none of ``refs``."""
+        raise NotImplementedError(f"{self.kind} entities keep all their rows in memory")

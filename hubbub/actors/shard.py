@@ -6,7 +6,10 @@ For each batch of commands it activates the entities it names (one batched
 load per tenant), decides every command against its entity in order,
 commits the staged writes of many entities together (group commit), and
 only then replies and publishes. Commands of different entities run
-concurrently; those of one entity strictly in the order they arrived.
+concurrently; those of one entity strictly in the order they arrived. An
+entity that keeps only part of its rows in memory may name rows a command
+needs first (``Entity.missing``): that command and the later ones of its
+entity wait, as they do for an activation, until the rows are read.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -100,14 +103,19 @@ class ShardHost:
     as soon as it arrives, in arrival order, with no task of its own; the
     commands of one call form a group with one commit and one settlement.
     A command for an inactive entity waits, with every later command for
-    it, until its batched load. Commits run one at a time in submission
-    order, so an entity's writes reach Postgres in the order decided.
+    it, until its batched load; likewise a command whose entity lacks rows
+    it needs, until they are read (after the entity's earlier writes are
+    committed, so the read sees them). Commits run one at a time in
+    submission order, so an entity's writes reach Postgres in the order
+    decided.
     Durability: replies and publications only after commit; memory is a
     cache rebuilt from Postgres. Failure: a failed commit drops every active
     entity (the next command reloads it) and fails every uncommitted
     command with a retriable error; a fenced shard refuses all writes; a
     bug in one entity fails that command with ``internal_error`` and
-    reloads that entity once what it decided before is settled.
+    reloads that entity once what it decided before is settled; rows that
+    cannot be read fail the commands waiting for them with a retriable
+    error and drop the entity.
     """
 
     def __init__(
@@ -211,13 +219,18 @@ class ShardHost:
         future: asyncio.Future[Outcome],
         group: _Group,
     ) -> bool:
-        """Stage ``command``'s outcome in ``group``; False if the entity failed."""
+        """Stage ``command``'s outcome in ``group``, or hold it until the rows
+        it needs are read; False if the entity failed."""
         key = command.idempotency_key
         receipt = active.receipts.get(key) if key else None
         if receipt is not None:
             group.staged.append((_Staged(reply=receipt[0], replay_of=receipt[1]), future))
             return True
         try:
+            refs = active.entity.missing(command)
+            if refs:
+                self._hold(active, command, future, refs, group.generation)
+                return True
             decision = active.entity.handle(command, group.now)
         except AppError as error:
             group.staged.append((_Staged(error=error), future))
@@ -239,6 +252,20 @@ class ShardHost:
         active.last_used = time.monotonic()
         active.committing = group.committed
         return True
+
+    def _hold(
+        self,
+        active: _Active,
+        command: Command,
+        future: asyncio.Future[Outcome],
+        refs: frozenset[Hashable],
+        generation: int,
+    ) -> None:
+        """Queue ``command`` and every later one of its entity behind reading ``refs``."""
+        eid = (command.tenant_id, command.key)
+        del self._active[eid]
+        self._waiting[eid] = [(command, future)]
+        self._spawn(self._fault_in(eid, active, refs, generation))
 
     def _receipt_write(self, command: Command, reply: Any) -> Write:
         return Write(
@@ -299,17 +326,47 @@ class ShardHost:
         loaded = await asyncio.gather(*map(self._loads.submit, eids), return_exceptions=True)
         group = self._new_group()
         for eid, active in zip(eids, loaded, strict=True):
-            waiting = self._waiting.pop(eid)
             if isinstance(active, BaseException):
                 log.error("%s %r failed to activate", self.kind, eid[1], exc_info=active)
-                failure = AppError.unavailable("activation_failed", "could not load; retry")
-                for _, future in waiting:
-                    _resolve(future, Outcome(error=failure))
-                continue
-            self._active[eid] = active
-            for command, future in waiting:
-                self._route(command, future, group)
+                self._fail_waiting(eid)
+            else:
+                self._resume(eid, active, group)
         self._finish(group)
+
+    async def _fault_in(
+        self, eid: EntityId, active: _Active, refs: frozenset[Hashable], generation: int
+    ) -> None:
+        """Read ``refs`` once ``active``'s writes are committed, then decide what waits."""
+        if active.committing is not None:
+            await asyncio.wait([active.committing])  # only its end matters, not its outcome
+        if generation != self._generation:  # a failed commit: memory may be ahead of Postgres
+            await self._activate([eid])
+            return
+        try:
+            # One read for the commands queued behind this one too.
+            wanted = refs.union(*(active.entity.missing(c) for c, _ in self._waiting[eid][1:]))
+            async with self._db.tenant(eid[0]) as conn:
+                loaded = await self._entity_cls.load_missing(conn, eid[1], wanted)
+            active.entity.merge(wanted, loaded)
+        except Exception:
+            log.exception("%s %r failed to read the rows it needs", self.kind, eid[1])
+            self._fail_waiting(eid)
+            return
+        group = self._new_group()
+        self._resume(eid, active, group)
+        self._finish(group)
+
+    def _resume(self, eid: EntityId, active: _Active, group: _Group) -> None:
+        """Make ``active`` current and decide, in order, the commands that waited for it."""
+        self._active[eid] = active
+        for command, future in self._waiting.pop(eid):
+            self._route(command, future, group)
+
+    def _fail_waiting(self, eid: EntityId) -> None:
+        """Fail the commands waiting for ``eid``, which stays inactive: the next one reloads it."""
+        failure = AppError.unavailable("activation_failed", "could not load; retry")
+        for _, future in self._waiting.pop(eid):
+            _resolve(future, Outcome(error=failure))
 
     async def _load_batch(self, eids: list[EntityId]) -> list[_Active | BaseException]:
         tenants: dict[str | None, list[str]] = {}

@@ -18,6 +18,10 @@ An agent conversation is one user with the AI assistant. The assistant is
 not a member (members are users of the tenant): it is :data:`ASSISTANT_ID`,
 the author of the messages that ``post_assistant_message`` writes — a
 command for the jobs that produce replies, never for a client.
+
+The state holds only a window of the messages (:mod:`hubbub.chat.messages`).
+:func:`missing` names the messages a command is about that the window cannot
+answer for; the entity reads them into the window before :func:`decide`.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from hubbub.chat.messages import ClientRef, Message, MessageRef, MessageWindow, Ref
 from hubbub.errors import AppError, FieldError
 
 __all__ = [
@@ -55,6 +60,7 @@ __all__ = [
     "in_stream",
     "is_due",
     "message_view",
+    "missing",
     "reactions_view",
 ]
 
@@ -81,20 +87,6 @@ class Member:
 
 
 @dataclass(slots=True)
-class Message:
-    id: str
-    seq: int
-    author_id: str
-    body: str
-    client_msg_id: str
-    reply_to: str | None
-    created_at: datetime
-    edited_at: datetime | None = None
-    deleted: bool = False
-    reactions: dict[str, list[str]] = field(default_factory=dict)  # emoji -> user ids, in order
-
-
-@dataclass(slots=True)
 class ConversationState:
     id: str
     tenant_id: str
@@ -113,8 +105,7 @@ class ConversationState:
     labels: tuple[str, ...] = ()
     deleted: bool = False
     members: dict[str, Member] = field(default_factory=dict)
-    messages: dict[str, Message] = field(default_factory=dict)
-    by_client_id: dict[tuple[str, str], str] = field(default_factory=dict)
+    messages: MessageWindow = field(default_factory=MessageWindow)
 
 
 # -- events ---------------------------------------------------------------
@@ -238,10 +229,39 @@ def decide(state: ConversationState | None, name: str, args: Args, now: datetime
         return decider(state, args, now)
     if state is None:
         raise AppError.not_found("conversation")
+    if missing(state, name, args):
+        raise LookupError(f"{name} is about messages outside the window: read them first")
     events = decider(state, args, now)
     if is_due(state, now) and not any(_sets_status(e) for e in events):
         events.append(ConversationChanged(now, {"status": "open", "snooze_until": None}, None))
     return events
+
+
+def missing(state: ConversationState | None, name: str, args: Args) -> frozenset[Ref]:
+    """The messages command ``name`` is about that only Postgres can tell of."""
+    if state is None or state.deleted:
+        return frozenset()
+    about = _ABOUT.get(name)
+    refs = () if about is None else about(state, args)
+    return frozenset(ref for ref in refs if state.messages.unknown(ref))
+
+
+def _about_send(state: ConversationState, args: Args, author: str) -> list[Ref]:
+    client_msg_id = str(args["client_msg_id"])
+    if state.messages.sent(author, client_msg_id) is not None:
+        return []  # a retry: it needs nothing more
+    reply_to = args.get("reply_to")
+    refs: list[Ref] = [ClientRef(author, client_msg_id)]
+    return refs if reply_to is None else [*refs, MessageRef(str(reply_to))]
+
+
+_ABOUT: dict[str, Callable[[ConversationState, Args], list[Ref]]] = {
+    "send": lambda state, args: _about_send(state, args, str(args.get("actor"))),
+    "post_assistant_message": lambda state, args: _about_send(state, args, ASSISTANT_ID),
+    "edit": lambda state, args: [MessageRef(str(args["message_id"]))],
+    "delete": lambda state, args: [MessageRef(str(args["message_id"]))],
+    "react": lambda state, args: [MessageRef(str(args["message_id"]))],
+}
 
 
 def _sets_status(event: Event) -> bool:
@@ -292,7 +312,7 @@ def _send(state: ConversationState, args: Args, now: datetime) -> list[Event]:
 def _new_message(state: ConversationState, actor: str, args: Args, now: datetime) -> list[Event]:
     """``actor``'s message from ``args`` (none if its ``client_msg_id`` was sent already)."""
     client_msg_id = str(args["client_msg_id"])
-    if (actor, client_msg_id) in state.by_client_id:
+    if state.messages.sent(actor, client_msg_id) is not None:
         return []  # a retry: the reply is the message already sent
     reply_to = args.get("reply_to")
     if reply_to is not None and str(reply_to) not in state.messages:
@@ -583,8 +603,7 @@ def apply(state: ConversationState | None, event: Event) -> ConversationState:
 
 def _sent(state: ConversationState, event: MessageSent) -> None:
     message = event.message
-    state.messages[message.id] = message
-    state.by_client_id[(message.author_id, message.client_msg_id)] = message.id
+    state.messages.add(message)
     state.last_message_seq = message.seq
     author = state.members.get(message.author_id)  # None: the assistant
     if author is not None:

@@ -1,4 +1,5 @@
-"""Conversations for tests: a tenant with members, and calls in its scope."""
+"""Conversations for tests: a tenant with members, calls in its scope, and
+conversation entities hosted in the test process."""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ from typing import Any
 
 from aiohttp.test_utils import TestServer
 
+from hubbub.actors.command import Command, Outcome
+from hubbub.actors.conversation import ConversationEntity
+from hubbub.actors.shard import ShardHost
+from hubbub.chat.state import ConversationState
+from hubbub.storage.database import Database
 from tests.support.tenants import Account, add_member, call, new_account, new_tenant
 
-__all__ = ["CONVERSATIONS", "Team", "new_team"]
+__all__ = ["CONVERSATIONS", "LocalConversations", "Team", "new_team"]
 
 CONVERSATIONS = "/api/v1/conversations"
 
@@ -48,3 +54,49 @@ async def new_team(server: TestServer, size: int = 3) -> Team:
     tenant = await new_tenant(server, owner)
     people = [owner] + [await add_member(server, tenant["id"], owner) for _ in range(size - 1)]
     return Team(server, tenant["id"], people)
+
+
+@dataclass(frozen=True)
+class LocalConversations:
+    """Conversation entities of ``team`` in a shard host inside the test process.
+
+    For tests that look past the gateway: at what an entity keeps in memory,
+    or at its own duplicate checks (commands carry no idempotency key, as
+    once a send's receipt has expired).
+    """
+
+    host: ShardHost
+    db: Database
+    team: Team
+
+    def command(self, conversation_id: str, name: str, who: Account, /, **args: Any) -> Command:
+        args["actor"] = who.user_id
+        return Command("conversation", conversation_id, name, args, self.team.tenant_id)
+
+    def send(
+        self, conversation_id: str, who: Account, client_msg_id: str, /, **extra: Any
+    ) -> Command:
+        body = extra.pop("body", f"body of {client_msg_id}")
+        message = {"body": body, "client_msg_id": client_msg_id, "message_id": str(uuid.uuid4())}
+        return self.command(conversation_id, "send", who, **message, **extra)
+
+    async def run(self, *commands: Command) -> list[Outcome]:
+        """The outcomes of ``commands``, sent in one batch."""
+        return await self.host.handle(list(commands))
+
+    async def ask(self, command: Command) -> Any:
+        """The reply to ``command``; its error raised."""
+        [outcome] = await self.host.handle([command])
+        return outcome.unwrap()
+
+    async def create(self, who: Account, *others: Account) -> str:
+        conversation_id = str(uuid.uuid4())
+        args = {"kind": "group", "member_ids": [o.user_id for o in others]}
+        args |= {"conversation_id": conversation_id, "tenant_id": self.team.tenant_id}
+        await self.ask(self.command(conversation_id, "create", who, **args))
+        return conversation_id
+
+    async def activated(self, conversation_id: str) -> ConversationState:
+        """The state a fresh activation of the conversation starts from."""
+        async with self.db.tenant(self.team.tenant_id) as conn:
+            return (await ConversationEntity.load(conn, [conversation_id]))[conversation_id]

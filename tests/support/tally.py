@@ -1,13 +1,16 @@
 """A small entity kind for testing the entity framework: a tally of amounts.
 
 Each ``add`` appends an entry with the tally's next gap-free ``seq`` and
-publishes it; ``get`` reads the current seq and total; ``corrupt`` is a
-bug (it spoils the state, then raises) for the tests of failure handling. Real kinds follow
+publishes it; ``get`` reads the current seq and total; ``entry`` reads
+the amount of one entry, which memory does not hold (the fault-in path:
+``missing``, ``load_missing``, ``merge``); ``corrupt`` is a bug (it spoils
+the state, then raises) for the tests of failure handling. Real kinds follow
 the same shape.
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -38,6 +41,27 @@ class Tally(Entity):
 
     def __init__(self, key: str, tenant_id: str | None, state: TallyState | None) -> None:
         super().__init__(key, tenant_id, state or TallyState())
+        self.entries: dict[Hashable, int | None] = {}  # seq -> amount, as last read
+
+    @classmethod
+    async def load_missing(
+        cls, conn: asyncpg.Connection, key: str, refs: frozenset[Hashable]
+    ) -> dict[Hashable, int]:
+        rows = await conn.fetch(
+            "SELECT seq, amount FROM tally_entries WHERE tally = $1 AND seq = ANY($2::bigint[])",
+            key,
+            list(refs),
+        )
+        return {row["seq"]: row["amount"] for row in rows}
+
+    def missing(self, command: Command) -> frozenset[Hashable]:
+        seq = command.args.get("seq")
+        return (
+            frozenset({seq}) if command.name == "entry" and seq not in self.entries else frozenset()
+        )
+
+    def merge(self, refs: frozenset[Hashable], loaded: dict[Hashable, int]) -> None:
+        self.entries = {seq: loaded.get(seq) for seq in refs}
 
     @classmethod
     async def load(cls, conn: asyncpg.Connection, keys: list[str]) -> dict[str, Any]:
@@ -53,6 +77,11 @@ class Tally(Entity):
             return Decision(reply={"seq": self.state.seq, "total": self.state.total})
         if command.name == "add":
             return self._add(command)
+        if command.name == "entry":
+            amount = self.entries[command.args["seq"]]
+            if amount is None:
+                raise AppError.not_found("entry")
+            return Decision(reply={"seq": command.args["seq"], "amount": amount})
         if command.name == "corrupt":  # a bug: state changed, then a crash
             self.state = replace(self.state, total=-1)
             raise RuntimeError("tally bug")
@@ -68,6 +97,7 @@ class Tally(Entity):
                 errors=(FieldError("body", "amount", f"expected an integer, got {amount!r}"),),
             )
         self.state = replace(self.state, seq=self.state.seq + 1, total=self.state.total + amount)
+        self.entries.pop(self.state.seq, None)  # a read that found no such entry is out of date
         seq, sender = self.state.seq, command.args.get("sender")
         entry = {"tally": self.key, "seq": seq, "amount": amount, "total": self.state.total}
         return Decision(
