@@ -176,7 +176,10 @@ def connect_ray(settings: Settings) -> None:
     if settings.ray_address:
         ray.init(address=settings.ray_address, **common)
     else:
-        ray.init(include_dashboard=False, **common)
+        # Shards are on every request's path: Ray's default niceness (15) would
+        # starve them whenever the gateway or Postgres keep the CPU busy.
+        system = {"worker_niceness": 0}
+        ray.init(include_dashboard=False, _system_config=system, **common)
 
 
 def disconnect_ray() -> None:

@@ -337,14 +337,16 @@ async def send_message(
 async def send(
     app: web.Application, tenant_id: UUID | str, conversation_id: str, user: str, body: NewMessage
 ) -> dict:
-    """Send ``body`` as ``user`` (validated already); the committed message."""
+    """Send ``body`` as ``user`` (validated already); the committed message.
+
+    The conversation itself answers a repeated ``client_msg_id`` with the
+    message it made the first time, however old: no idempotency receipt."""
     return await ask_conversation(
         app[ROUTER],
         tenant_id,
         conversation_id,
         "send",
         user,
-        idempotency_key=f"send:{user}:{body.client_msg_id}",
         body=body.body,
         client_msg_id=body.client_msg_id,
         reply_to=None if body.reply_to is None else str(body.reply_to),
