@@ -342,14 +342,14 @@ figures on your machine and update that section in place.
 """
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace this benchmark's section of ``path`` (created if missing)."""
+def write_section(path: Path, text: str, heading: str = SECTION) -> None:
+    """Replace the section under ``heading`` of ``path`` (created if missing)."""
     current = path.read_text() if path.exists() else INTRO
-    start = current.find(SECTION)
+    start = current.find(heading)
     if start < 0:
         updated = current.rstrip("\n") + "\n\n" + text
     else:
-        end = current.find("\n## ", start + len(SECTION))
+        end = current.find("\n## ", start + len(heading))
         rest = current[end + 1 :] if end >= 0 else ""
         updated = current[:start] + text + ("\n" + rest if rest else "")
     path.write_text(updated)
