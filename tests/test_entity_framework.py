@@ -209,6 +209,33 @@ async def test_a_bug_in_an_entity_fails_its_command_and_reloads_it(
         await redis.aclose()
 
 
+async def test_an_entity_reloaded_after_a_bug_sees_its_earlier_commit_still_in_flight(
+    migrated: Settings, db: Database, owner_conn
+) -> None:
+    """The call with the bug writes nothing itself; the reload still waits for
+    the earlier call's commit, or it would read the entity without it."""
+    redis = connect_redis(migrated.redis_url or "")
+    lease = await acquire_lease(db.pool, "tally", 902, "owner")
+    host = ShardHost(Tally, lease, db, redis, idle_seconds=60, idempotency_window_hours=1)
+    key = f"buggy-{uuid.uuid4().hex}"
+    corrupt = Command("tally", key, "corrupt", tenant_id=TENANT)
+    try:
+        await host.handle([add(key, 0)])  # active, so the next calls decide at once
+        async with owner_conn.transaction():
+            # Writers wait for this lock, readers do not: the next commit hangs.
+            await owner_conn.execute("LOCK TABLE tally_entries IN EXCLUSIVE MODE")
+            [first] = host.enqueue([add(key, 5)])
+            broken, after = host.enqueue([corrupt, add(key, 1)])
+            await asyncio.sleep(0.5)  # time for a reload that would not wait
+        assert (await first).reply == {"seq": 2, "total": 5}
+        assert (await broken).error is not None
+        assert (await after).reply == {"seq": 3, "total": 6}
+        assert await entries(owner_conn, key) == [(1, 0), (2, 5), (3, 1)]
+    finally:
+        await host.close()
+        await redis.aclose()
+
+
 def entry(key: str, seq: object) -> Command:
     return Command("tally", key, "entry", {"seq": seq}, tenant_id=TENANT)
 

@@ -145,6 +145,7 @@ class ShardHost:
         self._loads: Batcher[EntityId, _Active] = Batcher(
             self._load_batch, max_size=512, max_delay=0.0005, max_concurrency=4
         )
+        self._latest_commit: asyncio.Future[None] | None = None
         self._commits: Batcher[_PendingCommit, None] = Batcher(
             self._commit_batch, max_size=1024, max_delay=0.0005, max_concurrency=1
         )
@@ -283,6 +284,7 @@ class ShardHost:
         if requests:
             commit = self._commits.submit(_PendingCommit(requests, group.generation))
             commit.add_done_callback(lambda done: _copy_outcome(done, group.committed))
+            self._latest_commit = commit
         else:
             group.committed.set_result(None)
         if group.staged:
@@ -290,7 +292,9 @@ class ShardHost:
         if group.activate:
             self._spawn(self._activate(group.activate))
         if group.reload:
-            self._spawn(self._activate(group.reload, after=group.committed))
+            # Commits end in submission order: after the latest one, what the
+            # suspect entities decided in earlier groups is settled too.
+            self._spawn(self._activate(group.reload, after=self._latest_commit))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
