@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from typing import Any
 
 import asyncpg
@@ -77,6 +78,7 @@ class ConversationRooms:
         self.fanout = Fanout(redis, self._deliver)
         self._lock = asyncio.Lock()
         self._joined: dict[str, set[str]] = {}  # sid -> conversation ids (joining or live)
+        self._sockets: Counter[str] = Counter()  # conversation id -> sockets joined to it
         self._users: dict[str, str] = {}  # sid -> user id
         self._joining: dict[tuple[str, str], _Buffered] = {}
         self._floors: dict[str, dict[str, int]] = {}  # conversation -> {sid: last seq sent}
@@ -103,6 +105,7 @@ class ConversationRooms:
         self._tenants[conversation_id] = tenant_id
         self._joining[(sid, conversation_id)] = []
         self._joined.setdefault(sid, set()).add(conversation_id)
+        self._sockets[conversation_id] += 1
         self._users[sid] = user_id
         await self.fanout.watch(channel(conversation_id))
         await self.fanout.probe()
@@ -159,15 +162,20 @@ class ConversationRooms:
         if conversations is None or conversation_id not in conversations:
             return
         conversations.discard(conversation_id)
+        self._sockets[conversation_id] -= 1
         self._joining.pop((sid, conversation_id), None)
         floors = self._floors.get(conversation_id, {})
         floors.pop(sid, None)
         if not floors:
             self._floors.pop(conversation_id, None)
-        if not any(conversation_id in joined for joined in self._joined.values()):
+        if not self._sockets[conversation_id]:
+            del self._sockets[conversation_id]
             self._heads.pop(conversation_id, None)  # unsubscribed: the stream is lost here
             self._tenants.pop(conversation_id, None)
-        await self._realtime.sio.leave_room(sid, room(conversation_id))
+        sio = self._realtime.sio
+        if sio.manager.is_connected(sid, "/"):  # a gone socket left every room already
+            # (and its Redis-backed manager would publish a leave for it to every gateway)
+            await sio.leave_room(sid, room(conversation_id))
         await self.fanout.unwatch(channel(conversation_id))
 
     async def _deliver(self, topic: str, event: str, data: dict[str, Any]) -> None:
@@ -188,16 +196,13 @@ class ConversationRooms:
         seq = data.get("seq")
         head = self._heads.get(conversation_id)
         if not isinstance(seq, int) or head is None:
-            if isinstance(seq, int) and conversation_id in self._joined_anywhere():
+            if isinstance(seq, int) and conversation_id in self._sockets:
                 self._heads[conversation_id] = seq
             return [(event, data)]
         if seq <= head:
             return []
         self._heads[conversation_id] = seq
         return [*await self._missed(conversation_id, head, seq), (event, data)]
-
-    def _joined_anywhere(self) -> set[str]:
-        return {c for joined in self._joined.values() for c in joined}
 
     async def _missed(self, conversation_id: str, after: int, before: int) -> _Buffered:
         """Stream events ``after`` < seq < ``before`` from Postgres (none if no gap)."""
