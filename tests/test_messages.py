@@ -9,13 +9,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
+from hubbub.actors.conversation import ConversationEntity
 from hubbub.chat import messages
-from hubbub.chat.messages import ClientRef, Message, MessageRef, MessageWindow
+from hubbub.chat.messages import ClientRef, Message, MessageRef, MessageWindow, OlderClientIds
 from hubbub.gateway import SETTINGS
 from tests.support.chat import CONVERSATIONS, LocalConversations, new_team
 
@@ -291,3 +293,28 @@ async def test_a_conversation_activates_with_only_its_latest_messages(
     # A send grows the window by one and evicts the oldest.
     await chat.ask(chat.send(cid, ann, "later"))
     assert len((await chat.activated(cid)).messages) == 3
+
+
+async def test_fresh_sends_to_a_long_conversation_read_postgres_once_not_each_time(
+    small_window: LocalConversations, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chat = small_window
+    owner, ann, _ = chat.team.people
+    cid = await chat.create(owner, ann)
+    await chat.run(*(chat.send(cid, owner, f"c{n}") for n in range(6)))  # past the window
+    reads: list[frozenset] = []
+    load = ConversationEntity.load_missing
+
+    async def counted(conn: asyncpg.Connection, key: str, refs: frozenset) -> Any:
+        reads.append(refs)
+        return await load(conn, key, refs)
+
+    monkeypatch.setattr(ConversationEntity, "load_missing", counted)
+    for n in range(10):
+        await chat.ask(chat.send(cid, ann, f"fresh {n}"))
+    # The first sends past the window read the filter over older client ids
+    # once; fresh ids pass it without a read.
+    assert reads == []
+    again = await chat.ask(chat.send(cid, owner, "c0"))  # a retry still finds its message
+    assert again["seq"] == 2 and len(reads) == 1
+    assert not any(isinstance(ref, OlderClientIds) for ref in reads[0])

@@ -26,7 +26,15 @@ from hubbub.actors.command import Command
 from hubbub.actors.entity import Decision, Entity, Publication, Write
 from hubbub.chat import messages as window
 from hubbub.chat import state as rules
-from hubbub.chat.messages import ClientRef, Message, MessageRef, MessageWindow, Ref
+from hubbub.chat.messages import (
+    ClientRef,
+    Message,
+    MessageRef,
+    MessageWindow,
+    OlderClientIds,
+    OlderIds,
+    Ref,
+)
 from hubbub.chat.state import ConversationState, Member, message_view
 
 __all__ = ["ConversationEntity", "channel"]
@@ -45,6 +53,8 @@ ORDER BY m.conversation_id, m.seq"""
 _LOAD_NAMED = """SELECT * FROM conversation_messages WHERE conversation_id = $1
   AND (id = ANY($2::uuid[])
     OR (author_id, client_msg_id) IN (SELECT * FROM unnest($3::uuid[], $4::text[])))"""
+_LOAD_OLDER_CLIENT_IDS = """SELECT author_id, client_msg_id FROM conversation_messages
+WHERE conversation_id = $1 AND seq < $2"""
 _LOAD_REACTIONS = """SELECT message_id, user_id, emoji FROM conversation_reactions
 WHERE message_id = ANY($1::uuid[]) ORDER BY created_at, user_id"""
 
@@ -97,21 +107,27 @@ class ConversationEntity(Entity):
     @classmethod
     async def load_missing(
         cls, conn: asyncpg.Connection, key: str, refs: frozenset[Hashable]
-    ) -> list[Message]:
+    ) -> tuple[list[Message], OlderIds | None]:
         ids = [r.message_id for r in refs if isinstance(r, MessageRef)]
         sent = [r for r in refs if isinstance(r, ClientRef)]
         authors, client_ids = [r.author_id for r in sent], [r.client_msg_id for r in sent]
         rows = await conn.fetch(_LOAD_NAMED, key, ids, authors, client_ids)
         messages = [_message(row) for row in rows]
         await _load_reactions(conn, messages)
-        return messages
+        older = [r.before for r in refs if isinstance(r, OlderClientIds)]
+        if not older:
+            return messages, None
+        pairs = await conn.fetch(_LOAD_OLDER_CLIENT_IDS, key, older[0])
+        return messages, window.older_client_ids([(str(a), c) for a, c in pairs])
 
     def missing(self, command: Command) -> frozenset[Hashable]:
         return rules.missing(self.state, command.name, command.args)
 
-    def merge(self, refs: frozenset[Hashable], loaded: list[Message]) -> None:
+    def merge(
+        self, refs: frozenset[Hashable], loaded: tuple[list[Message], OlderIds | None]
+    ) -> None:
         assert self.state is not None  # missing names nothing for no conversation
-        self.state.messages.merge(cast("frozenset[Ref]", refs), loaded)
+        self.state.messages.merge(cast("frozenset[Ref]", refs), *loaded)
 
     def handle(self, command: Command, now: datetime) -> Decision:
         events = rules.decide(self.state, command.name, command.args, now)

@@ -19,7 +19,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-__all__ = ["WINDOW", "ClientRef", "Message", "MessageRef", "MessageWindow", "Ref"]
+from rbloom import Bloom
+
+__all__ = [
+    "WINDOW",
+    "ClientRef",
+    "Message",
+    "MessageRef",
+    "MessageWindow",
+    "OlderClientIds",
+    "OlderIds",
+    "Ref",
+    "older_client_ids",
+]
 
 #: Messages an active conversation keeps in memory: the largest page a client
 #: may read (``MessagesQuery.limit``), so whatever a client shows from the latest
@@ -58,7 +70,30 @@ class ClientRef:
     client_msg_id: str
 
 
-Ref = MessageRef | ClientRef
+@dataclass(frozen=True, slots=True)
+class OlderClientIds:
+    """The ``(author, client_msg_id)`` of every message with a seq below ``before``."""
+
+    before: int
+
+
+Ref = MessageRef | ClientRef | OlderClientIds
+
+#: False positives of the filter over older client ids: the share of fresh
+#: sends that still read Postgres once a conversation outgrew the window.
+FALSE_POSITIVES = 0.01
+
+
+#: A filter over client ids and how many more it takes before it is rebuilt.
+OlderIds = tuple[Bloom, int]
+
+
+def older_client_ids(pairs: list[tuple[str, str]]) -> OlderIds:
+    """A filter over ``pairs`` with room for as many again."""
+    capacity = max(2 * len(pairs), 1024)
+    ids = Bloom(capacity, FALSE_POSITIVES)
+    ids.update(pairs)
+    return ids, capacity - len(pairs)
 
 
 @dataclass(slots=True)
@@ -76,6 +111,10 @@ class MessageWindow:
     absent: set[Ref] = field(default_factory=set)
     start: int = 0
     by_client: dict[tuple[str, str], Message] = field(default_factory=dict)
+    # Every (author, client_msg_id) below ``start``, once read: a fresh id is
+    # then known to be new without a read (about 1.2 bytes per message).
+    older_ids: Bloom | None = None
+    older_room: int = 0  # how many more the filter takes before it is rebuilt
 
     @classmethod
     def of(cls, latest: list[Message]) -> MessageWindow:
@@ -111,9 +150,17 @@ class MessageWindow:
         """Whether only Postgres can tell if ``ref`` names a message."""
         if self.start == 0 or ref in self.absent:
             return False
+        if isinstance(ref, OlderClientIds):
+            return self.older_ids is None
         if isinstance(ref, MessageRef):
             return ref.message_id not in self
-        return self.sent(ref.author_id, ref.client_msg_id) is None
+        if self.sent(ref.author_id, ref.client_msg_id) is not None:
+            return False
+        return self.older_ids is None or (ref.author_id, ref.client_msg_id) in self.older_ids
+
+    def about_client(self, author_id: str, client_msg_id: str) -> list[Ref]:
+        """What a send needs read to tell whether its ``client_msg_id`` is new."""
+        return [OlderClientIds(self.start), ClientRef(author_id, client_msg_id)]
 
     def add(self, message: Message) -> None:
         """Take the conversation's newest ``message``; evict the oldest beyond the window."""
@@ -122,8 +169,13 @@ class MessageWindow:
         while len(self.latest) > WINDOW:
             self._evict(next(iter(self.latest)))
 
-    def merge(self, refs: Iterable[Ref], found: list[Message]) -> None:
-        """Hold what a read of ``refs`` ``found`` instead of what the last read did."""
+    def merge(
+        self, refs: Iterable[Ref], found: list[Message], older_ids: OlderIds | None = None
+    ) -> None:
+        """Hold what a read of ``refs`` ``found`` instead of what the last read did,
+        and the filter over older client ids if it read one."""
+        if older_ids is not None:
+            self.older_ids, self.older_room = older_ids
         for message in self.older.values():
             del self.by_client[(message.author_id, message.client_msg_id)]
         self.older, self.absent = {}, set()
@@ -135,6 +187,11 @@ class MessageWindow:
     def _evict(self, message_id: str) -> None:
         message = self.latest.pop(message_id)
         del self.by_client[(message.author_id, message.client_msg_id)]
+        if self.older_ids is not None:
+            self.older_ids.add((message.author_id, message.client_msg_id))
+            self.older_room -= 1
+            if self.older_room < 0:  # full: past its false-positive rate; read anew
+                self.older_ids = None
         # It existed after all: an earlier "named nothing" about it is void.
         self.absent.discard(MessageRef(message.id))
         self.absent.discard(ClientRef(message.author_id, message.client_msg_id))

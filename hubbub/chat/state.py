@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from hubbub.chat.messages import ClientRef, Message, MessageRef, MessageWindow, Ref
+from hubbub.chat.messages import Message, MessageRef, MessageWindow, Ref
 from hubbub.errors import AppError, FieldError
 
 __all__ = [
@@ -251,7 +251,7 @@ def _about_send(state: ConversationState, args: Args, author: str) -> list[Ref]:
     if state.messages.sent(author, client_msg_id) is not None:
         return []  # a retry: it needs nothing more
     reply_to = args.get("reply_to")
-    refs: list[Ref] = [ClientRef(author, client_msg_id)]
+    refs = state.messages.about_client(author, client_msg_id)
     return refs if reply_to is None else [*refs, MessageRef(str(reply_to))]
 
 
