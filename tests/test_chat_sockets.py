@@ -6,6 +6,7 @@ acknowledged only once committed; non-members cannot join."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -16,11 +17,15 @@ import asyncpg
 import pytest
 import socketio
 from aiohttp.test_utils import TestServer
+from redis.asyncio import Redis
 
 from hubbub.config import Settings
+from hubbub.errors import AppError
 from hubbub.gateway import REALTIME
+from hubbub.tenancy.eviction import ACCESS_FANOUT, CONFIRMED_MEMBERS
 from tests.support.chat import Team, new_team
 from tests.support.processes import Gateway
+from tests.support.tenants import TENANTS
 from tests.test_gateway import _cluster_env
 
 WEBSOCKET = ["websocket"]
@@ -244,6 +249,71 @@ async def test_non_members_and_sockets_without_a_tenant_cannot_join(gateway: Tes
         assert ack["error"]["code"] == "tenant_required"
     finally:
         await tenantless.disconnect()
+
+
+async def _send(client: ChatClient, conversation_id: str, body: str) -> dict:
+    payload = {"conversation_id": conversation_id, "body": body, "client_msg_id": body}
+    return await client.call("message:send", payload)
+
+
+async def _remove_from_tenant(team: Team, who: ChatClient, account_id: str) -> None:
+    """Remove a member, and wait until the removal reached ``who``'s gateway."""
+    assert (await who.call("tenant:watch", {"tenant_id": team.tenant_id}))["ok"]
+    path = f"{TENANTS}/{team.tenant_id}/members/{account_id}"
+    assert (await team.call("DELETE", path, team.people[0]))[0] == 204
+    while (await who.next())[0] != "tenant:access_revoked":
+        pass
+
+
+async def test_a_member_removed_from_the_tenant_is_refused_at_the_next_socket_event(
+    gateway: TestServer,
+) -> None:
+    """A socket's tenant membership is confirmed by the tenant entity once, then
+    trusted (no Ray call per message) until the removal reaches the gateway."""
+    team = await new_team(gateway)
+    owner, ann, _ = team.people
+    found = await team.conversation(owner, "group", ann)
+    client = await ChatClient().connect(_url(gateway), ann.token, team.tenant_id)
+    try:
+        assert "data" in await _send(client, found["id"], "while a member")
+        await _remove_from_tenant(team, client, ann.user_id)
+        ack = await _send(client, found["id"], "after removal")
+        assert ack["error"]["code"] == "not_found"
+        bodies = [m["body"] for m in (await team.call("GET", _messages(found), owner))[1]["items"]]
+        assert "after removal" not in bodies
+    finally:
+        await client.client.disconnect()
+
+
+async def test_a_rebuilt_revocation_subscription_forgets_every_confirmed_membership(
+    gateway: TestServer, settings: Settings
+) -> None:
+    """Removals published while the subscription was down are lost to it, so the
+    gateway asks the tenant entity again afterwards; later removals still apply."""
+    team = await new_team(gateway)
+    owner, ann, _ = team.people
+    found = await team.conversation(owner, "group", ann)
+    members, revocations = gateway.app[CONFIRMED_MEMBERS], gateway.app[ACCESS_FANOUT]
+    client = await ChatClient().connect(_url(gateway), ann.token, team.tenant_id)
+    try:
+        assert "data" in await _send(client, found["id"], "confirmed once")
+        assert len(members) > 0
+        async with Redis.from_url(settings.redis_url) as redis:
+            await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        while True:  # a probe comes through once the subscription is rebuilt
+            with contextlib.suppress(AppError):
+                await revocations.probe()
+                break
+        assert len(members) == 0
+        assert "data" in await _send(client, found["id"], "confirmed again")
+        await _remove_from_tenant(team, client, ann.user_id)
+        assert (await _send(client, found["id"], "removed"))["error"]["code"] == "not_found"
+    finally:
+        await client.client.disconnect()
+
+
+def _messages(conversation: dict) -> str:
+    return f"/api/v1/conversations/{conversation['id']}/messages"
 
 
 async def _raw_websocket_join(

@@ -26,7 +26,6 @@ __all__ = [
     "check_body",
     "check_tenant_members",
     "keyed_conversation_id",
-    "require_tenant_member",
     "tenant_of",
 ]
 
@@ -58,12 +57,6 @@ def tenant_of(request: web.Request, token_tenant: UUID | None = None) -> UUID:
     if token_tenant is not None and token_tenant != tenant_id:
         raise AppError.not_found("tenant")
     return tenant_id
-
-
-async def require_tenant_member(router: Router, tenant_id: UUID | str, user_id: str) -> str:
-    """The user's role in the tenant; 404 when not a member."""
-    command = Command("tenant", str(tenant_id), "authorize", {"actor": user_id}, str(tenant_id))
-    return (await router.send(command))["role"]
 
 
 async def check_tenant_members(

@@ -20,7 +20,6 @@ from hubbub.chat.access import (
     check_body,
     check_tenant_members,
     keyed_conversation_id,
-    require_tenant_member,
     tenant_of,
 )
 from hubbub.chat.reads import Filters
@@ -53,6 +52,7 @@ from hubbub.gateway import DATABASE, ROUTER, SETTINGS
 from hubbub.http.routing import Api
 from hubbub.identity.bearer import authenticate_request
 from hubbub.ids import new_id
+from hubbub.tenancy.access import authorize
 
 __all__ = ["api"]
 
@@ -69,7 +69,7 @@ async def _caller(request: web.Request) -> tuple[UUID, str]:
     """``(tenant_id, user_id)``: authenticated, and a member of the tenant."""
     claims = await authenticate_request(request)
     tenant_id = tenant_of(request, claims.tenant_id)
-    await require_tenant_member(request.app[ROUTER], tenant_id, str(claims.user_id))
+    await authorize(request.app[ROUTER], tenant_id, claims.user_id)
     return tenant_id, str(claims.user_id)
 
 

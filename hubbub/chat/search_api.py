@@ -11,11 +11,12 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hubbub.chat import search as finder
-from hubbub.chat.access import require_tenant_member, tenant_of
+from hubbub.chat.access import tenant_of
 from hubbub.chat.wire import MessageView
 from hubbub.gateway import DATABASE, ROUTER
 from hubbub.http.routing import Api
 from hubbub.identity.bearer import authenticate_request
+from hubbub.tenancy.access import authorize
 
 __all__ = ["search_api"]
 
@@ -82,7 +83,7 @@ class PublicChannelList(BaseModel):
 async def _caller(request: web.Request) -> tuple[str, str]:
     claims = await authenticate_request(request)
     tenant_id = tenant_of(request, claims.tenant_id)
-    await require_tenant_member(request.app[ROUTER], tenant_id, str(claims.user_id))
+    await authorize(request.app[ROUTER], tenant_id, claims.user_id)
     return str(tenant_id), str(claims.user_id)
 
 

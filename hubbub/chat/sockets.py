@@ -1,7 +1,8 @@
 """Socket.IO events of conversations (payloads in docs/events.md).
 
 A socket acts in the tenant of its handshake (``auth: {token, tenant_id}``)
-and must still be a member of it at every event. ``conversation:join``
+and must still be a member of it at every event (as the gateway's
+:class:`~hubbub.tenancy.confirmed_members.ConfirmedMembers` knows it). ``conversation:join``
 replays from Postgres what the socket missed after ``since_seq`` in its ack,
 then live events follow without a gap or a duplicate (``rooms.py``).
 """
@@ -15,7 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hubbub.chat import reads
-from hubbub.chat.access import ask_conversation, check_body, require_tenant_member
+from hubbub.chat.access import ask_conversation, check_body
 from hubbub.chat.api import send
 from hubbub.chat.rooms import ConversationRooms
 from hubbub.chat.wire import NewMessage
@@ -23,6 +24,7 @@ from hubbub.errors import AppError, FieldError
 from hubbub.gateway import DATABASE, ROUTER, SETTINGS
 from hubbub.http.routing import validation_error
 from hubbub.realtime.server import SocketContext
+from hubbub.tenancy.eviction import CONFIRMED_MEMBERS
 
 __all__ = ["REPLAY_LIMIT", "ROOMS", "SOCKET_EVENTS"]
 
@@ -80,7 +82,7 @@ async def _acting(context: SocketContext) -> tuple[web.Application, str, str]:
             status=400,
         )
     app = _app(context)
-    await require_tenant_member(app[ROUTER], principal.tenant_id, principal.user_id)
+    await app[CONFIRMED_MEMBERS].require(app[ROUTER], principal.tenant_id, principal.user_id)
     return app, principal.tenant_id, principal.user_id
 
 

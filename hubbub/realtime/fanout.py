@@ -3,9 +3,12 @@
 The gateway subscribes to a topic's Redis channel while at least one local
 socket watches it, and hands every event published there to ``deliver``
 (which writes it to the local sockets in the topic's room). If the
-subscription breaks it is rebuilt with every watched channel; events lost
-meanwhile are repaired by receivers from their seq gaps. A probe round trip
-through Redis tells readiness whether the subscription really delivers.
+subscription breaks it is rebuilt with every watched channel (by redis-py's
+own reconnect, or here if that gives up); events lost
+meanwhile are repaired by receivers from their seq gaps, and ``on_rebuilt``
+hears of the rebuild so a receiver without seqs can drop what it trusted.
+A probe round trip through Redis tells readiness whether the subscription
+really delivers.
 """
 
 from __future__ import annotations
@@ -45,9 +48,12 @@ class Fanout:
     until it delivers again. Undecodable messages are counted, not raised.
     """
 
-    def __init__(self, redis: Redis, deliver: Deliver) -> None:
+    def __init__(
+        self, redis: Redis, deliver: Deliver, on_rebuilt: Callable[[], None] | None = None
+    ) -> None:
         self._redis = redis
         self._deliver = deliver
+        self._on_rebuilt = on_rebuilt
         self._watchers: Counter[str] = Counter()
         self._probe_topic = f"probe:{uuid.uuid4().hex}"
         self._probes: dict[str, asyncio.Future[None]] = {}
@@ -66,6 +72,12 @@ class Fanout:
                 await self._listener
         if self._pubsub is not None:
             await self._pubsub.aclose()
+
+    @property
+    def subscribed(self) -> bool:
+        """Whether events published now reach ``deliver`` (as far as this end knows)."""
+        connection = None if self._pubsub is None else self._pubsub.connection
+        return connection is not None and connection.is_connected
 
     async def watch(self, topic: str) -> None:
         """Receive ``topic``'s events from now on (reference-counted)."""
@@ -104,7 +116,17 @@ class Fanout:
         connection = self._redis.pubsub(ignore_subscribe_messages=True)
         channels = [pubsub.channel_name(t) for t in [self._probe_topic, *self._watchers]]
         await connection.subscribe(*channels)
+        # redis-py reconnects and resubscribes by itself when it can: hear of that too.
+        assert connection.connection is not None, "subscribed, so connected"
+        connection.connection.register_connect_callback(self._reconnected)
         return connection
+
+    def _reconnected(self, connection: object) -> None:
+        self._rebuilt()
+
+    def _rebuilt(self) -> None:
+        if self._on_rebuilt is not None:
+            self._on_rebuilt()
 
     async def _listen(self) -> None:
         delay = 0.05
@@ -112,6 +134,7 @@ class Fanout:
             try:
                 if self._pubsub is None:
                     self._pubsub = await self._subscribe_all()
+                    self._rebuilt()
                 async for message in self._pubsub.listen():
                     await self._dispatch(message)
                     delay = 0.05

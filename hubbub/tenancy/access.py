@@ -6,7 +6,9 @@ others bound for the same shard), no cache. So a removed member, a demoted
 admin or a deleted tenant is refused by the very next request on every
 gateway — there is no invalidation window to reason about. Capabilities
 that live in a tenant call :func:`require_member` (or
-:func:`require_feature`) before they act.
+:func:`require_feature`) before they act. Socket events are the one place
+that remembers an answer, until the removal's event reaches the gateway
+(:mod:`hubbub.tenancy.confirmed_members`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from uuid import UUID
 from aiohttp import web
 
 from hubbub.actors.command import Command
+from hubbub.actors.router import Router
 from hubbub.gateway import ROUTER
 from hubbub.identity.bearer import authenticate_request
 from hubbub.ratelimit import RATE_LIMITER, Limit
@@ -27,6 +30,7 @@ __all__ = [
     "PLANS",
     "Membership",
     "ask_tenant",
+    "authorize",
     "enforce_bucket",
     "require_feature",
     "require_member",
@@ -70,6 +74,15 @@ async def ask_tenant(
     return await request.app[ROUTER].send(command)
 
 
+async def authorize(
+    router: Router, tenant_id: UUID | str, user_id: UUID | str, minimum: str = "viewer"
+) -> dict[str, Any]:
+    """The tenant entity's ``{role, plan, usage}`` for member ``user_id`` with at
+    least ``minimum``; AppError 404 when not a member, 403 below ``minimum``."""
+    args = {"actor": str(user_id), "minimum": minimum}
+    return await router.send(Command("tenant", str(tenant_id), "authorize", args, str(tenant_id)))
+
+
 async def require_member(
     request: web.Request, tenant_id: UUID, minimum: str = "viewer"
 ) -> Membership:
@@ -79,7 +92,7 @@ async def require_member(
     (or the tenant does not exist), 403 ``insufficient_role`` below ``minimum``.
     """
     claims = await authenticate_request(request)
-    reply = await ask_tenant(request, tenant_id, "authorize", claims.user_id, minimum=minimum)
+    reply = await authorize(request.app[ROUTER], tenant_id, claims.user_id, minimum)
     return Membership(tenant_id, claims.user_id, reply["role"], reply["plan"], reply["usage"])
 
 

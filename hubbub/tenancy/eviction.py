@@ -11,6 +11,9 @@ deletion) leave the tenant's rooms at once — its events and its presence
 counting as devices in the tenant's presence. The socket stays connected:
 its user may belong to other tenants.
 
+The same subscription tells :class:`ConfirmedMembers` which memberships
+its sockets may no longer act on.
+
 Joining checks membership twice — before entering the room and again
 after — so a removal decided between the two cannot leave a socket behind:
 either the second check fails, or the removal's event finds the socket in
@@ -27,7 +30,6 @@ from uuid import UUID
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from hubbub.actors.command import Command
 from hubbub.actors.tenant import ACCESS_CHANNEL, channel
 from hubbub.errors import AppError, FieldError
 from hubbub.gateway import REALTIME, REDIS, ROUTER
@@ -35,13 +37,23 @@ from hubbub.http.health import READINESS
 from hubbub.realtime.fanout import Fanout
 from hubbub.realtime.presence import topic as presence_topic
 from hubbub.realtime.server import Realtime, SocketContext
+from hubbub.tenancy.access import authorize
+from hubbub.tenancy.confirmed_members import ConfirmedMembers
 from hubbub.tenancy.presence_api import PRESENCE
 
-__all__ = ["ACCESS_FANOUT", "evict", "tenant_access", "unwatch_tenant", "watch_tenant"]
+__all__ = [
+    "ACCESS_FANOUT",
+    "CONFIRMED_MEMBERS",
+    "evict",
+    "tenant_access",
+    "unwatch_tenant",
+    "watch_tenant",
+]
 
 log = logging.getLogger(__name__)
 
 ACCESS_FANOUT = web.AppKey("tenant_access_fanout", Fanout)
+CONFIRMED_MEMBERS = web.AppKey("confirmed_members", ConfirmedMembers)
 
 
 class _TenantRef(BaseModel):
@@ -64,9 +76,8 @@ async def _authorize(context: SocketContext, tenant_id: UUID) -> dict[str, Any]:
     environ = context.realtime.sio.get_environ(context.sid)
     assert environ is not None, "a connected socket has an environ"
     router = environ["aiohttp.request"].app[ROUTER]
-    args = {"actor": context.principal.user_id}
-    command = Command("tenant", str(tenant_id), "authorize", args, str(tenant_id))
-    return await router.send(command)
+    assert context.principal.user_id is not None, "only users watch tenants"
+    return await authorize(router, tenant_id, context.principal.user_id)
 
 
 async def watch_tenant(context: SocketContext, data: Any) -> dict[str, Any]:
@@ -120,13 +131,17 @@ async def tenant_access(app: web.Application) -> AsyncIterator[None]:
             return
         user_id = data.get("user_id")
         user_id = user_id if isinstance(user_id, str) else None
+        members.forget(data["tenant_id"], user_id)
         try:
             await evict(app[REALTIME], data["tenant_id"], user_id)
             await app[PRESENCE].forget(data["tenant_id"], user_id)
         except Exception:  # one bad eviction must not stop the subscription
             log.exception("evicting sockets from tenant %s failed", data["tenant_id"])
 
-    fanout = app[ACCESS_FANOUT] = Fanout(app[REDIS], deliver)
+    fanout = app[ACCESS_FANOUT] = Fanout(
+        app[REDIS], deliver, on_rebuilt=lambda: members.forget_all()
+    )
+    members = app[CONFIRMED_MEMBERS] = ConfirmedMembers(fanout)
     await fanout.start()
     await fanout.watch(ACCESS_CHANNEL)
     app[READINESS].add("fanout:tenant_access", fanout.probe)

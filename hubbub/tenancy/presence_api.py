@@ -31,7 +31,7 @@ from hubbub.identity.bearer import authenticate_request
 from hubbub.realtime.handshake import Principal
 from hubbub.realtime.presence import Presence, topic
 from hubbub.realtime.server import SocketContext
-from hubbub.tenancy.access import ask_tenant
+from hubbub.tenancy.access import ask_tenant, authorize
 from hubbub.tenancy.wire import TenantPath
 
 __all__ = ["PRESENCE", "PRESENCE_EVENTS", "PresenceList", "PresenceView", "api", "presence"]
@@ -169,21 +169,14 @@ async def presence(app: web.Application) -> AsyncIterator[None]:
     async def connected(sid: str, principal: Principal) -> None:
         if principal.tenant_id is None or principal.user_id is None:
             return
-        command = Command(
-            "tenant",
-            principal.tenant_id,
-            "authorize",
-            {"actor": principal.user_id},
-            principal.tenant_id,
-        )
         try:
-            await app[ROUTER].send(command)
+            await authorize(app[ROUTER], principal.tenant_id, principal.user_id)
         except AppError as error:
             log.info("socket %s not counted in presence of %s: %s", sid, principal.tenant_id, error)
             return
         await tracker.connected(sid, principal)
         try:  # again: a removal decided meanwhile found no device of theirs to forget
-            await app[ROUTER].send(command)
+            await authorize(app[ROUTER], principal.tenant_id, principal.user_id)
         except AppError as error:
             log.info("socket %s no longer counted in presence: %s", sid, error)
             await tracker.disconnected(sid)
