@@ -80,3 +80,23 @@ async def test_the_migration_record_is_out_of_the_application_roles_reach(db: Da
     async with db.pool.acquire() as conn:
         with pytest.raises(Exception, match="permission denied"):
             await conn.fetch("SELECT * FROM schema_migrations")
+
+
+async def test_a_pooled_connection_keeps_no_tenant_scope_from_its_last_transaction(
+    settings: Settings,
+) -> None:
+    """Connections go back to the pool without a reset round trip, which is
+    safe because a tenant scope lives only as long as its transaction."""
+    assert settings.database_url is not None
+    db = await Database.connect(settings.database_url, role=settings.app_role, size=1)
+    try:
+        async with db.tenant(str(uuid.uuid4())) as conn:
+            assert await conn.fetchval("SELECT current_setting('hubbub.tenant_id')") != ""
+        async with db.pool.acquire() as conn:  # the same, only connection
+            assert await conn.fetchval("SELECT current_setting('hubbub.tenant_id', true)") in (
+                None,
+                "",
+            )
+            assert await conn.fetchval("SELECT current_user") == settings.app_role
+    finally:
+        await db.close()

@@ -35,6 +35,7 @@ class Database:
             max_size=size,
             server_settings={"role": role, "application_name": "hubbub"},
             init=_register_codecs,
+            reset=_keep_session,
         )
         return cls(pool)
 
@@ -56,6 +57,13 @@ class Database:
         async with self.pool.acquire() as conn:
             version = await conn.fetchval("SHOW server_version")
         return {"server_version": version, "pool_size": self.pool.get_size()}
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Release a connection as it is: no reset round trip (``RESET ALL`` and
+    friends) after every transaction. hubbub keeps no session state — the
+    tenant scope and advisory locks are transaction-local — and asyncpg still
+    rolls back a transaction left open."""
 
 
 async def set_tenant(conn: asyncpg.Connection, tenant_id: UUID | str | None) -> None:
