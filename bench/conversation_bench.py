@@ -6,8 +6,9 @@ Starts embedded Postgres and Valkey (or uses ``HUBBUB_DATABASE_URL`` /
 then sends messages exactly as the HTTP and socket handlers do (the ``send``
 command, idempotent by ``client_msg_id``) with closed-loop senders. A send
 counts once its reply arrived, i.e. once its group commit (message row,
-event row, head, the author's read mark, the idempotency receipt) is
-durable in Postgres and its publication is queued for the bus.
+event row, head, the author's read mark; the conversation itself dedupes
+by ``client_msg_id``, so no idempotency receipt) is durable in Postgres and
+its publication is queued for the bus.
 Run from the repository root::
 
     python -m bench.conversation_bench --messages 60000 --concurrency 512,2048
@@ -116,10 +117,7 @@ def sends(rooms: Sequence[Room], count: int, seed: int = 7) -> list[Command]:
             "reply_to": None,
             "message_id": str(new_id()),
         }
-        key = f"send:{author}:{client_msg_id}"
-        commands.append(
-            Command("conversation", room.conversation_id, "send", args, room.tenant_id, key)
-        )
+        commands.append(Command("conversation", room.conversation_id, "send", args, room.tenant_id))
     return commands
 
 
@@ -196,8 +194,9 @@ PostgreSQL {facts["server_version"]} (embedded unless `HUBBUB_DATABASE_URL` was 
 {args.messages:,} sends per run into {args.conversations:,} group conversations of
 {args.members} members (one tenant), {settings.shards} conversation shards, closed-loop
 senders; latency is per send, submit to the reply after commit. *Mean batch* is sends per
-Ray call. Each send writes five rows (message, event, head, the author's read mark, the
-idempotency receipt); group commit sends each statement once per flush for every entity
+Ray call. Each send writes four rows (message, event, head, the author's read mark; the
+conversation dedupes by `client_msg_id` itself, so no idempotency receipt), as the HTTP and
+socket handlers send; group commit sends each statement once per flush for every entity
 in it (`hubbub/actors/group_commit.py`).
 
 {table(results)}
