@@ -189,7 +189,7 @@ def _cancel(state: JobState, args: dict[str, Any], now: datetime) -> list[JobEve
             "job_finished",
             f"expected a queued or running job, got one that is {state.status}",
             status=409,
-            extra={"status": state.status},
+            extra={"job_status": state.status},
         )
     if state.status == "queued":
         return [JobEvent("status", {"status": "cancelled"}, now)]
