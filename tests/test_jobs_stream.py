@@ -109,7 +109,7 @@ async def test_heartbeats_flow_while_nothing_happens(
     assert events[-1].json()["data"] == {"status": "cancelled"}
 
 
-async def test_a_bad_last_event_id_is_refused(gateway: TestServer) -> None:
+async def test_a_bad_or_unreached_last_event_id_is_refused(gateway: TestServer) -> None:
     team = await new_team(gateway, 1)
     owner = team.people[0]
     _, accepted = await submit(team, owner, "demo.count", {"to": 1})
@@ -117,6 +117,10 @@ async def test_a_bad_last_event_id_is_refused(gateway: TestServer) -> None:
     headers = {"X-Tenant-Id": team.tenant_id, "Last-Event-ID": "seven"}
     status, problem = await call(gateway, "GET", path, owner.token, **headers)
     assert (status, problem["errors"][0]["field"]) == (422, "Last-Event-ID")
+    await until_final(gateway, team, owner, accepted["id"])
+    headers["Last-Event-ID"] = "99"
+    status, problem = await call(gateway, "GET", path, owner.token, **headers)
+    assert (status, problem["code"]) == (422, "seq_out_of_range")
 
 
 async def test_a_follower_reads_back_from_postgres_what_the_bus_lost(

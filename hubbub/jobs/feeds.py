@@ -67,10 +67,11 @@ class JobFeeds:
     async def follow(self, tenant_id: str, job_id: str, after_seq: int) -> Follower:
         """A follower of the job from ``after_seq``; 404 if the tenant has no such job.
 
-        Subscribed on return; call :meth:`Follower.close` when done.
+        Subscribed on return; call :meth:`Follower.close` when done. 422
+        ``seq_out_of_range`` for an ``after_seq`` the job has not reached.
         """
         async with self.database.tenant(tenant_id) as conn:
-            await reads.job(conn, job_id)
+            reads.check_after_seq(await reads.job(conn, job_id), after_seq)
         follower = Follower(self, tenant_id, job_id, after_seq)
         self._followers.setdefault(job_id, set()).add(follower)
         try:

@@ -18,6 +18,7 @@ from hubbub.errors import AppError, FieldError
 from hubbub.jobs.state import TERMINAL
 
 __all__ = [
+    "check_after_seq",
     "decode_cursor",
     "encode_cursor",
     "events_after",
@@ -68,15 +69,17 @@ async def events_after(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Up to ``limit`` events after ``after_seq`` in order, and the job's view."""
     view = await job(conn, job_id)
-    if after_seq > view["last_seq"]:
-        message = f"expected after_seq at most {view['last_seq']} (the last seq), got {after_seq}"
-        raise AppError(
-            "seq_out_of_range",
-            message,
-            status=422,
-            errors=(FieldError("query", "after_seq", message),),
-        )
+    check_after_seq(view, after_seq)
     return await stream_after(conn, job_id, after_seq, limit), view
+
+
+def check_after_seq(view: dict[str, Any], after_seq: int, field: str = "after_seq") -> None:
+    """422 ``seq_out_of_range`` for a seq the job has not reached."""
+    if after_seq > view["last_seq"]:
+        message = f"expected {field} at most {view['last_seq']} (the last seq), got {after_seq}"
+        raise AppError(
+            "seq_out_of_range", message, status=422, errors=(FieldError("query", field, message),)
+        )
 
 
 async def stream_after(
