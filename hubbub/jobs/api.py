@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -52,13 +53,13 @@ BEARER = ("bearer",)
 NOT_FOUND = {404: "No such job in this tenant (`not_found`)"}
 
 
+@dataclass(frozen=True, slots=True)
 class Caller:
     """Who acts, in which tenant, with which role there."""
 
-    def __init__(self, tenant_id: str, user_id: str, role: str) -> None:
-        self.tenant_id = tenant_id
-        self.user_id = user_id
-        self.role = role
+    tenant_id: str
+    user_id: str
+    role: str
 
 
 async def _caller(request: web.Request) -> Caller:
@@ -187,7 +188,8 @@ async def stream_job(
     try:
         heartbeat = request.app[SETTINGS].sse_heartbeat_seconds
         async with sse_response(request, ping_interval=heartbeat) as stream:
-            await _relay(follower, stream)
+            with contextlib.suppress(ConnectionResetError):  # the client left: nothing to do
+                await _relay(follower, stream)
         return stream
     finally:
         await follower.close()

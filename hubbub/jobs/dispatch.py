@@ -15,6 +15,7 @@ job, race-free, for as long as the job exists.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from typing import Any
 from uuid import UUID
@@ -29,7 +30,9 @@ from hubbub.jobs.registry import JobKind
 from hubbub.jobs.worker import Launch
 from hubbub.tenancy.creations import request_hash
 
-__all__ = ["WORK", "job_id_for", "submit_job"]
+__all__ = ["WORK", "job_id_for", "launch", "submit_job"]
+
+log = logging.getLogger(__name__)
 
 #: The worker function every job task runs.
 WORK = "hubbub.jobs.worker:run_job"
@@ -68,7 +71,10 @@ async def submit_job(
     # No receipt key: the entity itself answers a retry, with the job as it is now.
     job = await app[ROUTER].send(Command("job", job_id, "submit", args, tenant_id))
     if job["status"] == "queued":
-        await launch(app, kind, job_id, tenant_id, input)
+        try:
+            await launch(app, kind, job_id, tenant_id, input)
+        except Exception:  # the job is committed: a retried submit launches it again
+            log.exception("could not launch job %s (%s); it stays queued", job_id, kind.name)
     return job
 
 

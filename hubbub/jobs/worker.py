@@ -68,16 +68,18 @@ async def run_job(payload: dict[str, Any], router: Router, settings: Settings) -
     reporter = Reporter(router, launch, context, settings)
     reporter.start()
     try:
-        outcome = await _outcome(KINDS.load(launch.module, launch.kind), launch, context)
+        outcome = await _outcome(launch, context)
     finally:
         await reporter.close()
     outcome["attempt"] = attempt
     await _ask(router, launch, "finish", outcome, key=f"finish:{launch.launch_id}")
 
 
-async def _outcome(kind: JobKind, launch: Launch, context: JobContext) -> dict[str, Any]:
-    """``finish``'s arguments: the handler's result, or why it did not give one."""
+async def _outcome(launch: Launch, context: JobContext) -> dict[str, Any]:
+    """``finish``'s arguments: the handler's result, or why it did not give one
+    (a kind this worker cannot import fails the job too)."""
     try:
+        kind = KINDS.load(launch.module, launch.kind)
         result = await _call(kind, context, kind.input.model_validate(launch.input))
         orjson.dumps(result)  # the result must be JSON
     except JobCancelled:
