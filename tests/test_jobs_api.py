@@ -59,6 +59,26 @@ async def test_a_job_runs_on_a_worker_and_succeeds_with_its_progress_in_order(
     status, page = await team.call("GET", f"{JOBS}/{job_id}/events?after_seq=2", owner)
     assert status == 200, page
     assert page["items"] == events[2:] and page["last_seq"] == len(events)
+    rows = await owner_conn.fetch(
+        "SELECT seq, type FROM job_events WHERE job_id = $1 ORDER BY seq", uuid.UUID(job_id)
+    )
+    assert [(r["seq"], r["type"]) for r in rows] == [(e["seq"], e["type"]) for e in events]
+
+
+async def test_reports_reach_the_job_in_batches_merged_and_in_order(gateway: TestServer) -> None:
+    team = await new_team(gateway, 1)
+    owner = team.people[0]
+    _, accepted = await submit(team, owner, "demo.count", {"to": 300})
+    events = await until_final(gateway, team, owner, accepted["id"])
+    # 300 counts report 900 times (counters, progress, output) and log 10 lines;
+    # batches merge runs, so far fewer events reach the stream, none lost.
+    assert len(events) < 300
+    output = "".join(e["data"]["chunk"] for e in events if e["type"] == "output")
+    assert output == "".join(f"{n}\n" for n in range(1, 301))
+    logs = [e["data"]["text"] for e in events if e["type"] == "log"]
+    assert logs == [f"counted to {n}" for n in range(30, 301, 30)]
+    last = [e for e in events if e["type"] == "progress"][-1]["data"]
+    assert last == {"progress": 100.0, "done": 300, "total": 300}
 
 
 async def test_the_same_idempotency_key_gives_the_same_job(

@@ -102,6 +102,18 @@ def test_reports_become_events_with_runs_merged_in_order() -> None:
     assert job.seq == 2 + len(events)  # queued, running, then one seq per event
 
 
+def test_progress_and_output_interleaved_in_a_batch_give_one_event_each() -> None:
+    job = _running()
+    reports = []
+    for n in (1, 2, 3):
+        reports += [("counters", {"done": n, "total": 3}), ("output", {"chunk": f"{n}"})]
+    events = _run(job, "report", attempt=1, reports=reports)
+    assert [(e.type, e.data) for e in events] == [
+        ("progress", {"progress": 0.0, "done": 3, "total": 3}),
+        ("output", {"chunk": "123"}),
+    ]
+
+
 def test_a_stale_run_changes_nothing() -> None:
     job = _running()
     assert _run(job, "report", attempt=2, reports=[("log", {"text": "x"})]) == []

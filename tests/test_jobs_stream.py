@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import pytest
 from aiohttp.test_utils import TestServer
 
+from hubbub.jobs import feeds
 from hubbub.jobs.api import FEEDS
 from tests.support.chat import new_team
 from tests.support.jobs import JOBS, SseEvent, open_stream, submit, until_final
@@ -142,3 +144,16 @@ async def test_a_follower_reads_back_from_postgres_what_the_bus_lost(
         assert feeds.repaired == repaired + 3
     finally:
         await follower.close()
+
+
+async def test_a_long_backlog_is_replayed_page_by_page(
+    gateway: TestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    team = await new_team(gateway, 1)
+    owner = team.people[0]
+    _, accepted = await submit(team, owner, "demo.count", {"to": 20})
+    events = await until_final(gateway, team, owner, accepted["id"])
+    monkeypatch.setattr(feeds, "PAGE", 2)
+    async with open_stream(gateway, team, owner, accepted["id"], "?after_seq=1") as stream:
+        replayed = [frame.json() for frame in await stream.events()]
+    assert replayed == events[1:]

@@ -216,15 +216,15 @@ async def _relay(follower: Follower, stream: EventSourceResponse) -> None:
     gone = asyncio.get_running_loop().create_task(stream.wait())
     gone.add_done_callback(lambda task: task.cancelled() or follower.interrupt())
     try:
-        events = await follower.backlog()
-        while True:
-            for event in events:
+        while not follower.caught_up:
+            for event in await follower.backlog():
                 await _send(stream, event)
-            if follower.finished:
-                return
+        while not follower.finished:
             events = await follower.next()
             if not events:  # interrupted: the client left
                 return
+            for event in events:
+                await _send(stream, event)
     finally:
         gone.cancel()
         with contextlib.suppress(asyncio.CancelledError):

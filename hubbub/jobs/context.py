@@ -59,7 +59,7 @@ class JobContext:
         self._reports.append(("log", {"text": _text(text, "log")}))
 
     def output(self, chunk: str) -> None:
-        """A piece of streamed output (tokens, rows); adjacent chunks may be merged."""
+        """A piece of streamed output (tokens, rows); a batch's chunks leave merged."""
         self._reports.append(("output", {"chunk": _text(chunk, "output")}))
 
     @property

@@ -7,7 +7,7 @@ gateway to the job's bus topic (a probe round trip through the same Redis
 connection proves the SUBSCRIBE was processed) and starts buffering every
 event of the job for the new :class:`Follower`. Then the follower's
 :meth:`~Follower.backlog` reads what was committed after the client's
-``after_seq`` from Postgres. Finally :meth:`~Follower.next` hands out the
+``after_seq`` from Postgres, a page at a time. Finally :meth:`~Follower.next` hands out the
 buffered and live events: those at or below the last seq handed out are
 dropped (committed before the backlog read, published after it), and one
 above the next expected seq means events were lost on the bus — the missing
@@ -33,11 +33,12 @@ from hubbub.jobs.state import TERMINAL
 from hubbub.realtime.fanout import Fanout
 from hubbub.storage.database import Database
 
-__all__ = ["Follower", "JobFeeds", "is_final"]
+__all__ = ["PAGE", "Follower", "JobFeeds", "is_final"]
 
 log = logging.getLogger(__name__)
 
-_PAGE = 500
+#: Events read from Postgres at a time.
+PAGE = 500
 
 
 def is_final(event: dict[str, Any]) -> bool:
@@ -98,7 +99,7 @@ class Follower:
     """One client following one job.
 
     Owns: its buffer of live events and the last seq it handed out.
-    Concurrency: one consumer calls ``backlog`` once, then ``next``.
+    Concurrency: one consumer calls ``backlog`` until ``caught_up``, then ``next``.
     """
 
     def __init__(self, feeds: JobFeeds, tenant_id: str, job_id: str, after_seq: int) -> None:
@@ -107,6 +108,7 @@ class Follower:
         self.job_id = job_id
         self.last_seq = after_seq
         self.finished = False
+        self.caught_up = False
         self._live: deque[dict[str, Any]] = deque()
         self._arrived = asyncio.Event()
         self._interrupted = False
@@ -118,19 +120,21 @@ class Follower:
         self._arrived.set()
 
     async def backlog(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """The committed events after ``after_seq`` (at most ``limit`` + 1 of them),
-        ending with the terminal status event if the job is finished."""
-        events: list[dict[str, Any]] = []
+        """Up to ``limit`` (default :data:`PAGE`) committed events after the last
+        seq handed out.
+
+        Fewer than ``limit`` means the backlog is read (``caught_up``); then,
+        if the job is finished, the events end with its terminal status event
+        (read again if it was handed out before).
+        """
         async with self._feeds.database.tenant(self.tenant_id) as conn:
             # The job's state first: if it is finished, every event is committed.
             finished = (await reads.job(conn, self.job_id))["status"] in TERMINAL
-            complete = False
-            while not complete and (limit is None or len(events) <= limit):
-                page = await reads.stream_after(conn, self.job_id, self.last_seq, _PAGE)
-                events.extend(page)
-                self._advance(page)
-                complete = len(page) < _PAGE
-            if complete and finished and not self.finished:
+            limit = limit or PAGE
+            events = await reads.stream_after(conn, self.job_id, self.last_seq, limit)
+            self._advance(events)
+            self.caught_up = len(events) < limit
+            if self.caught_up and finished and not self.finished:
                 final = await reads.final_status(conn, self.job_id)
                 assert final is not None, "a finished job has a terminal status event"
                 events.append(final)

@@ -107,8 +107,8 @@ async def subscribe(context: SocketContext, data: Any) -> dict[str, Any]:
     await app[SUBSCRIPTIONS].stop(context.sid, job_id)  # a resubscribe replays from its own seq
     follower = await app[FEEDS].follow(tenant_id, job_id, payload.after_seq)
     try:
-        events = await follower.backlog(REPLAY_LIMIT)
-        if len(events) > REPLAY_LIMIT:
+        events = await follower.backlog(REPLAY_LIMIT + 1)
+        if not follower.caught_up:
             raise AppError(
                 "too_far_behind",
                 f"more than {REPLAY_LIMIT} events since seq {payload.after_seq}: page "

@@ -18,7 +18,7 @@ tells the worker to stop.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -213,23 +213,33 @@ def is_current(state: JobState, attempt: int) -> bool:
 
 
 def coalesce(state: JobState, reports: Sequence[Report], now: datetime) -> list[JobEvent]:
-    """The events of a batch of reports, in order, with runs merged: adjacent
-    progress and counters reports give one ``progress`` event with their
-    latest values, adjacent output chunks one ``output`` event."""
+    """The events of a batch of reports, in order, merged between steps and logs:
+    all progress and counters reports there give one ``progress`` event with
+    their latest values, all output chunks one ``output`` event, each where
+    its first report was."""
     events: list[JobEvent] = []
     progress = {"progress": state.progress, "done": state.done, "total": state.total}
+    progress_at: int | None = None
+    chunks: dict[int, list[str]] = {}  # output event index -> its chunks
+    output_at: int | None = None
     for kind, data in reports:
-        last = events[-1] if events else None
         if kind in ("progress", "counters"):
             progress = progress | data
-            if last is not None and last.type == "progress":
-                events[-1] = replace(last, data=dict(progress))
-            else:
-                events.append(JobEvent("progress", dict(progress), now))
-        elif kind == "output" and last is not None and last.type == "output":
-            events[-1] = replace(last, data={"chunk": last.data["chunk"] + data["chunk"]})
+            if progress_at is None:
+                progress_at = len(events)
+                events.append(JobEvent("progress", {}, now))
+            events[progress_at] = JobEvent("progress", dict(progress), now)
+        elif kind == "output":
+            if output_at is None:
+                output_at = len(events)
+                chunks[output_at] = []
+                events.append(JobEvent("output", {}, now))
+            chunks[output_at].append(data["chunk"])
         else:
             events.append(JobEvent(kind, data, now))
+            progress_at = output_at = None
+    for at, parts in chunks.items():
+        events[at] = JobEvent("output", {"chunk": "".join(parts)}, now)
     return events
 
 
