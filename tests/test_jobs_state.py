@@ -172,7 +172,7 @@ def test_only_the_creator_or_a_tenant_manager_cancels() -> None:
 
 def test_no_job_answers_not_found() -> None:
     with pytest.raises(AppError) as missing:
-        rules.decide(None, "get", {}, NOW)
+        rules.decide(None, "cancel", {"actor": CREATOR}, NOW)
     assert missing.value.status == 404
 
 

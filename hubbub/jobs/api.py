@@ -95,7 +95,7 @@ def _idempotency_key(request: web.Request) -> str | None:
         "used with another body (`idempotency_key_reused`)"
     },
 )
-async def submit(request: web.Request, *, body: NewJob) -> JobAccepted:
+async def create_job(request: web.Request, *, body: NewJob) -> JobAccepted:
     """Submit a job; with an `Idempotency-Key` the same key gives the same job."""
     caller = await _caller(request)
     key = _idempotency_key(request)
@@ -155,7 +155,7 @@ async def cancel_job(request: web.Request, *, path: JobPath) -> JobView:
     security=BEARER,
     responses=NOT_FOUND | {422: "An after_seq past the last one (`seq_out_of_range`)"},
 )
-async def list_events(request: web.Request, *, path: JobPath, query: EventsQuery) -> EventList:
+async def list_job_events(request: web.Request, *, path: JobPath, query: EventsQuery) -> EventList:
     """The job's events after `after_seq`, in order (for clients that poll)."""
     caller = await _caller(request)
     async with request.app[DATABASE].tenant(caller.tenant_id) as conn:

@@ -86,7 +86,10 @@ class JobSubscriptions:
     async def _relay(self, sid: str, follower: Follower) -> None:
         try:
             while not follower.finished:
-                for event in await follower.next():
+                events = await follower.next()
+                if not events:  # interrupted
+                    return
+                for event in events:
                     await self._realtime.sio.emit(EVENT, event, to=sid, ignore_queue=True)
         finally:
             await follower.close()

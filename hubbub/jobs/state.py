@@ -8,11 +8,10 @@ policies — and every change is a :class:`JobEvent` that takes the job's next
 it missed one. Event types are those of the SSE stream: ``status``,
 ``progress``, ``step``, ``log`` and ``output``.
 
-Commands come from three places: the API (``submit``, ``cancel``), the
-worker running the handler (``start``, ``report``, ``finish``) and readers
-(``get``). A worker's command for an attempt that is no longer current (a
-duplicate launch, a job cancelled meanwhile) changes nothing; its reply
-tells the worker to stop.
+Commands come from two places: the API (``submit``, ``cancel``) and the
+worker running the handler (``start``, ``report``, ``finish``). A worker's
+command for an attempt that is no longer current (a duplicate launch, a job
+cancelled meanwhile) changes nothing; its reply tells the worker to stop.
 """
 
 from __future__ import annotations
@@ -199,7 +198,6 @@ def _cancel(state: JobState, args: dict[str, Any], now: datetime) -> list[JobEve
 
 
 _DECIDERS: dict[str, Callable[[JobState, dict[str, Any], datetime], list[JobEvent]]] = {
-    "get": lambda state, args, now: [],
     "start": _start,
     "report": _report,
     "finish": _finish,

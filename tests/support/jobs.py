@@ -24,7 +24,15 @@ from hubbub.jobs.registry import job_kind
 from tests.support.chat import Team
 from tests.support.tenants import Account
 
-__all__ = ["JOBS", "SseEvent", "SseStream", "open_stream", "submit", "until_final"]
+__all__ = [
+    "JOBS",
+    "SseEvent",
+    "SseStream",
+    "open_stream",
+    "submit",
+    "unique_key",
+    "until_final",
+]
 
 JOBS = "/api/v1/jobs"
 #: Little CPU per test job: a 2-core Ray runs many at once.
