@@ -216,6 +216,23 @@ class Settings(BaseSettings):
     presence_idle_seconds: float = Field(
         300.0, gt=0, description="A user online without any socket activity this long is away."
     )
+    job_report_seconds: float = Field(
+        0.1,
+        gt=0,
+        le=60,
+        description="A running job's reports (progress, steps, logs, output) leave its "
+        "worker in one batch at most this often.",
+    )
+    job_check_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=600,
+        description="A running job that reports nothing still asks its job this often "
+        "whether it was cancelled.",
+    )
+    sse_heartbeat_seconds: float = Field(
+        15.0, gt=0, le=300, description="Heartbeat comment interval of SSE streams."
+    )
     gateway_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
         description="Name of this gateway in logs and health reports.",

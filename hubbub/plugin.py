@@ -54,6 +54,7 @@ BUILTIN: tuple[str, ...] = (
     "hubbub.identity.plugin",
     "hubbub.tenancy.plugin",
     "hubbub.chat.plugin",
+    "hubbub.jobs.plugin",
 )
 
 

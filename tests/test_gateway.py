@@ -30,6 +30,7 @@ READY_CHECKS = {
     "ray",
     "fanout",
     "fanout:conversations",
+    "fanout:jobs",
     "fanout:revocations",
     "fanout:tenant_access",
 }

@@ -22,6 +22,12 @@ else sends it commands. Keep this table true.
 | their replay buffers and floors              | (``hubbub/chat/rooms.py``)              |
 | a socket's typing indicators (deadline,      | the socket's gateway: its               |
 | last relay)                                  | ``TypingRelay`` (``hubbub/chat/typing.py``) |
+| a job's status, attempts, cancel request,    | its ``JobEntity`` (``job.py``;          |
+| progress, step, counters, result, error, seq | rules in ``hubbub/jobs/state.py``)      |
+| a running job's unsent reports and its       | the run on its Ray worker: its          |
+| cancelled flag                               | ``JobContext`` (``hubbub/jobs``)        |
+| which local SSE streams and sockets follow   | the gateway's ``JobFeeds`` and          |
+| which job, their last seqs                   | ``JobSubscriptions`` (``hubbub/jobs``)  |
 | a user's presence (devices, status, text,    | Redis, changed only by atomic scripts   |
 | availability, last_seen_at, idle); a         | of ``Presence`` (``realtime/presence.py``); |
 | gateway's presence lease and its sockets     | each gateway its own lease and sockets  |

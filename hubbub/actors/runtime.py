@@ -14,8 +14,8 @@ import importlib
 import itertools
 import logging
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import ray
 from ray.actor import ActorHandle
@@ -36,11 +36,16 @@ from hubbub.config import Settings
 from hubbub.errors import AppError
 from hubbub.heap import settle_heap
 
+if TYPE_CHECKING:
+    from hubbub.actors.router import Router
+
 __all__ = [
     "ShardRef",
+    "attach_shards",
     "connect_ray",
     "disconnect_ray",
     "entity_class_path",
+    "launch_task",
     "open_shards",
     "ray_status",
 ]
@@ -226,3 +231,72 @@ def _running_shard_count(kind: str, namespace: str) -> int:
         for actor in ray.util.list_named_actors(all_namespaces=True)
         if actor["namespace"] == namespace and actor["name"].startswith(prefix)
     )
+
+
+def attach_shards(kind: str, settings: Settings) -> list[ShardRef]:
+    """Handles on the running shard actors of ``kind`` (a worker's view). Blocking."""
+    return [
+        ShardRef(kind, index, _shard_actor(kind, index, settings.ray_namespace))
+        for index in range(settings.shards)
+    ]
+
+
+_ATTACHED: dict[tuple[str, str], ActorHandle] = {}  # a worker process looks each up once
+
+
+def _shard_actor(kind: str, index: int, namespace: str) -> ActorHandle:
+    name = f"{kind}.{index}"
+    handle = _ATTACHED.get((namespace, name))
+    if handle is None:
+        handle = _ATTACHED[(namespace, name)] = ray.get_actor(name, namespace=namespace)
+    return handle
+
+
+#: ``work(payload, router, settings)``: what a task runs, found by ``module:function``.
+TaskWork = Callable[[Any, "Router", Settings], Awaitable[None]]
+
+
+def launch_task(
+    work_path: str,
+    payload: Any,
+    *,
+    kinds: Sequence[str],
+    resources: Mapping[str, float],
+    settings: Settings,
+) -> None:
+    """Run ``work_path`` (``module:function``) as a Ray task anywhere in the cluster.
+
+    The task gets ``payload``, a router over the shards of ``kinds`` and the
+    settings. Fire and forget: the work reports through the router. Ray does
+    not retry it (retries are the caller's policy). Non-blocking once the
+    task function is exported (the first call exports it).
+    """
+    needs = dict(resources)
+    options: dict[str, Any] = {
+        "num_cpus": needs.pop("num_cpus", 1),
+        "max_retries": 0,
+        "label_selector": {"hubbub-role": "!gateway"},  # a gateway node dies with its gateway
+    }
+    if needs:
+        options["resources"] = needs
+    _task.options(**options).remote(work_path, payload, list(kinds), settings)
+
+
+@ray.remote
+def _task(work_path: str, payload: Any, kinds: list[str], settings: Settings) -> None:
+    module_name, _, function_name = work_path.partition(":")
+    work = getattr(importlib.import_module(module_name), function_name)
+    shards = {kind: attach_shards(kind, settings) for kind in kinds}
+    asyncio.run(_run_with_router(work, payload, shards, settings))
+
+
+async def _run_with_router(
+    work: TaskWork, payload: Any, shards: dict[str, list[ShardRef]], settings: Settings
+) -> None:
+    from hubbub.actors.router import Router  # router.py imports this module
+
+    router = Router(shards, settings)
+    try:
+        await work(payload, router, settings)
+    finally:
+        await router.close()

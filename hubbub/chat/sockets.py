@@ -26,7 +26,7 @@ from hubbub.http.routing import validation_error
 from hubbub.realtime.server import SocketContext
 from hubbub.tenancy.eviction import CONFIRMED_MEMBERS
 
-__all__ = ["REPLAY_LIMIT", "ROOMS", "SOCKET_EVENTS"]
+__all__ = ["REPLAY_LIMIT", "ROOMS", "SOCKET_EVENTS", "acting", "parse_payload", "socket_app"]
 
 #: Most events a join replays; further behind, fetch ``GET .../events`` first.
 REPLAY_LIMIT = 1000
@@ -58,7 +58,7 @@ class _Read(_Payload):
     up_to_seq: int = Field(ge=0)
 
 
-def _parse(model: type[Model], data: Any) -> Model:
+def parse_payload(model: type[Model], data: Any) -> Model:
     try:
         return model.model_validate(data if isinstance(data, dict) else {})
     except ValidationError as exc:
@@ -66,13 +66,13 @@ def _parse(model: type[Model], data: Any) -> Model:
         raise validation_error(errors) from None
 
 
-def _app(context: SocketContext) -> web.Application:
+def socket_app(context: SocketContext) -> web.Application:
     environ = context.realtime.sio.get_environ(context.sid)
     assert environ is not None, "a connected socket has an environ"
     return environ["aiohttp.request"].app
 
 
-async def _acting(context: SocketContext) -> tuple[web.Application, str, str]:
+async def acting(context: SocketContext) -> tuple[web.Application, str, str]:
     """``(app, tenant_id, user_id)`` of a socket that may act in its tenant."""
     principal = context.principal
     if principal.tenant_id is None or principal.user_id is None:
@@ -81,15 +81,15 @@ async def _acting(context: SocketContext) -> tuple[web.Application, str, str]:
             "expected the socket's handshake auth to name a tenant_id",
             status=400,
         )
-    app = _app(context)
+    app = socket_app(context)
     await app[CONFIRMED_MEMBERS].require(app[ROUTER], principal.tenant_id, principal.user_id)
     return app, principal.tenant_id, principal.user_id
 
 
 async def join(context: SocketContext, data: Any) -> dict[str, Any]:
     """Replay what was missed after ``since_seq``; live events follow the ack."""
-    payload = _parse(_Join, data)
-    app, tenant_id, user = await _acting(context)
+    payload = parse_payload(_Join, data)
+    app, tenant_id, user = await acting(context)
     conversation_id = str(payload.conversation_id)
     await ask_conversation(app[ROUTER], tenant_id, conversation_id, "authorize", user)
     rooms = app[ROOMS]
@@ -116,15 +116,15 @@ async def join(context: SocketContext, data: Any) -> dict[str, Any]:
 
 async def leave(context: SocketContext, data: Any) -> dict[str, Any]:
     """Stop receiving the conversation's events."""
-    payload = _parse(_Ref, data)
-    await _app(context)[ROOMS].leave(context.sid, str(payload.conversation_id))
+    payload = parse_payload(_Ref, data)
+    await socket_app(context)[ROOMS].leave(context.sid, str(payload.conversation_id))
     return {"conversation_id": str(payload.conversation_id)}
 
 
 async def send_message(context: SocketContext, data: Any) -> dict[str, Any]:
     """Send a message; the ack ``{id, seq, created_at}`` comes after commit."""
-    payload = _parse(_Send, data)
-    app, tenant_id, user = await _acting(context)
+    payload = parse_payload(_Send, data)
+    app, tenant_id, user = await acting(context)
     check_body(payload.body, app[SETTINGS].message_max_bytes)
     message = await send(app, tenant_id, str(payload.conversation_id), user, payload)
     return {"id": message["id"], "seq": message["seq"], "created_at": message["created_at"]}
@@ -132,8 +132,8 @@ async def send_message(context: SocketContext, data: Any) -> dict[str, Any]:
 
 async def mark_read(context: SocketContext, data: Any) -> dict[str, Any]:
     """Move the read mark up to ``up_to_seq`` (never backwards)."""
-    payload = _parse(_Read, data)
-    app, tenant_id, user = await _acting(context)
+    payload = parse_payload(_Read, data)
+    app, tenant_id, user = await acting(context)
     return await ask_conversation(
         app[ROUTER], tenant_id, payload.conversation_id, "read", user, up_to_seq=payload.up_to_seq
     )

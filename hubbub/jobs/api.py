@@ -1,0 +1,237 @@
+"""HTTP routes of jobs, under ``/api/v1/jobs``, and their SSE stream.
+
+Every route needs a bearer token and a tenant (``X-Tenant-Id``) the caller
+is a member of; every member sees the tenant's jobs, and their creator or a
+tenant owner or admin may cancel one. Changes go to the job entity; reads
+come from Postgres in the tenant's scope, so another tenant's job answers
+404 whatever the route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+from aiohttp_sse import EventSourceResponse, sse_response
+
+from hubbub.actors.command import Command
+from hubbub.chat.access import tenant_of
+from hubbub.errors import AppError, FieldError
+from hubbub.gateway import DATABASE, ROUTER, SETTINGS
+from hubbub.http.routing import Api
+from hubbub.identity.bearer import authenticate_request
+from hubbub.jobs import reads
+from hubbub.jobs.dispatch import submit_job
+from hubbub.jobs.feeds import Follower, JobFeeds
+from hubbub.jobs.registry import KINDS
+from hubbub.jobs.wire import (
+    EventList,
+    EventsQuery,
+    JobAccepted,
+    JobEventView,
+    JobList,
+    JobPath,
+    JobView,
+    ListQuery,
+    NewJob,
+    StreamQuery,
+)
+from hubbub.tenancy.access import authorize
+
+__all__ = ["FEEDS", "IDEMPOTENCY_HEADER", "api"]
+
+api = Api("jobs", "Long-running work on Ray workers, with live progress.")
+
+FEEDS = web.AppKey("job_feeds", JobFeeds)
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+BASE = "/api/v1/jobs"
+ONE = f"{BASE}/{{job_id}}"
+BEARER = ("bearer",)
+NOT_FOUND = {404: "No such job in this tenant (`not_found`)"}
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who acts, in which tenant, with which role there."""
+
+    tenant_id: str
+    user_id: str
+    role: str
+
+
+async def _caller(request: web.Request) -> Caller:
+    claims = await authenticate_request(request)
+    tenant_id = tenant_of(request, claims.tenant_id)
+    reply = await authorize(request.app[ROUTER], tenant_id, claims.user_id)
+    return Caller(str(tenant_id), str(claims.user_id), reply["role"])
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 200 or not key.isprintable():
+        raise AppError(
+            "validation_failed",
+            f"expected an {IDEMPOTENCY_HEADER} of 1 to 200 printable characters",
+            status=422,
+            errors=(FieldError("header", IDEMPOTENCY_HEADER, "1 to 200 printable characters"),),
+        )
+    return key
+
+
+@api.post(
+    BASE,
+    body=NewJob,
+    response=JobAccepted,
+    status=202,
+    security=BEARER,
+    responses={
+        422: "An unknown kind (`unknown_job_kind`), input the kind refuses "
+        "(`validation_failed`, naming `input.<field>`), or an `Idempotency-Key` "
+        "used with another body (`idempotency_key_reused`)"
+    },
+)
+async def create_job(request: web.Request, *, body: NewJob) -> JobAccepted:
+    """Submit a job; with an `Idempotency-Key` the same key gives the same job."""
+    caller = await _caller(request)
+    key = _idempotency_key(request)
+    kind = KINDS.get(body.kind)
+    value = kind.parse(body.input).model_dump(mode="json")
+    job = await submit_job(request.app, caller.tenant_id, caller.user_id, kind, value, key)
+    return JobAccepted(
+        id=job["id"],
+        status=job["status"],
+        stream_url=f"{BASE}/{job['id']}/stream",
+        status_url=f"{BASE}/{job['id']}",
+    )
+
+
+@api.get(BASE, query=ListQuery, response=JobList, security=BEARER)
+async def list_jobs(request: web.Request, *, query: ListQuery) -> JobList:
+    """The tenant's jobs, newest first; filter by kind and status."""
+    caller = await _caller(request)
+    async with request.app[DATABASE].tenant(caller.tenant_id) as conn:
+        items, cursor = await reads.jobs(conn, query.kind, query.status, query.cursor, query.limit)
+    return JobList.model_validate({"items": items, "next_cursor": cursor})
+
+
+@api.get(ONE, params=JobPath, response=JobView, security=BEARER, responses=NOT_FOUND)
+async def get_job(request: web.Request, *, path: JobPath) -> JobView:
+    """One job of the tenant."""
+    caller = await _caller(request)
+    async with request.app[DATABASE].tenant(caller.tenant_id) as conn:
+        return JobView.model_validate(await reads.job(conn, str(path.job_id)))
+
+
+@api.post(
+    f"{ONE}/cancel",
+    params=JobPath,
+    response=JobView,
+    security=BEARER,
+    responses=NOT_FOUND
+    | {
+        403: "Neither its creator nor a tenant owner or admin (`insufficient_role`)",
+        409: "The job is finished already (`job_finished`)",
+    },
+)
+async def cancel_job(request: web.Request, *, path: JobPath) -> JobView:
+    """Cancel a job: a queued one at once; a running one is asked to stop
+    (`cancel_requested`) and ends `cancelled` when its handler does."""
+    caller = await _caller(request)
+    args = {"actor": caller.user_id, "role": caller.role}
+    command = Command("job", str(path.job_id), "cancel", args, caller.tenant_id)
+    return JobView.model_validate(await request.app[ROUTER].send(command))
+
+
+@api.get(
+    f"{ONE}/events",
+    params=JobPath,
+    query=EventsQuery,
+    response=EventList,
+    security=BEARER,
+    responses=NOT_FOUND | {422: "An after_seq past the last one (`seq_out_of_range`)"},
+)
+async def list_job_events(request: web.Request, *, path: JobPath, query: EventsQuery) -> EventList:
+    """The job's events after `after_seq`, in order (for clients that poll)."""
+    caller = await _caller(request)
+    async with request.app[DATABASE].tenant(caller.tenant_id) as conn:
+        items, job = await reads.events_after(conn, str(path.job_id), query.after_seq, query.limit)
+    more = bool(items) and items[-1]["seq"] < job["last_seq"]
+    cursor = str(items[-1]["seq"]) if more else None
+    return EventList.model_validate(
+        {"items": items, "last_seq": job["last_seq"], "next_cursor": cursor}
+    )
+
+
+@api.get(
+    f"{ONE}/stream",
+    params=JobPath,
+    query=StreamQuery,
+    response=JobEventView,
+    content_type="text/event-stream",
+    security=BEARER,
+    responses=NOT_FOUND | {422: "A `Last-Event-ID` that is not a seq (`validation_failed`)"},
+)
+async def stream_job(
+    request: web.Request, *, path: JobPath, query: StreamQuery
+) -> web.StreamResponse:
+    """Server-Sent Events of the job: every event after `Last-Event-ID` (or
+    `after_seq`) in order, then live ones, ending with the final `status`."""
+    caller = await _caller(request)
+    after = _resume_point(request, query)
+    feeds = request.app[FEEDS]
+    follower = await feeds.follow(caller.tenant_id, str(path.job_id), after)
+    try:
+        heartbeat = request.app[SETTINGS].sse_heartbeat_seconds
+        async with sse_response(request, ping_interval=heartbeat) as stream:
+            with contextlib.suppress(ConnectionResetError):  # the client left: nothing to do
+                await _relay(follower, stream)
+        return stream
+    finally:
+        await follower.close()
+
+
+def _resume_point(request: web.Request, query: StreamQuery) -> int:
+    """The seq the client has seen: ``Last-Event-ID``, else ``after_seq``, else 0."""
+    header = request.headers.get("Last-Event-ID")
+    if header is None:
+        return query.after_seq or 0
+    if not header.isdigit():
+        raise AppError(
+            "validation_failed",
+            f"expected Last-Event-ID to be an event seq, got {header[:40]!r}",
+            status=422,
+            errors=(FieldError("header", "Last-Event-ID", "expected a seq"),),
+        )
+    return int(header)
+
+
+async def _relay(follower: Follower, stream: EventSourceResponse) -> None:
+    """Send the backlog, then live events, until the job's final event or the
+    client leaves (its heartbeat fails: the follower is interrupted)."""
+    gone = asyncio.get_running_loop().create_task(stream.wait())
+    gone.add_done_callback(lambda task: task.cancelled() or follower.interrupt())
+    try:
+        while not follower.caught_up:
+            for event in await follower.backlog():
+                await _send(stream, event)
+        while not follower.finished:
+            events = await follower.next()
+            if not events:  # interrupted: the client left
+                return
+            for event in events:
+                await _send(stream, event)
+    finally:
+        gone.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await gone
+
+
+async def _send(stream: EventSourceResponse, event: dict[str, Any]) -> None:
+    data = orjson.dumps(event).decode()
+    await stream.send(data, id=str(event["seq"]), event=event["type"])

@@ -1,0 +1,91 @@
+"""What a running handler gets: a :class:`JobContext` to report through.
+
+Every method only records a report (no I/O, safe from the handler's thread
+or loop); the worker's reporter sends what accumulated as one batch to the
+job entity (``hubbub.jobs.worker``). ``cancelled`` turns true once the job
+was asked to stop — the reply to a batch says so — and a handler that sees
+it should stop soon, by returning or with :meth:`JobContext.raise_if_cancelled`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+from hubbub.jobs.state import Report
+
+__all__ = ["JobCancelled", "JobContext"]
+
+#: Longest text of one ``step``, ``log`` or ``output`` report, in characters.
+MAX_TEXT = 65_536
+
+
+class JobCancelled(Exception):
+    """Raised by a handler that stops because its job was cancelled."""
+
+
+class JobContext:
+    """Owns: one run's unsent reports and its cancellation flag.
+
+    Concurrency: the handler (on the worker's loop or in a thread) appends
+    reports, the reporter takes them; a deque makes both atomic.
+    """
+
+    def __init__(self, job_id: str, attempt: int) -> None:
+        self.job_id = job_id
+        self.attempt = attempt
+        self._reports: deque[Report] = deque()
+        self._cancelled = False
+
+    def progress(self, pct: float) -> None:
+        """The job is ``pct`` percent done (0 to 100)."""
+        if not (isinstance(pct, int | float) and math.isfinite(pct) and 0 <= pct <= 100):
+            raise ValueError(f"expected a progress between 0 and 100, got {pct!r}")
+        self._reports.append(("progress", {"progress": float(pct)}))
+
+    def counters(self, done: int, total: int | None = None) -> None:
+        """``done`` items of ``total`` (None: not known yet)."""
+        if done < 0 or (total is not None and total < 0):
+            raise ValueError(f"expected counts of at least 0, got done={done}, total={total}")
+        self._reports.append(("counters", {"done": int(done), "total": total}))
+
+    def step(self, name: str) -> None:
+        """The job entered step ``name``."""
+        self._reports.append(("step", {"name": _text(name, "step")}))
+
+    def log(self, text: str) -> None:
+        """A line for the job's followers."""
+        self._reports.append(("log", {"text": _text(text, "log")}))
+
+    def output(self, chunk: str) -> None:
+        """A piece of streamed output (tokens, rows); a batch's chunks leave merged."""
+        self._reports.append(("output", {"chunk": _text(chunk, "output")}))
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the job was asked to stop (or is no longer this run's)."""
+        return self._cancelled
+
+    def raise_if_cancelled(self) -> None:
+        if self._cancelled:
+            raise JobCancelled(self.job_id)
+
+    def take(self) -> list[Report]:
+        """The reports recorded since the last call, in order."""
+        taken = []
+        while self._reports:
+            taken.append(self._reports.popleft())
+        return taken
+
+    def stop(self) -> None:
+        """Mark the run cancelled (the reporter learned it from the job)."""
+        self._cancelled = True
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected the {what} as a string, got {type(value).__name__}")
+    if len(value) > MAX_TEXT:
+        raise ValueError(f"expected a {what} of at most {MAX_TEXT} characters, got {len(value)}")
+    return value

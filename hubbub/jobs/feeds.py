@@ -1,0 +1,191 @@
+"""This gateway's followers of jobs: replay from Postgres, then live from the
+bus, in seq order, with no gap and no duplicate — for SSE streams and
+Socket.IO subscriptions alike.
+
+Following a job takes three steps. :meth:`JobFeeds.follow` subscribes the
+gateway to the job's bus topic (a probe round trip through the same Redis
+connection proves the SUBSCRIBE was processed) and starts buffering every
+event of the job for the new :class:`Follower`. Then the follower's
+:meth:`~Follower.backlog` reads what was committed after the client's
+``after_seq`` from Postgres, a page at a time. Finally :meth:`~Follower.next` hands out the
+buffered and live events: those at or below the last seq handed out are
+dropped (committed before the backlog read, published after it), and one
+above the next expected seq means events were lost on the bus — the missing
+range is read from Postgres and handed out first.
+
+A finished job's stream ends with its terminal ``status`` event, which a
+follower always gets: in the backlog, live, or — when the client had seen it
+already — once more at the end of the backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Any
+
+from redis.asyncio import Redis
+
+from hubbub.actors.job import channel
+from hubbub.jobs import reads
+from hubbub.jobs.state import TERMINAL
+from hubbub.realtime.fanout import Fanout
+from hubbub.storage.database import Database
+
+__all__ = ["PAGE", "Follower", "JobFeeds", "is_final"]
+
+log = logging.getLogger(__name__)
+
+#: Events read from Postgres at a time.
+PAGE = 500
+
+
+def is_final(event: dict[str, Any]) -> bool:
+    """Whether ``event`` ends its job's stream."""
+    return event["type"] == "status" and event["data"].get("status") in TERMINAL
+
+
+class JobFeeds:
+    """Owns: this gateway's job subscriptions and the followers of each job.
+
+    Concurrency: one event loop. Failure: events lost on the bus are read
+    back from Postgres at the next seq gap (``repaired`` counts them).
+    """
+
+    def __init__(self, redis: Redis, database: Database) -> None:
+        self.database = database
+        self.fanout = Fanout(redis, self._deliver)
+        self._followers: dict[str, set[Follower]] = {}
+        self.repaired = 0
+
+    async def start(self) -> None:
+        await self.fanout.start()
+
+    async def close(self) -> None:
+        await self.fanout.close()
+
+    async def follow(self, tenant_id: str, job_id: str, after_seq: int) -> Follower:
+        """A follower of the job from ``after_seq``; 404 if the tenant has no such job.
+
+        Subscribed on return; call :meth:`Follower.close` when done. 422
+        ``seq_out_of_range`` for an ``after_seq`` the job has not reached.
+        """
+        async with self.database.tenant(tenant_id) as conn:
+            reads.check_after_seq(await reads.job(conn, job_id), after_seq)
+        follower = Follower(self, tenant_id, job_id, after_seq)
+        self._followers.setdefault(job_id, set()).add(follower)
+        try:
+            await self.fanout.watch(channel(job_id))
+            await self.fanout.probe()
+        except BaseException:
+            await follower.close()
+            raise
+        return follower
+
+    async def _forget(self, follower: Follower) -> None:
+        followers = self._followers.get(follower.job_id, set())
+        followers.discard(follower)
+        if not followers:
+            self._followers.pop(follower.job_id, None)
+        await self.fanout.unwatch(channel(follower.job_id))
+
+    async def _deliver(self, topic: str, event: str, data: dict[str, Any]) -> None:
+        for follower in list(self._followers.get(topic.removeprefix("job:"), ())):
+            follower.offer(data)
+
+
+class Follower:
+    """One client following one job.
+
+    Owns: its buffer of live events and the last seq it handed out.
+    Concurrency: one consumer calls ``backlog`` until ``caught_up``, then ``next``.
+    """
+
+    def __init__(self, feeds: JobFeeds, tenant_id: str, job_id: str, after_seq: int) -> None:
+        self._feeds = feeds
+        self.tenant_id = tenant_id
+        self.job_id = job_id
+        self.last_seq = after_seq
+        self.finished = False
+        self.caught_up = False
+        self._live: deque[dict[str, Any]] = deque()
+        self._arrived = asyncio.Event()
+        self._interrupted = False
+        self._closed = False
+
+    def offer(self, event: dict[str, Any]) -> None:
+        """A live event from the bus (any order the bus gives)."""
+        self._live.append(event)
+        self._arrived.set()
+
+    async def backlog(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Up to ``limit`` (default :data:`PAGE`) committed events after the last
+        seq handed out.
+
+        Fewer than ``limit`` means the backlog is read (``caught_up``); then,
+        if the job is finished, the events end with its terminal status event
+        (read again if it was handed out before).
+        """
+        async with self._feeds.database.tenant(self.tenant_id) as conn:
+            # The job's state first: if it is finished, every event is committed.
+            finished = (await reads.job(conn, self.job_id))["status"] in TERMINAL
+            limit = limit or PAGE
+            events = await reads.stream_after(conn, self.job_id, self.last_seq, limit)
+            self._advance(events)
+            self.caught_up = len(events) < limit
+            if self.caught_up and finished and not self.finished:
+                final = await reads.final_status(conn, self.job_id)
+                assert final is not None, "a finished job has a terminal status event"
+                events.append(final)
+                self.finished = True
+        return events
+
+    async def next(self) -> list[dict[str, Any]]:
+        """The next live events in seq order (a gap read back first); waits for one."""
+        while True:
+            while not self._live:
+                if self._interrupted:
+                    return []
+                self._arrived.clear()
+                await self._arrived.wait()
+            event = self._live.popleft()
+            seq = event["seq"]
+            if seq <= self.last_seq:
+                continue
+            events = [*await self._missed(seq), event]
+            self._advance(events)
+            return events
+
+    def interrupt(self) -> None:
+        """Make a waiting (or the next) ``next`` return no events."""
+        self._interrupted = True
+        self._arrived.set()
+
+    async def close(self) -> None:
+        """Stop following (once); a waiting ``next`` returns no events."""
+        self.interrupt()
+        if not self._closed:
+            self._closed = True
+            await self._feeds._forget(self)
+
+    def _advance(self, events: list[dict[str, Any]]) -> None:
+        if events:
+            self.last_seq = events[-1]["seq"]
+            self.finished = self.finished or any(is_final(e) for e in events)
+
+    async def _missed(self, before: int) -> list[dict[str, Any]]:
+        if before <= self.last_seq + 1:
+            return []
+        async with self._feeds.database.tenant(self.tenant_id) as conn:
+            missed = await reads.stream_after(
+                conn, self.job_id, self.last_seq, before - self.last_seq - 1, before
+            )
+        self._feeds.repaired += len(missed)
+        log.warning(
+            "job %s: read seqs %d..%d back from Postgres (lost on the bus)",
+            self.job_id,
+            self.last_seq + 1,
+            before - 1,
+        )
+        return missed

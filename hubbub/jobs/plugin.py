@@ -1,0 +1,55 @@
+"""Jobs as a gateway plugin: the job entity kind, its routes and SSE stream,
+its Socket.IO events, this gateway's job feeds and socket subscriptions, and
+the registry of job kinds (hubbub's own, then those of installed packages)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from hubbub.actors.job import JobEntity
+from hubbub.gateway import DATABASE, REALTIME, REDIS
+from hubbub.http.health import READINESS
+from hubbub.jobs import demo
+from hubbub.jobs.api import FEEDS, api
+from hubbub.jobs.feeds import JobFeeds
+from hubbub.jobs.registry import KINDS
+from hubbub.jobs.sockets import SOCKET_EVENTS, SUBSCRIPTIONS, JobSubscriptions
+from hubbub.plugin import Plugin
+
+__all__ = ["BUILTIN_KINDS", "plugin"]
+
+#: Modules of hubbub's own job kinds (imported: their declarations register them).
+BUILTIN_KINDS = (demo,)
+
+
+async def _kinds(app: web.Application) -> AsyncIterator[None]:
+    """Kinds of installed packages (entry-point group ``hubbub.jobs``)."""
+    KINDS.discover()
+    yield
+
+
+async def _feeds(app: web.Application) -> AsyncIterator[None]:
+    """This gateway's job feeds and their bus subscription."""
+    feeds = app[FEEDS] = JobFeeds(app[REDIS], app[DATABASE])
+    await feeds.start()
+    app[READINESS].add("fanout:jobs", feeds.fanout.probe)
+    yield
+    await feeds.close()
+
+
+async def _subscriptions(app: web.Application) -> AsyncIterator[None]:
+    subscriptions = app[SUBSCRIPTIONS] = JobSubscriptions(app[REALTIME])
+    app[REALTIME].on_disconnect(subscriptions.forget)
+    yield
+    await subscriptions.close()
+
+
+plugin = Plugin(
+    "jobs",
+    entity_kinds=(JobEntity,),
+    apis=(api,),
+    socket_events=SOCKET_EVENTS,
+    cleanup_ctx=(_kinds, _feeds, _subscriptions),
+)

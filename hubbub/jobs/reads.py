@@ -1,0 +1,155 @@
+"""What the gateway reads of jobs straight from Postgres.
+
+Reads need no entity: they see committed state only (the entity replies and
+publishes after commit), in the caller's tenant scope (row-level security),
+so another tenant's job reads as absent and the HTTP layer answers 404.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from hubbub.errors import AppError, FieldError
+from hubbub.jobs.state import TERMINAL
+
+__all__ = [
+    "check_after_seq",
+    "decode_cursor",
+    "encode_cursor",
+    "events_after",
+    "final_status",
+    "job",
+    "jobs",
+    "stream_after",
+]
+
+_JOB = "SELECT * FROM jobs WHERE id = $1"
+_JOBS = """SELECT * FROM jobs
+WHERE ($1::text IS NULL OR kind = $1) AND ($2::text IS NULL OR status = $2)
+  AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::uuid))
+ORDER BY created_at DESC, id DESC LIMIT $5"""
+_EVENTS = """SELECT job_id, seq, type, data, created_at FROM job_events
+WHERE job_id = $1 AND seq > $2 AND seq < $3 ORDER BY seq LIMIT $4"""
+_LAST_STATUS = """SELECT job_id, seq, type, data, created_at FROM job_events
+WHERE job_id = $1 AND type = 'status' ORDER BY seq DESC LIMIT 1"""
+_NO_END = 2**62
+
+
+async def job(conn: asyncpg.Connection, job_id: str) -> dict[str, Any]:
+    """The job's view; 404 if it is not in the transaction's tenant."""
+    row = await conn.fetchrow(_JOB, job_id)
+    if row is None:
+        raise AppError.not_found("job")
+    return _job_view(row)
+
+
+async def jobs(
+    conn: asyncpg.Connection,
+    kind: str | None,
+    status: str | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of the tenant's jobs, newest first, and the next cursor."""
+    at, after_id = decode_cursor(cursor) if cursor else (None, None)
+    rows = await conn.fetch(_JOBS, kind, status, at, after_id, limit + 1)
+    page = rows[:limit]
+    more = len(rows) > limit
+    next_cursor = encode_cursor(page[-1]["created_at"], str(page[-1]["id"])) if more else None
+    return [_job_view(row) for row in page], next_cursor
+
+
+async def events_after(
+    conn: asyncpg.Connection, job_id: str, after_seq: int, limit: int
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Up to ``limit`` events after ``after_seq`` in order, and the job's view."""
+    view = await job(conn, job_id)
+    check_after_seq(view, after_seq)
+    return await stream_after(conn, job_id, after_seq, limit), view
+
+
+def check_after_seq(view: dict[str, Any], after_seq: int, field: str = "after_seq") -> None:
+    """422 ``seq_out_of_range`` for a seq the job has not reached."""
+    if after_seq > view["last_seq"]:
+        message = f"expected {field} at most {view['last_seq']} (the last seq), got {after_seq}"
+        raise AppError(
+            "seq_out_of_range", message, status=422, errors=(FieldError("query", field, message),)
+        )
+
+
+async def stream_after(
+    conn: asyncpg.Connection,
+    job_id: str,
+    after_seq: int,
+    limit: int,
+    before_seq: int = _NO_END,
+) -> list[dict[str, Any]]:
+    """Up to ``limit`` events with ``after_seq`` < seq < ``before_seq``, in order."""
+    rows = await conn.fetch(_EVENTS, job_id, after_seq, before_seq, limit)
+    return [_event_view(row) for row in rows]
+
+
+async def final_status(conn: asyncpg.Connection, job_id: str) -> dict[str, Any] | None:
+    """The job's terminal status event, or None while it is not finished."""
+    row = await conn.fetchrow(_LAST_STATUS, job_id)
+    if row is None or row["data"]["status"] not in TERMINAL:
+        return None
+    return _event_view(row)
+
+
+def _event_view(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "job_id": str(row["job_id"]),
+        "seq": row["seq"],
+        "type": row["type"],
+        "data": row["data"],
+        "at": row["created_at"].isoformat(),
+    }
+
+
+def _job_view(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "tenant_id": str(row["tenant_id"]),
+        "kind": row["kind"],
+        "status": row["status"],
+        "progress": row["progress"],
+        "step": row["step"],
+        "done": row["done"],
+        "total": row["total"],
+        "result": row["result"],
+        "error": row["error"],
+        "attempts": row["attempts"],
+        "cancel_requested": row["cancel_requested"],
+        "last_seq": row["last_seq"],
+        "created_by": str(row["created_by"]),
+        "created_at": row["created_at"].isoformat(),
+        "started_at": _time(row["started_at"]),
+        "finished_at": _time(row["finished_at"]),
+    }
+
+
+def _time(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat()
+
+
+def encode_cursor(at: datetime, job_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{at.isoformat()}|{job_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        at, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(at), str(UUID(job_id))
+    except ValueError:
+        raise AppError(
+            "validation_failed",
+            "expected a cursor from a previous page's next_cursor",
+            status=422,
+            errors=(FieldError("query", "cursor", "not a cursor"),),
+        ) from None

@@ -1,0 +1,138 @@
+"""Socket.IO events of jobs (payloads in docs/events.md).
+
+``job:subscribe {job_id, after_seq}`` acks with the job's events after
+``after_seq`` (read from Postgres), then ``job:event`` frames follow live, in
+seq order, with no gap and no duplicate (``feeds.py``), until the job's
+final status event; ``job:unsubscribe`` stops them sooner. A socket acts in
+the tenant of its handshake and must be a member of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+from uuid import UUID
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from hubbub.chat.sockets import acting, parse_payload, socket_app
+from hubbub.errors import AppError
+from hubbub.jobs.api import FEEDS
+from hubbub.jobs.feeds import Follower
+from hubbub.realtime.server import Realtime, SocketContext
+
+__all__ = ["EVENT", "REPLAY_LIMIT", "SOCKET_EVENTS", "SUBSCRIPTIONS", "JobSubscriptions"]
+
+#: Most events a subscribe replays; further behind, page ``GET /jobs/{id}/events`` first.
+REPLAY_LIMIT = 1000
+#: The server → client event carrying one job event.
+EVENT = "job:event"
+
+
+class _Subscribe(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    job_id: UUID
+    after_seq: int = Field(0, ge=0)
+
+
+class _Ref(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    job_id: UUID
+
+
+class JobSubscriptions:
+    """Owns: this gateway's socket subscriptions to jobs, each a follower and
+    the task that relays it to its socket.
+
+    Concurrency: one event loop; one relay task per subscription, ended by
+    the job's final event, an unsubscribe, the socket's disconnect or close.
+    """
+
+    def __init__(self, realtime: Realtime) -> None:
+        self._realtime = realtime
+        self._relays: dict[tuple[str, str], asyncio.Task[None]] = {}
+
+    def start(self, sid: str, follower: Follower) -> None:
+        """Relay ``follower``'s live events to ``sid``.
+
+        The task first runs after the subscribe handler's ack was queued, so
+        live events follow the ack.
+        """
+        task = asyncio.get_running_loop().create_task(self._relay(sid, follower))
+        self._relays[(sid, follower.job_id)] = task
+        task.add_done_callback(lambda _: self._discard(sid, follower.job_id, task))
+
+    async def stop(self, sid: str, job_id: str) -> bool:
+        """Stop relaying the job to ``sid``; whether it was subscribed."""
+        task = self._relays.pop((sid, job_id), None)
+        if task is None:
+            return False
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return True
+
+    async def forget(self, sid: str) -> None:
+        """The socket disconnected: stop all its relays."""
+        for key in [key for key in self._relays if key[0] == sid]:
+            await self.stop(*key)
+
+    async def close(self) -> None:
+        for sid, job_id in list(self._relays):
+            await self.stop(sid, job_id)
+
+    async def _relay(self, sid: str, follower: Follower) -> None:
+        try:
+            while not follower.finished:
+                events = await follower.next()
+                if not events:  # interrupted
+                    return
+                for event in events:
+                    await self._realtime.sio.emit(EVENT, event, to=sid, ignore_queue=True)
+        finally:
+            await follower.close()
+
+    def _discard(self, sid: str, job_id: str, task: asyncio.Task[None]) -> None:
+        if self._relays.get((sid, job_id)) is task:
+            del self._relays[(sid, job_id)]
+
+
+SUBSCRIPTIONS = web.AppKey("job_subscriptions", JobSubscriptions)
+
+
+async def subscribe(context: SocketContext, data: Any) -> dict[str, Any]:
+    """Ack the events after ``after_seq``; live ``job:event``s follow the ack."""
+    payload = parse_payload(_Subscribe, data)
+    app, tenant_id, _ = await acting(context)
+    job_id = str(payload.job_id)
+    await app[SUBSCRIPTIONS].stop(context.sid, job_id)  # a resubscribe replays from its own seq
+    follower = await app[FEEDS].follow(tenant_id, job_id, payload.after_seq)
+    try:
+        events = await follower.backlog(REPLAY_LIMIT + 1)
+        if not follower.caught_up:
+            raise AppError(
+                "too_far_behind",
+                f"more than {REPLAY_LIMIT} events since seq {payload.after_seq}: page "
+                "GET /api/v1/jobs/{id}/events?after_seq= and subscribe with a later after_seq",
+                status=409,
+            )
+    except BaseException:
+        await follower.close()
+        raise
+    if follower.finished:
+        await follower.close()
+    else:
+        app[SUBSCRIPTIONS].start(context.sid, follower)
+    return {"job_id": job_id, "last_seq": follower.last_seq, "events": events}
+
+
+async def unsubscribe(context: SocketContext, data: Any) -> dict[str, Any]:
+    """Stop receiving the job's events."""
+    payload = parse_payload(_Ref, data)
+    await socket_app(context)[SUBSCRIPTIONS].stop(context.sid, str(payload.job_id))
+    return {"job_id": str(payload.job_id)}
+
+
+SOCKET_EVENTS = {"job:subscribe": subscribe, "job:unsubscribe": unsubscribe}

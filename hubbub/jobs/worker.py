@@ -1,0 +1,175 @@
+"""One run of a job's handler, on a Ray worker (``hubbub.actors.runtime.launch_task``).
+
+The run talks to its job entity through a router of its own, like a
+gateway: ``start`` (queued → running; a job cancelled meanwhile, or already
+started by a duplicate launch, answers not current and the run ends before
+the handler), then report batches while the handler runs, then ``finish``
+with the result or the error. Reports leave in batches — one router call
+per batch, at most every ``HUBBUB_JOB_REPORT_SECONDS`` — and each batch's
+reply says whether the job was asked to stop, which the handler sees as
+``context.cancelled``; a handler that reports nothing is still checked every
+``HUBBUB_JOB_CHECK_SECONDS``. ``start``, every non-empty batch and ``finish``
+carry idempotency keys, so the router retries them across a shard restart
+and the entity applies each once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+
+from hubbub.actors.command import Command
+from hubbub.actors.router import Router
+from hubbub.config import Settings
+from hubbub.errors import AppError
+from hubbub.jobs.context import JobCancelled, JobContext
+from hubbub.jobs.registry import KINDS, JobKind
+
+__all__ = ["Launch", "Reporter", "run_job"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """What a worker needs to run a job: sent as the task's JSON payload.
+
+    ``launch_id`` is unique per launch: the idempotency keys of the run's
+    commands derive from it, so a retried command is one command, while two
+    launches of one job stay two (and only the first one starts it).
+    """
+
+    launch_id: str
+    job_id: str
+    tenant_id: str
+    kind: str
+    module: str
+    input: dict[str, Any]
+
+    def to_payload(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+async def run_job(payload: dict[str, Any], router: Router, settings: Settings) -> None:
+    """Start the job, run its handler and finish it; the task's entry point."""
+    launch = Launch(**payload)
+    started = await _ask(router, launch, "start", {}, key=f"start:{launch.launch_id}")
+    if not started["current"]:
+        return  # cancelled while queued, or another launch runs it
+    attempt = started["attempts"]
+    context = JobContext(launch.job_id, attempt)
+    reporter = Reporter(router, launch, context, settings)
+    reporter.start()
+    try:
+        outcome = await _outcome(launch, context)
+    finally:
+        await reporter.close()
+    outcome["attempt"] = attempt
+    await _ask(router, launch, "finish", outcome, key=f"finish:{launch.launch_id}")
+
+
+async def _outcome(launch: Launch, context: JobContext) -> dict[str, Any]:
+    """``finish``'s arguments: the handler's result, or why it did not give one
+    (a kind this worker cannot import fails the job too)."""
+    try:
+        kind = KINDS.load(launch.module, launch.kind)
+        result = await _call(kind, context, kind.input.model_validate(launch.input))
+        orjson.dumps(result)  # the result must be JSON
+    except JobCancelled:
+        return {"outcome": "cancelled"}
+    except AppError as error:
+        return _failed(error.code, error.message)
+    except TypeError as error:
+        if "JSON" in str(error):
+            return _failed("bad_result", f"expected a JSON result from the handler: {error}")
+        return _raised(launch, error)
+    except Exception as error:
+        return _raised(launch, error)
+    return {"outcome": "succeeded", "result": result}
+
+
+async def _call(kind: JobKind, context: JobContext, value: Any) -> Any:
+    if inspect.iscoroutinefunction(kind.handler):
+        return await kind.handler(context, value)
+    return await asyncio.to_thread(kind.handler, context, value)  # keep the reporter running
+
+
+def _raised(launch: Launch, error: Exception) -> dict[str, Any]:
+    log.warning("job %s (%s) failed", launch.job_id, launch.kind, exc_info=error)
+    return _failed("handler_failed", f"{type(error).__name__}: {error}")
+
+
+def _failed(code: str, message: str) -> dict[str, Any]:
+    return {"outcome": "failed", "error": {"code": code, "message": message}}
+
+
+async def _ask(
+    router: Router, launch: Launch, name: str, args: dict[str, Any], key: str | None = None
+) -> Any:
+    command = Command("job", launch.job_id, name, args, launch.tenant_id, key)
+    return await router.send(command)
+
+
+class Reporter:
+    """Owns: the task sending a run's reports to its job entity.
+
+    Concurrency: one task; one batch in flight at a time, so batches arrive
+    in order. Failure: a batch the router could not deliver is logged and
+    counted in ``lost`` (its events are missing from the job's stream; the
+    final status still comes with ``finish``).
+    """
+
+    def __init__(
+        self, router: Router, launch: Launch, context: JobContext, settings: Settings
+    ) -> None:
+        self._router = router
+        self._launch = launch
+        self._context = context
+        self._every = settings.job_report_seconds
+        self._check_every = settings.job_check_seconds
+        self._closing = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._batches = 0
+        self._last_sent = time.monotonic()
+        self.lost = 0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def close(self) -> None:
+        """Send what is left, then stop."""
+        self._closing.set()
+        if self._task is not None:
+            await self._task
+        await self._flush(self._context.take())
+
+    async def _run(self) -> None:
+        while not self._closing.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), self._every)
+            reports = self._context.take()
+            if reports or time.monotonic() - self._last_sent >= self._check_every:
+                await self._flush(reports)
+
+    async def _flush(self, reports: list[Any]) -> None:
+        """One batch (empty: only a check for cancellation)."""
+        self._last_sent = time.monotonic()
+        if reports:
+            self._batches += 1
+        key = f"report:{self._launch.launch_id}:{self._batches}" if reports else None
+        args = {"attempt": self._context.attempt, "reports": reports}
+        try:
+            reply = await _ask(self._router, self._launch, "report", args, key)
+        except AppError as error:
+            self.lost += len(reports)
+            log.error("job %s: a report batch was lost: %s", self._launch.job_id, error)
+            return
+        if not reply["current"] or reply["cancel_requested"]:
+            self._context.stop()
