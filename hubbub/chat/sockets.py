@@ -13,20 +13,20 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from hubbub.chat import reads
 from hubbub.chat.access import ask_conversation, check_body
 from hubbub.chat.api import send
 from hubbub.chat.rooms import ConversationRooms
 from hubbub.chat.wire import NewMessage
-from hubbub.errors import AppError, FieldError
+from hubbub.errors import AppError
 from hubbub.gateway import DATABASE, ROUTER, SETTINGS
-from hubbub.http.routing import validation_error
+from hubbub.realtime.protocol import parse_payload
 from hubbub.realtime.server import SocketContext
 from hubbub.tenancy.eviction import CONFIRMED_MEMBERS
 
-__all__ = ["REPLAY_LIMIT", "ROOMS", "SOCKET_EVENTS", "acting", "parse_payload", "socket_app"]
+__all__ = ["REPLAY_LIMIT", "ROOMS", "SOCKET_EVENTS", "acting"]
 
 #: Most events a join replays; further behind, fetch ``GET .../events`` first.
 REPLAY_LIMIT = 1000
@@ -58,20 +58,6 @@ class _Read(_Payload):
     up_to_seq: int = Field(ge=0)
 
 
-def parse_payload(model: type[Model], data: Any) -> Model:
-    try:
-        return model.model_validate(data if isinstance(data, dict) else {})
-    except ValidationError as exc:
-        errors = [FieldError("body", ".".join(map(str, e["loc"])), e["msg"]) for e in exc.errors()]
-        raise validation_error(errors) from None
-
-
-def socket_app(context: SocketContext) -> web.Application:
-    environ = context.realtime.sio.get_environ(context.sid)
-    assert environ is not None, "a connected socket has an environ"
-    return environ["aiohttp.request"].app
-
-
 async def acting(context: SocketContext) -> tuple[web.Application, str, str]:
     """``(app, tenant_id, user_id)`` of a socket that may act in its tenant."""
     principal = context.principal
@@ -81,7 +67,7 @@ async def acting(context: SocketContext) -> tuple[web.Application, str, str]:
             "expected the socket's handshake auth to name a tenant_id",
             status=400,
         )
-    app = socket_app(context)
+    app = context.app
     await app[CONFIRMED_MEMBERS].require(app[ROUTER], principal.tenant_id, principal.user_id)
     return app, principal.tenant_id, principal.user_id
 
@@ -117,7 +103,7 @@ async def join(context: SocketContext, data: Any) -> dict[str, Any]:
 async def leave(context: SocketContext, data: Any) -> dict[str, Any]:
     """Stop receiving the conversation's events."""
     payload = parse_payload(_Ref, data)
-    await socket_app(context)[ROOMS].leave(context.sid, str(payload.conversation_id))
+    await context.app[ROOMS].leave(context.sid, str(payload.conversation_id))
     return {"conversation_id": str(payload.conversation_id)}
 
 

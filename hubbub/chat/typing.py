@@ -168,9 +168,7 @@ TYPING = web.AppKey("typing_relay", TypingRelay)
 
 
 def _relay(context: SocketContext) -> TypingRelay:
-    environ = context.realtime.sio.get_environ(context.sid)
-    assert environ is not None, "a connected socket has an environ"
-    return environ["aiohttp.request"].app[TYPING]
+    return context.app[TYPING]
 
 
 async def typing(context: SocketContext, data: Any) -> dict[str, Any]:

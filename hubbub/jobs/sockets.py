@@ -17,10 +17,11 @@ from uuid import UUID
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from hubbub.chat.sockets import acting, parse_payload, socket_app
+from hubbub.chat.sockets import acting
 from hubbub.errors import AppError
 from hubbub.jobs.api import FEEDS
 from hubbub.jobs.feeds import Follower
+from hubbub.realtime.protocol import parse_payload
 from hubbub.realtime.server import Realtime, SocketContext
 
 __all__ = ["EVENT", "REPLAY_LIMIT", "SOCKET_EVENTS", "SUBSCRIPTIONS", "JobSubscriptions"]
@@ -131,7 +132,7 @@ async def subscribe(context: SocketContext, data: Any) -> dict[str, Any]:
 async def unsubscribe(context: SocketContext, data: Any) -> dict[str, Any]:
     """Stop receiving the job's events."""
     payload = parse_payload(_Ref, data)
-    await socket_app(context)[SUBSCRIPTIONS].stop(context.sid, str(payload.job_id))
+    await context.app[SUBSCRIPTIONS].stop(context.sid, str(payload.job_id))
     return {"job_id": str(payload.job_id)}
 
 

@@ -8,13 +8,17 @@ listed in docs/events.md.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
+from pydantic import BaseModel, ValidationError
 
-from hubbub.errors import AppError
+from hubbub.errors import AppError, FieldError
+from hubbub.http.routing import validation_error
 
-__all__ = ["OrjsonJson", "ack_error", "ack_ok"]
+__all__ = ["OrjsonJson", "ack_error", "ack_ok", "parse_payload"]
+
+Model = TypeVar("Model", bound=BaseModel)
 
 
 class OrjsonJson:
@@ -35,3 +39,12 @@ def ack_ok(data: Any = None) -> dict[str, Any]:
 
 def ack_error(error: AppError) -> dict[str, Any]:
     return {"error": error.to_wire()}
+
+
+def parse_payload(model: type[Model], data: Any) -> Model:
+    """An event's payload as ``model``; 422 ``validation_failed`` naming each bad field."""
+    try:
+        return model.model_validate(data if isinstance(data, dict) else {})
+    except ValidationError as exc:
+        errors = [FieldError("body", ".".join(map(str, e["loc"])), e["msg"]) for e in exc.errors()]
+        raise validation_error(errors) from None

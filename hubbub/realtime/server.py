@@ -46,6 +46,13 @@ class SocketContext:
     principal: Principal
     realtime: Realtime
 
+    @property
+    def app(self) -> web.Application:
+        """The gateway's aiohttp application (its settings, router, database...)."""
+        environ = self.realtime.sio.get_environ(self.sid)
+        assert environ is not None, "a connected socket has an environ"
+        return environ["aiohttp.request"].app
+
 
 SocketHandler = Callable[[SocketContext, Any], Awaitable[Any]]
 

@@ -73,9 +73,7 @@ def _tenant_id(data: Any) -> UUID:
 
 
 async def _authorize(context: SocketContext, tenant_id: UUID) -> dict[str, Any]:
-    environ = context.realtime.sio.get_environ(context.sid)
-    assert environ is not None, "a connected socket has an environ"
-    router = environ["aiohttp.request"].app[ROUTER]
+    router = context.app[ROUTER]
     assert context.principal.user_id is not None, "only users watch tenants"
     return await authorize(router, tenant_id, context.principal.user_id)
 

@@ -21,15 +21,16 @@ from typing import Any, Literal, TypeVar
 from uuid import UUID
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from hubbub.actors.command import Command
-from hubbub.errors import AppError, FieldError
+from hubbub.errors import AppError
 from hubbub.gateway import REALTIME, REDIS, ROUTER, SETTINGS
-from hubbub.http.routing import Api, validation_error
+from hubbub.http.routing import Api
 from hubbub.identity.bearer import authenticate_request
 from hubbub.realtime.handshake import Principal
 from hubbub.realtime.presence import Presence, topic
+from hubbub.realtime.protocol import parse_payload
 from hubbub.realtime.server import SocketContext
 from hubbub.tenancy.access import ask_tenant, authorize
 from hubbub.tenancy.wire import TenantPath
@@ -78,20 +79,6 @@ class _Watch(BaseModel):
 Model = TypeVar("Model", bound=BaseModel)
 
 
-def _parse(model: type[Model], data: Any) -> Model:
-    try:
-        return model.model_validate(data if isinstance(data, dict) else {})
-    except ValidationError as exc:
-        errors = [FieldError("body", ".".join(map(str, e["loc"])), e["msg"]) for e in exc.errors()]
-        raise validation_error(errors) from None
-
-
-def _app(context: SocketContext) -> web.Application:
-    environ = context.realtime.sio.get_environ(context.sid)
-    assert environ is not None, "a connected socket has an environ"
-    return environ["aiohttp.request"].app
-
-
 async def _roster(app: web.Application, tenant_id: str, actor: str) -> list[str]:
     """The tenant's member ids; 404 ``not_found`` unless ``actor`` is one."""
     command = Command("tenant", tenant_id, "members", {"actor": actor}, tenant_id)
@@ -100,8 +87,8 @@ async def _roster(app: web.Application, tenant_id: str, actor: str) -> list[str]
 
 async def set_presence(context: SocketContext, data: Any) -> dict[str, Any]:
     """Change your status, text or availability; the ack is your new view."""
-    payload = _parse(_Set, data)
-    app = _app(context)
+    payload = parse_payload(_Set, data)
+    app = context.app
     tracked = app[PRESENCE].tenant_of(context.sid)
     if tracked is None:
         raise AppError(
@@ -114,12 +101,12 @@ async def set_presence(context: SocketContext, data: Any) -> dict[str, Any]:
 
 async def watch_presence(context: SocketContext, data: Any) -> dict[str, Any]:
     """Receive the tenant's ``presence`` events; the ack holds everyone's view now."""
-    payload = _parse(_Watch, data)
+    payload = parse_payload(_Watch, data)
     tenant_id = str(payload.tenant_id or context.principal.tenant_id or "")
     user_id = context.principal.user_id
     if not tenant_id or user_id is None:
         raise AppError("tenant_required", "expected {tenant_id} or auth.tenant_id", status=400)
-    app = _app(context)
+    app = context.app
     await _roster(app, tenant_id, user_id)  # members only, before the room
     await context.realtime.watch(context.sid, topic(tenant_id))
     try:
@@ -132,7 +119,7 @@ async def watch_presence(context: SocketContext, data: Any) -> dict[str, Any]:
 
 async def unwatch_presence(context: SocketContext, data: Any) -> dict[str, Any]:
     """Stop receiving the tenant's ``presence`` events."""
-    payload = _parse(_Watch, data)
+    payload = parse_payload(_Watch, data)
     tenant_id = str(payload.tenant_id or context.principal.tenant_id or "")
     if tenant_id:
         await context.realtime.unwatch(context.sid, topic(tenant_id))
