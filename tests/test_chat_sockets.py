@@ -22,7 +22,8 @@ from redis.asyncio import Redis
 from hubbub.config import Settings
 from hubbub.errors import AppError
 from hubbub.gateway import REALTIME
-from hubbub.tenancy.eviction import ACCESS_FANOUT, CONFIRMED_MEMBERS
+from hubbub.tenancy.confirmed_members import CONFIRMED_MEMBERS
+from hubbub.tenancy.eviction import ACCESS_FANOUT
 from tests.support.chat import Team, new_team
 from tests.support.processes import Gateway
 from tests.support.tenants import TENANTS

@@ -24,9 +24,9 @@ from hubbub.errors import AppError
 from hubbub.gateway import DATABASE, ROUTER, SETTINGS
 from hubbub.realtime.protocol import parse_payload
 from hubbub.realtime.server import SocketContext
-from hubbub.tenancy.eviction import CONFIRMED_MEMBERS
+from hubbub.tenancy.confirmed_members import acting
 
-__all__ = ["REPLAY_LIMIT", "ROOMS", "SOCKET_EVENTS", "acting"]
+__all__ = ["REPLAY_LIMIT", "ROOMS", "SOCKET_EVENTS"]
 
 #: Most events a join replays; further behind, fetch ``GET .../events`` first.
 REPLAY_LIMIT = 1000
@@ -56,20 +56,6 @@ class _Send(NewMessage):
 class _Read(_Payload):
     conversation_id: UUID
     up_to_seq: int = Field(ge=0)
-
-
-async def acting(context: SocketContext) -> tuple[web.Application, str, str]:
-    """``(app, tenant_id, user_id)`` of a socket that may act in its tenant."""
-    principal = context.principal
-    if principal.tenant_id is None or principal.user_id is None:
-        raise AppError(
-            "tenant_required",
-            "expected the socket's handshake auth to name a tenant_id",
-            status=400,
-        )
-    app = context.app
-    await app[CONFIRMED_MEMBERS].require(app[ROUTER], principal.tenant_id, principal.user_id)
-    return app, principal.tenant_id, principal.user_id
 
 
 async def join(context: SocketContext, data: Any) -> dict[str, Any]:

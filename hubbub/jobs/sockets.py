@@ -17,12 +17,12 @@ from uuid import UUID
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from hubbub.chat.sockets import acting
 from hubbub.errors import AppError
 from hubbub.jobs.api import FEEDS
 from hubbub.jobs.feeds import Follower
 from hubbub.realtime.protocol import parse_payload
 from hubbub.realtime.server import Realtime, SocketContext
+from hubbub.tenancy.confirmed_members import acting
 
 __all__ = ["EVENT", "REPLAY_LIMIT", "SOCKET_EVENTS", "SUBSCRIPTIONS", "JobSubscriptions"]
 

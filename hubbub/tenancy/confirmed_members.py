@@ -13,7 +13,8 @@ entity confirmed and forgets it when
 - :data:`CONFIRMED_FOR` seconds passed, a bound for a revocation lost in a
   way the subscription cannot see.
 
-HTTP requests never use it: they ask the entity every time
+Socket handlers of any capability call :func:`acting` for the socket's
+tenant and user. HTTP requests never use it: they ask the entity every time
 (:mod:`hubbub.tenancy.access`).
 """
 
@@ -21,11 +22,16 @@ from __future__ import annotations
 
 import time
 
+from aiohttp import web
+
 from hubbub.actors.router import Router
+from hubbub.errors import AppError
+from hubbub.gateway import ROUTER
 from hubbub.realtime.fanout import Fanout
+from hubbub.realtime.server import SocketContext
 from hubbub.tenancy.access import authorize
 
-__all__ = ["CONFIRMED_FOR", "ConfirmedMembers"]
+__all__ = ["CONFIRMED_FOR", "CONFIRMED_MEMBERS", "ConfirmedMembers", "acting"]
 
 #: Seconds a confirmation is trusted even if no revocation arrives.
 CONFIRMED_FOR = 30.0
@@ -80,3 +86,20 @@ class ConfirmedMembers:
             self._lapses = {k: lapse for k, lapse in self._lapses.items() if lapse > now}
             self._prune_at = max(_PRUNE_FIRST_AT, 2 * len(self._lapses))
         self._lapses[key] = now + CONFIRMED_FOR
+
+
+CONFIRMED_MEMBERS = web.AppKey("confirmed_members", ConfirmedMembers)
+
+
+async def acting(context: SocketContext) -> tuple[web.Application, str, str]:
+    """``(app, tenant_id, user_id)`` of a socket that may act in its tenant."""
+    principal = context.principal
+    if principal.tenant_id is None or principal.user_id is None:
+        raise AppError(
+            "tenant_required",
+            "expected the socket's handshake auth to name a tenant_id",
+            status=400,
+        )
+    app = context.app
+    await app[CONFIRMED_MEMBERS].require(app[ROUTER], principal.tenant_id, principal.user_id)
+    return app, principal.tenant_id, principal.user_id

@@ -38,12 +38,11 @@ from hubbub.realtime.fanout import Fanout
 from hubbub.realtime.presence import topic as presence_topic
 from hubbub.realtime.server import Realtime, SocketContext
 from hubbub.tenancy.access import authorize
-from hubbub.tenancy.confirmed_members import ConfirmedMembers
+from hubbub.tenancy.confirmed_members import CONFIRMED_MEMBERS, ConfirmedMembers
 from hubbub.tenancy.presence_api import PRESENCE
 
 __all__ = [
     "ACCESS_FANOUT",
-    "CONFIRMED_MEMBERS",
     "evict",
     "tenant_access",
     "unwatch_tenant",
@@ -53,7 +52,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ACCESS_FANOUT = web.AppKey("tenant_access_fanout", Fanout)
-CONFIRMED_MEMBERS = web.AppKey("confirmed_members", ConfirmedMembers)
 
 
 class _TenantRef(BaseModel):
