@@ -10,9 +10,7 @@ deleted conversation reads as absent to everyone.
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -20,13 +18,12 @@ import asyncpg
 
 from hubbub.chat.state import reactions_view
 from hubbub.errors import AppError, FieldError
+from hubbub.http.cursors import decode_cursor, encode_cursor
 
 __all__ = [
     "Filters",
     "conversation",
     "conversations",
-    "decode_cursor",
-    "encode_cursor",
     "events_after",
     "message_row_view",
     "messages",
@@ -284,23 +281,6 @@ def message_row_view(row: dict[str, Any]) -> dict[str, Any]:
         "deleted": row["deleted_at"] is not None,
         "reactions": [],
     }
-
-
-def encode_cursor(at: datetime, conversation_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{at.isoformat()}|{conversation_id}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        at, conversation_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(at), str(UUID(conversation_id))
-    except ValueError:
-        raise AppError(
-            "validation_failed",
-            "expected a cursor from a previous page's next_cursor",
-            status=422,
-            errors=(FieldError("query", "cursor", "not a cursor"),),
-        ) from None
 
 
 def _bad_range(field: str, message: str) -> AppError:

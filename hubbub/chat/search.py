@@ -17,8 +17,9 @@ from typing import Any
 
 import asyncpg
 
-from hubbub.chat.reads import decode_cursor, encode_cursor, message_row_view, with_reactions
+from hubbub.chat.reads import message_row_view, with_reactions
 from hubbub.errors import AppError, FieldError
+from hubbub.http.cursors import decode_cursor, encode_cursor
 
 __all__ = ["public_channels", "search"]
 

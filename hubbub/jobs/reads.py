@@ -7,20 +7,17 @@ so another tenant's job reads as absent and the HTTP layer answers 404.
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime
 from typing import Any
-from uuid import UUID
 
 import asyncpg
 
 from hubbub.errors import AppError, FieldError
+from hubbub.http.cursors import decode_cursor, encode_cursor
 from hubbub.jobs.state import TERMINAL
 
 __all__ = [
     "check_after_seq",
-    "decode_cursor",
-    "encode_cursor",
     "events_after",
     "final_status",
     "job",
@@ -136,20 +133,3 @@ def _job_view(row: asyncpg.Record) -> dict[str, Any]:
 
 def _time(at: datetime | None) -> str | None:
     return None if at is None else at.isoformat()
-
-
-def encode_cursor(at: datetime, job_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{at.isoformat()}|{job_id}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        at, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(at), str(UUID(job_id))
-    except ValueError:
-        raise AppError(
-            "validation_failed",
-            "expected a cursor from a previous page's next_cursor",
-            status=422,
-            errors=(FieldError("query", "cursor", "not a cursor"),),
-        ) from None
