@@ -1,6 +1,6 @@
 """What a running handler gets: a :class:`JobContext` to report through.
 
-Every method only records a report (no I/O, safe from the handler's thread
+Every reporting method only records a report (no I/O, safe from the handler's thread
 or loop); the worker's reporter sends what accumulated as one batch to the
 job entity (``hubbub.jobs.worker``). ``cancelled`` turns true once the job
 was asked to stop — the reply to a batch says so — and a handler that sees
@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hubbub.jobs.state import Report
+
+if TYPE_CHECKING:
+    from hubbub.actors.router import Router
 
 __all__ = ["JobCancelled", "JobContext"]
 
@@ -32,9 +35,15 @@ class JobContext:
     reports, the reporter takes them; a deque makes both atomic.
     """
 
-    def __init__(self, job_id: str, attempt: int) -> None:
+    def __init__(
+        self, job_id: str, attempt: int, tenant_id: str = "", router: Router | None = None
+    ) -> None:
         self.job_id = job_id
         self.attempt = attempt
+        self.tenant_id = tenant_id
+        #: The run's router, for commands to the entity kinds the job kind
+        #: names in ``entities`` (from an ``async`` handler).
+        self.router = router
         self._reports: deque[Report] = deque()
         self._cancelled = False
 

@@ -82,12 +82,12 @@ async def launch(
     app: web.Application, kind: JobKind, job_id: str, tenant_id: str, input: dict[str, Any]
 ) -> None:
     """Start a Ray task for the job (off the event loop: Ray's submit may block)."""
-    work = Launch(uuid.uuid4().hex, job_id, tenant_id, kind.name, kind.module, input)
+    work = Launch(uuid.uuid4().hex, job_id, tenant_id, kind.name, kind.module, input, kind.entities)
     await asyncio.to_thread(
         launch_task,
         WORK,
         work.to_payload(),
-        kinds=["job"],
+        kinds=["job", *kind.entities],
         resources=kind.resources,
         settings=app[SETTINGS],
     )

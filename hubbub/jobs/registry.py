@@ -53,6 +53,9 @@ class JobKind:
     description: str = ""
     #: Ray task resources of one run, e.g. ``{"num_cpus": 1}`` or a custom resource.
     resources: Mapping[str, float] = field(default_factory=lambda: {"num_cpus": 1})
+    #: Entity kinds the handler sends commands to through ``context.router``
+    #: (its own job's shards are always reachable).
+    entities: tuple[str, ...] = ()
 
     @property
     def module(self) -> str:
@@ -131,13 +134,14 @@ def job_kind(
     *,
     description: str = "",
     resources: Mapping[str, float] | None = None,
+    entities: tuple[str, ...] = (),
 ) -> Callable[[Handler], Handler]:
     """Declare the decorated function as the handler of job kind ``name``."""
 
     def declare(handler: Handler) -> Handler:
         needs = {"num_cpus": 1.0} if resources is None else dict(resources)
         doc = description or (handler.__doc__ or "").strip().split("\n")[0]
-        KINDS.add(JobKind(name, handler, input, doc, needs))
+        KINDS.add(JobKind(name, handler, input, doc, needs, entities))
         return handler
 
     return declare

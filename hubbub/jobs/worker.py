@@ -52,19 +52,24 @@ class Launch:
     kind: str
     module: str
     input: dict[str, Any]
+    entities: tuple[str, ...] = ()  # the kind's, for the run's router
 
     def to_payload(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> Launch:
+        return cls(**{**payload, "entities": tuple(payload.get("entities", ()))})
+
 
 async def run_job(payload: dict[str, Any], router: Router, settings: Settings) -> None:
     """Start the job, run its handler and finish it; the task's entry point."""
-    launch = Launch(**payload)
+    launch = Launch.from_payload(payload)
     started = await _ask(router, launch, "start", {}, key=f"start:{launch.launch_id}")
     if not started["current"]:
         return  # cancelled while queued, or another launch runs it
     attempt = started["attempts"]
-    context = JobContext(launch.job_id, attempt)
+    context = JobContext(launch.job_id, attempt, launch.tenant_id, router)
     reporter = Reporter(router, launch, context, settings)
     reporter.start()
     try:
