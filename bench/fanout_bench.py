@@ -235,13 +235,15 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(name: str, workdir: Path) -> Server:
-    """``hubbub serve`` (zero-setup, data in ``workdir``) or the relay, on a free port."""
+def start_server(name: str, workdir: Path, settings: dict[str, str] | None = None) -> Server:
+    """``hubbub serve`` (zero-setup, data in ``workdir``, ``settings`` beyond
+    the defaults: :data:`HUBBUB_SETTINGS` unless given) or the relay, on a free port."""
     port, log = free_port(), workdir / f"{name}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUBBUB_")}  # embedded all
     if name == "hubbub":
         data = workdir / "data"
-        env |= HUBBUB_SETTINGS | {"HUBBUB_DATA_DIR": str(data), "HUBBUB_PORT": str(port)}
+        env |= HUBBUB_SETTINGS if settings is None else settings
+        env |= {"HUBBUB_DATA_DIR": str(data), "HUBBUB_PORT": str(port)}
         env["HUBBUB_RAY_NAMESPACE"] = f"fanout-bench-{uuid.uuid4().hex[:8]}"
         command, marker = [sys.executable, "-m", "hubbub", "serve"], str(data)
     else:
