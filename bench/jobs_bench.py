@@ -447,6 +447,7 @@ def _throughput(
 
 
 async def scenario(run: Run, name: str, server: Server, jobs: Jobs, args: Any) -> None:
+    await asyncio.sleep(args.settle_seconds)  # the previous scenario's streams are let go
     before = os.getloadavg()[0]
     progress(f"{name}: starting (load average {before:.2f})")
     if name == "memory":
