@@ -467,6 +467,7 @@ async def bench(args: argparse.Namespace) -> Run:
         server = start_server("hubbub", Path(tmp), server_settings(args))
         try:
             await wait_ready(server)
+            progress(f"gateway pid {server.process.pid} ready on port {server.port}")
             account = await provision(server.base_url)
             if args.pin:
                 progress(f"{server.tree.pin(SERVER_CPU)} server processes pinned to core 0")
