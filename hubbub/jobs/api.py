@@ -42,7 +42,7 @@ from hubbub.jobs.wire import (
 )
 from hubbub.tenancy.access import authorize
 
-__all__ = ["FEEDS", "IDEMPOTENCY_HEADER", "api"]
+__all__ = ["FEEDS", "IDEMPOTENCY_HEADER", "api", "stream_events"]
 
 api = Api("jobs", "Long-running work on Ray workers, with live progress.")
 
@@ -184,12 +184,21 @@ async def stream_job(
     `after_seq`) in order, then live ones, ending with the final `status`."""
     caller = await _caller(request)
     after = _resume_point(request, query)
-    feeds = request.app[FEEDS]
-    follower = await feeds.follow(caller.tenant_id, str(path.job_id), after)
+    follower = await request.app[FEEDS].follow(caller.tenant_id, str(path.job_id), after)
+    return await stream_events(request, follower)
+
+
+async def stream_events(
+    request: web.Request, follower: Follower, opening: tuple[str, dict[str, Any]] | None = None
+) -> web.StreamResponse:
+    """Answer ``request`` with ``follower``'s events as Server-Sent Events, after
+    ``opening`` (an ``(event, data)`` frame without id) if given; closes the follower."""
     try:
         heartbeat = request.app[SETTINGS].sse_heartbeat_seconds
         async with sse_response(request, ping_interval=heartbeat) as stream:
             with contextlib.suppress(ConnectionResetError):  # the client left: nothing to do
+                if opening is not None:
+                    await stream.send(orjson.dumps(opening[1]).decode(), event=opening[0])
                 await _relay(follower, stream)
         return stream
     finally:
