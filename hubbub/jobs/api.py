@@ -195,7 +195,8 @@ async def stream_events(
     ``opening`` (an ``(event, data)`` frame without id) if given; closes the follower."""
     try:
         heartbeat = request.app[SETTINGS].sse_heartbeat_seconds
-        async with sse_response(request, ping_interval=heartbeat) as stream:
+        # Any method: POST /chat/stream answers a job's events too.
+        async with sse_response(request, ping_interval=heartbeat, allow_all_methods=True) as stream:
             with contextlib.suppress(ConnectionResetError):  # the client left: nothing to do
                 if opening is not None:
                     await stream.send(orjson.dumps(opening[1]).decode(), event=opening[0])
