@@ -7,6 +7,7 @@ real `openai` client to a small server started by the test."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from aiohttp.test_utils import TestServer
@@ -276,3 +277,41 @@ async def test_a_reply_job_for_someone_elses_conversation_fails_as_not_found(
     assert events[-1]["data"]["status"] == "failed"
     assert events[-1]["data"]["error"]["code"] == "not_found"
     assert len(await _messages(team, owner, answer["conversation_id"])) == 2
+
+
+async def test_chat_answers_409_when_the_reply_is_cancelled_while_it_waits(serve: Serve) -> None:
+    async with ModelServer(["Thinking"], mode="hold") as model:
+        server = await _openai_gateway(serve, model)
+        team = await new_team(server, 1)
+        (user,) = team.people
+        asking = asyncio.create_task(team.call("POST", CHAT, user, {"message": "Slowly"}))
+        await model.asked.wait()
+        status, jobs = await team.call("GET", f"{JOBS}?kind=agent.reply", user)
+        (job,) = jobs["items"]
+        status, cancelled = await team.call("POST", f"{JOBS}/{job['id']}/cancel", user)
+        assert status == 200, cancelled
+        status, problem = await asking
+    assert (status, problem["code"]) == (409, "agent_reply_cancelled"), problem
+    assert problem["job_id"] == job["id"]
+
+
+async def test_an_empty_reply_fails_the_job(serve: Serve) -> None:
+    async with ModelServer([]) as model:
+        server = await _openai_gateway(serve, model)
+        team = await new_team(server, 1)
+        (user,) = team.people
+        status, problem = await team.call("POST", CHAT, user, {"message": "Hello?"})
+    assert (status, problem["code"]) == (502, "agent_reply_failed"), problem
+    assert "agent_empty_reply" in problem["detail"]
+
+
+async def test_a_reply_longer_than_a_message_may_be_is_cut_and_says_so(serve: Serve) -> None:
+    server = await serve(message_max_bytes=24)
+    team = await new_team(server, 1)
+    (user,) = team.people
+    status, answer = await team.call("POST", CHAT, user, {"message": "A long question"})
+    assert status == 200, answer
+    assert answer["response"] == _said("A long question").encode()[:24].decode()
+    events = await until_final(server, team, user, answer["job_id"])
+    logs = [e["data"]["text"] for e in events if e["type"] == "log"]
+    assert logs == ["the reply was cut at 24 bytes (HUBBUB_MESSAGE_MAX_BYTES)"]

@@ -34,6 +34,7 @@ class ModelServer:
         self.pieces = pieces
         self.mode = mode
         self.requests: list[tuple[dict[str, Any], dict[str, str]]] = []
+        self.asked = asyncio.Event()  # set once a request came
         self._released = asyncio.Event()
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._complete)
@@ -54,6 +55,7 @@ class ModelServer:
     async def _complete(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append((body, dict(request.headers)))
+        self.asked.set()
         if self.mode == "error":
             problem = {"error": {"message": "the model is overloaded", "type": "server_error"}}
             return web.json_response(problem, status=500)
