@@ -20,7 +20,7 @@ import orjson
 from aiohttp import web
 
 from hubbub.agent.reply import KIND
-from hubbub.agent.wire import ChatAccepted, ChatOpening, ChatReply, ChatRequest
+from hubbub.agent.wire import AgentChatRequest, AgentChatResponse, ChatAccepted, ChatOpening
 from hubbub.chat import reads
 from hubbub.chat.access import ask_conversation, check_body, tenant_of
 from hubbub.errors import AppError
@@ -62,8 +62,8 @@ class Asked:
 
 @api.post(
     BASE,
-    body=ChatRequest,
-    response=ChatReply,
+    body=AgentChatRequest,
+    response=AgentChatResponse,
     security=BEARER,
     alternatives={202: ("The reply is not written yet: follow `stream_url`", ChatAccepted)},
     responses=ASKING
@@ -72,7 +72,7 @@ class Asked:
         409: ASKING[409] + "; the reply job was cancelled (`agent_reply_cancelled`)",
     },
 )
-async def chat(request: web.Request, *, body: ChatRequest) -> Any:
+async def chat_with_agent(request: web.Request, *, body: AgentChatRequest) -> Any:
     """Send a message to the assistant and wait for its reply."""
     asked = await _ask(request, body)
     opening = asked.opening
@@ -86,18 +86,20 @@ async def chat(request: web.Request, *, body: ChatRequest) -> Any:
         await follower.close()
     result = _result(opening, final["data"])
     reply = await _message(request, asked, result["seq"])
-    return ChatReply(**dict(opening), reply=reply, response=reply["body"])
+    return AgentChatResponse(**dict(opening), reply=reply, response=reply["body"])
 
 
 @api.post(
     f"{BASE}/stream",
-    body=ChatRequest,
+    body=AgentChatRequest,
     response=JobEventView,
     content_type="text/event-stream",
     security=BEARER,
     responses=ASKING,
 )
-async def chat_stream(request: web.Request, *, body: ChatRequest) -> web.StreamResponse:
+async def stream_chat_with_agent(
+    request: web.Request, *, body: AgentChatRequest
+) -> web.StreamResponse:
     """Send a message to the assistant; Server-Sent Events of its reply job: a
     `chat` frame (conversation, job, your message), then the job's events
     (`output` chunks as tokens arrive), ending with its final `status`."""
@@ -107,7 +109,7 @@ async def chat_stream(request: web.Request, *, body: ChatRequest) -> web.StreamR
     return await stream_events(request, follower, ("chat", opening.model_dump(mode="json")))
 
 
-async def _ask(request: web.Request, body: ChatRequest) -> Asked:
+async def _ask(request: web.Request, body: AgentChatRequest) -> Asked:
     """Commit the user's message and submit the reply job (the same
     ``client_msg_id`` again: the same message and job)."""
     claims = await authenticate_request(request)
@@ -141,7 +143,7 @@ async def _ask(request: web.Request, body: ChatRequest) -> Asked:
 
 
 async def _conversation(
-    request: web.Request, tenant: str, user: str, body: ChatRequest, client_msg_id: str
+    request: web.Request, tenant: str, user: str, body: AgentChatRequest, client_msg_id: str
 ) -> str:
     """The agent conversation to post in: the one named (yours, of kind agent), or a
     new one (keyed by ``client_msg_id`` when given, so a retry finds it)."""

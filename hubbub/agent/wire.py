@@ -8,11 +8,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hubbub.chat.wire import MessageView
 
-__all__ = ["ChatAccepted", "ChatOpening", "ChatReply", "ChatRequest"]
+__all__ = ["AgentChatRequest", "AgentChatResponse", "ChatAccepted", "ChatOpening"]
 
 
-class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", title="AgentChatRequest")
+class AgentChatRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
     message: str = Field(description="Your message: 1 byte up to HUBBUB_MESSAGE_MAX_BYTES.")
     conversation_id: UUID | None = Field(
@@ -37,9 +37,7 @@ class ChatOpening(BaseModel):
     stream_url: str = Field(description="SSE stream of the reply job (resumable).")
 
 
-class ChatReply(ChatOpening):
-    model_config = ConfigDict(title="AgentChatResponse")
-
+class AgentChatResponse(ChatOpening):
     reply: MessageView = Field(description="The assistant's reply, committed with its seq.")
     response: str = Field(description="The reply's text.")
 
