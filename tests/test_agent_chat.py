@@ -8,14 +8,15 @@ real `openai` client to a small server started by the test."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
+import pytest
 from aiohttp.test_utils import TestServer
-from pydantic import SecretStr
 
 from hubbub.agent.provider import Turn
 from hubbub.agent.provider_local import local_reply
 from hubbub.chat.state import ASSISTANT_ID
+from hubbub.gateway import SETTINGS
 from tests.support.agent import CHAT, ModelServer, open_chat_stream
 from tests.support.chat import CONVERSATIONS, Team, new_team
 from tests.support.jobs import JOBS, submit, until_final
@@ -36,13 +37,19 @@ async def _messages(team: Team, who: Account, conversation_id: str) -> list[tupl
     return [(m["author_id"], m["body"]) for m in page["items"]]
 
 
-async def _openai_gateway(serve: Serve, model: ModelServer) -> TestServer:
-    return await serve(
-        agent_provider="openai",
-        agent_base_url=model.base_url,
-        agent_api_key=SecretStr("sk-test"),
-        agent_model="test-model",
-    )
+@pytest.fixture(scope="module")
+async def model(model_port: int) -> AsyncIterator[ModelServer]:
+    """The OpenAI-compatible server the session's settings point workers at."""
+    async with ModelServer(model_port) as server:
+        yield server
+
+
+async def _openai_gateway(serve: Serve) -> TestServer:
+    """A gateway whose replies are written by the OpenAI-compatible provider."""
+    return await serve(agent_provider="openai")
+
+
+REPLY = "".join(ModelServer.PIECES)
 
 
 async def test_chat_answers_with_the_reply_committed_in_a_new_agent_conversation(
@@ -160,36 +167,38 @@ async def test_a_member_in_the_room_gets_message_deltas_then_the_reply(
     assert all("seq" not in d for d in deltas)  # not part of the conversation's stream
 
 
-async def test_an_openai_compatible_provider_streams_the_reply(serve: Serve) -> None:
-    async with ModelServer(["Hub", "bub ", "is ", "realtime."]) as model:
-        server = await _openai_gateway(serve, model)
-        team = await new_team(server, 1)
-        (user,) = team.people
-        status, first = await team.call("POST", CHAT, user, {"message": "Hi"})
-        assert status == 200, first
-        assert first["response"] == "Hubbub is realtime."
-        body = {"message": "Tell me more", "conversation_id": first["conversation_id"]}
-        async with open_chat_stream(server, team, user, body) as stream:
-            frames = await stream.events()
+async def test_an_openai_compatible_provider_streams_the_reply(
+    serve: Serve, model: ModelServer
+) -> None:
+    server = await _openai_gateway(serve)
+    team = await new_team(server, 1)
+    (user,) = team.people
+    status, first = await team.call("POST", CHAT, user, {"message": "Hi"})
+    assert status == 200, first
+    assert first["response"] == REPLY
+    body = {"message": "Tell me more", "conversation_id": first["conversation_id"]}
+    async with open_chat_stream(server, team, user, body) as stream:
+        frames = await stream.events()
     outputs = [f.json()["data"]["chunk"] for f in frames if f.event == "output"]
-    assert "".join(outputs) == "Hubbub is realtime."
+    assert "".join(outputs) == REPLY
     assert frames[-1].json()["data"]["status"] == "succeeded"
     request, headers = model.requests[-1]
     assert (request["model"], request["stream"]) == ("test-model", True)
     assert request["messages"] == [
         {"role": "user", "content": "Hi"},
-        {"role": "assistant", "content": "Hubbub is realtime."},
+        {"role": "assistant", "content": REPLY},
         {"role": "user", "content": "Tell me more"},
     ]
     assert headers["Authorization"] == "Bearer sk-test"
 
 
-async def test_a_provider_error_fails_the_job_with_a_clear_error(serve: Serve) -> None:
-    async with ModelServer([], mode="error") as model:
-        server = await _openai_gateway(serve, model)
-        team = await new_team(server, 1)
-        (user,) = team.people
-        status, problem = await team.call("POST", CHAT, user, {"message": "Hi"})
+async def test_a_provider_error_fails_the_job_with_a_clear_error(
+    serve: Serve, model: ModelServer
+) -> None:
+    server = await _openai_gateway(serve)
+    team = await new_team(server, 1)
+    (user,) = team.people
+    status, problem = await team.call("POST", CHAT, user, {"message": "Hi [fail]"})
     assert (status, problem["code"]) == (502, "agent_reply_failed"), problem
     assert "agent_provider_failed" in problem["detail"]
     status, job = await team.call("GET", f"{JOBS}/{problem['job_id']}", user)
@@ -197,24 +206,50 @@ async def test_a_provider_error_fails_the_job_with_a_clear_error(serve: Serve) -
     assert job["error"]["code"] == "agent_provider_failed"
     assert "500" in job["error"]["message"] and "the model is overloaded" in job["error"]["message"]
     conversation_id = problem["conversation_id"]
-    assert await _messages(team, user, conversation_id) == [(user.user_id, "Hi")]
+    assert await _messages(team, user, conversation_id) == [(user.user_id, "Hi [fail]")]
 
 
-async def test_cancelling_mid_reply_commits_nothing(serve: Serve) -> None:
-    async with ModelServer(["The first words ", "never finished"], mode="hold") as model:
-        server = await _openai_gateway(serve, model)
-        team = await new_team(server, 1)
-        (user,) = team.people
-        async with open_chat_stream(server, team, user, {"message": "Go on"}) as stream:
-            chat = (await stream.next()).json()  # type: ignore[union-attr]
-            while (frame := await stream.next()) is not None and frame.event != "output":
-                pass
-            assert frame is not None and frame.json()["data"]["chunk"] == "The first words "
-            status, job = await team.call("POST", f"{JOBS}/{chat['job_id']}/cancel", user)
-            assert status == 200, job
-            rest = await stream.events()
+async def test_an_empty_reply_fails_the_job(serve: Serve, model: ModelServer) -> None:
+    server = await _openai_gateway(serve)
+    team = await new_team(server, 1)
+    (user,) = team.people
+    status, problem = await team.call("POST", CHAT, user, {"message": "Hello? [empty]"})
+    assert (status, problem["code"]) == (502, "agent_reply_failed"), problem
+    assert "agent_empty_reply" in problem["detail"]
+
+
+async def test_cancelling_mid_reply_commits_nothing(serve: Serve, model: ModelServer) -> None:
+    server = await _openai_gateway(serve)
+    team = await new_team(server, 1)
+    (user,) = team.people
+    async with open_chat_stream(server, team, user, {"message": "Go on [hold]"}) as stream:
+        chat = (await stream.next()).json()  # type: ignore[union-attr]
+        while (frame := await stream.next()) is not None and frame.event != "output":
+            pass
+        assert frame is not None and frame.json()["data"]["chunk"] == ModelServer.PIECES[0]
+        status, job = await team.call("POST", f"{JOBS}/{chat['job_id']}/cancel", user)
+        assert status == 200, job
+        rest = await stream.events()
     assert rest[-1].json()["data"]["status"] == "cancelled"
-    assert await _messages(team, user, chat["conversation_id"]) == [(user.user_id, "Go on")]
+    assert await _messages(team, user, chat["conversation_id"]) == [(user.user_id, "Go on [hold]")]
+
+
+async def test_chat_answers_409_when_the_reply_is_cancelled_while_it_waits(
+    serve: Serve, model: ModelServer
+) -> None:
+    server = await _openai_gateway(serve)
+    team = await new_team(server, 1)
+    (user,) = team.people
+    model.asked.clear()
+    asking = asyncio.create_task(team.call("POST", CHAT, user, {"message": "Slowly [hold]"}))
+    await model.asked.wait()
+    status, jobs = await team.call("GET", f"{JOBS}?kind=agent.reply", user)
+    (job,) = jobs["items"]
+    status, cancelled = await team.call("POST", f"{JOBS}/{job['id']}/cancel", user)
+    assert status == 200, cancelled
+    status, problem = await asking
+    assert (status, problem["code"]) == (409, "agent_reply_cancelled"), problem
+    assert problem["job_id"] == job["id"]
 
 
 async def test_chat_answers_202_with_the_job_when_the_wait_is_over(serve: Serve) -> None:
@@ -279,39 +314,16 @@ async def test_a_reply_job_for_someone_elses_conversation_fails_as_not_found(
     assert len(await _messages(team, owner, answer["conversation_id"])) == 2
 
 
-async def test_chat_answers_409_when_the_reply_is_cancelled_while_it_waits(serve: Serve) -> None:
-    async with ModelServer(["Thinking"], mode="hold") as model:
-        server = await _openai_gateway(serve, model)
-        team = await new_team(server, 1)
-        (user,) = team.people
-        asking = asyncio.create_task(team.call("POST", CHAT, user, {"message": "Slowly"}))
-        await model.asked.wait()
-        status, jobs = await team.call("GET", f"{JOBS}?kind=agent.reply", user)
-        (job,) = jobs["items"]
-        status, cancelled = await team.call("POST", f"{JOBS}/{job['id']}/cancel", user)
-        assert status == 200, cancelled
-        status, problem = await asking
-    assert (status, problem["code"]) == (409, "agent_reply_cancelled"), problem
-    assert problem["job_id"] == job["id"]
-
-
-async def test_an_empty_reply_fails_the_job(serve: Serve) -> None:
-    async with ModelServer([]) as model:
-        server = await _openai_gateway(serve, model)
-        team = await new_team(server, 1)
-        (user,) = team.people
-        status, problem = await team.call("POST", CHAT, user, {"message": "Hello?"})
-    assert (status, problem["code"]) == (502, "agent_reply_failed"), problem
-    assert "agent_empty_reply" in problem["detail"]
-
-
-async def test_a_reply_longer_than_a_message_may_be_is_cut_and_says_so(serve: Serve) -> None:
-    server = await serve(message_max_bytes=24)
+async def test_a_reply_longer_than_a_message_may_be_is_cut_and_says_so(
+    serve: Serve, model: ModelServer
+) -> None:
+    server = await _openai_gateway(serve)
     team = await new_team(server, 1)
     (user,) = team.people
-    status, answer = await team.call("POST", CHAT, user, {"message": "A long question"})
+    status, answer = await team.call("POST", CHAT, user, {"message": "Tell it all [long]"})
     assert status == 200, answer
-    assert answer["response"] == _said("A long question").encode()[:24].decode()
+    limit = server.app[SETTINGS].message_max_bytes
+    assert answer["response"] == ModelServer.LONG.encode()[:limit].decode(errors="ignore")
     events = await until_final(server, team, user, answer["job_id"])
     logs = [e["data"]["text"] for e in events if e["type"] == "log"]
-    assert logs == ["the reply was cut at 24 bytes (HUBBUB_MESSAGE_MAX_BYTES)"]
+    assert logs == [f"the reply was cut at {limit} bytes (HUBBUB_MESSAGE_MAX_BYTES)"]

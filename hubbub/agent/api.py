@@ -131,7 +131,8 @@ async def _ask(request: web.Request, body: AgentChatRequest) -> Asked:
         message_id=str(new_id()),
     )
     kind = KINDS.get(KIND)
-    value = {"conversation_id": conversation_id, "reply_to": message["id"]}
+    provider = request.app[SETTINGS].agent_provider
+    value = {"conversation_id": conversation_id, "reply_to": message["id"], "provider": provider}
     job = await submit_job(request.app, tenant, user, kind, value, f"{KIND}:{message['id']}")
     opening = ChatOpening(
         conversation_id=UUID(conversation_id),

@@ -2,9 +2,9 @@
 
 A provider takes the conversation so far as :class:`Turn` s (oldest first,
 the user's latest message last) and yields the reply a piece at a time.
-:func:`provider_for` picks the one ``HUBBUB_AGENT_PROVIDER`` names: the
-local one by default (deterministic, no network), or an OpenAI-compatible
-chat completions API. A provider that cannot answer raises
+:func:`provider_for` makes the one a reply job names — the local one
+(deterministic, no network) or an OpenAI-compatible chat completions API —
+from the worker's settings. A provider that cannot answer raises
 :class:`ProviderFailed`, which fails the job with its code.
 """
 
@@ -17,7 +17,7 @@ from typing import Literal, Protocol
 from hubbub.config import Settings
 from hubbub.errors import AppError
 
-__all__ = ["Provider", "ProviderFailed", "Turn", "provider_for"]
+__all__ = ["Provider", "ProviderFailed", "ProviderName", "Turn", "provider_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +41,13 @@ class ProviderFailed(AppError):
         super().__init__("agent_provider_failed", message, status=502, retriable=True)
 
 
-def provider_for(settings: Settings) -> Provider:
-    """The provider ``settings.agent_provider`` names."""
-    if settings.agent_provider == "openai":
+#: The providers by name, as ``HUBBUB_AGENT_PROVIDER`` and a reply job's input name them.
+ProviderName = Literal["local", "openai"]
+
+
+def provider_for(name: ProviderName, settings: Settings) -> Provider:
+    """The provider called ``name``, configured by ``settings`` (the worker's)."""
+    if name == "openai":
         from hubbub.agent.provider_openai import OpenAIProvider  # its client only when used
 
         return OpenAIProvider(settings)

@@ -27,11 +27,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from hubbub.actors.command import Command
 from hubbub.agent.deltas import Deltas
 from hubbub.agent.history import history
-from hubbub.agent.provider import Provider, Turn, provider_for
+from hubbub.agent.provider import Provider, ProviderName, Turn, provider_for
 from hubbub.config import Settings
 from hubbub.errors import AppError
 from hubbub.jobs.context import JobCancelled, JobContext
-from hubbub.jobs.registry import job_kind
+from hubbub.jobs.registry import Policy, job_kind
 from hubbub.storage.database import Database
 from hubbub.storage.redis import connect_redis
 
@@ -52,6 +52,11 @@ class ReplyInput(BaseModel):
     reply_to: uuid.UUID = Field(
         description="The user's message to answer: the history the model sees ends there."
     )
+    provider: ProviderName = Field(
+        "local",
+        description="Who writes the reply (the chat routes name their gateway's "
+        "HUBBUB_AGENT_PROVIDER); where it is and its key come from the worker's settings.",
+    )
 
 
 def reply_client_msg_id(job_id: str) -> str:
@@ -59,7 +64,15 @@ def reply_client_msg_id(job_id: str) -> str:
     return f"{KIND}:{job_id}"
 
 
-@job_kind(KIND, ReplyInput, resources={"num_cpus": 0.1}, entities=("conversation",))
+@job_kind(
+    KIND,
+    ReplyInput,
+    resources={"num_cpus": 0.1},  # it mostly waits on the provider
+    entities=("conversation",),
+    # A lost worker's reply is written again (committed once: see above); a
+    # provider's error is an AppError, which fails the job at once.
+    policy=Policy(max_attempts=2, timeout_seconds=600),
+)
 async def reply(context: JobContext, input: ReplyInput) -> dict[str, Any]:
     """The assistant's reply to a message of an agent conversation."""
     settings = _settings(context)
@@ -70,7 +83,8 @@ async def reply(context: JobContext, input: ReplyInput) -> dict[str, Any]:
     redis = connect_redis(settings.redis_url or "")
     try:
         deltas = Deltas(redis, conversation_id, context.job_id)
-        writing = _write(context, provider_for(settings), turns, deltas, settings.message_max_bytes)
+        provider = provider_for(input.provider, settings)
+        writing = _write(context, provider, turns, deltas, settings.message_max_bytes)
         text = await _until_cancelled(context, writing)
     finally:
         await redis.aclose()
