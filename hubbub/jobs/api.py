@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -19,12 +18,13 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
 from hubbub.actors.command import Command
-from hubbub.chat.access import tenant_of
 from hubbub.errors import AppError, FieldError
 from hubbub.gateway import DATABASE, ROUTER, SETTINGS
 from hubbub.http.routing import Api
-from hubbub.identity.bearer import authenticate_request
 from hubbub.jobs import reads
+from hubbub.jobs.caller import IDEMPOTENCY_HEADER
+from hubbub.jobs.caller import caller as _caller
+from hubbub.jobs.caller import idempotency_key as _idempotency_key
 from hubbub.jobs.dispatch import submit_job
 from hubbub.jobs.feeds import Follower, JobFeeds
 from hubbub.jobs.registry import KINDS
@@ -40,48 +40,16 @@ from hubbub.jobs.wire import (
     NewJob,
     StreamQuery,
 )
-from hubbub.tenancy.access import authorize
 
-__all__ = ["FEEDS", "IDEMPOTENCY_HEADER", "api"]
+__all__ = ["FEEDS", "IDEMPOTENCY_HEADER", "api", "serve_stream"]
 
 api = Api("jobs", "Long-running work on Ray workers, with live progress.")
 
 FEEDS = web.AppKey("job_feeds", JobFeeds)
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 BASE = "/api/v1/jobs"
 ONE = f"{BASE}/{{job_id}}"
 BEARER = ("bearer",)
 NOT_FOUND = {404: "No such job in this tenant (`not_found`)"}
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who acts, in which tenant, with which role there."""
-
-    tenant_id: str
-    user_id: str
-    role: str
-
-
-async def _caller(request: web.Request) -> Caller:
-    claims = await authenticate_request(request)
-    tenant_id = tenant_of(request, claims.tenant_id)
-    reply = await authorize(request.app[ROUTER], tenant_id, claims.user_id)
-    return Caller(str(tenant_id), str(claims.user_id), reply["role"])
-
-
-def _idempotency_key(request: web.Request) -> str | None:
-    key = request.headers.get(IDEMPOTENCY_HEADER)
-    if key is None:
-        return None
-    if not 1 <= len(key) <= 200 or not key.isprintable():
-        raise AppError(
-            "validation_failed",
-            f"expected an {IDEMPOTENCY_HEADER} of 1 to 200 printable characters",
-            status=422,
-            errors=(FieldError("header", IDEMPOTENCY_HEADER, "1 to 200 printable characters"),),
-        )
-    return key
 
 
 @api.post(
@@ -184,11 +152,25 @@ async def stream_job(
     `after_seq`) in order, then live ones, ending with the final `status`."""
     caller = await _caller(request)
     after = _resume_point(request, query)
-    feeds = request.app[FEEDS]
-    follower = await feeds.follow(caller.tenant_id, str(path.job_id), after)
+    return await serve_stream(request, caller.tenant_id, str(path.job_id), after)
+
+
+async def serve_stream(
+    request: web.Request,
+    tenant_id: str,
+    job_id: str,
+    after: int,
+    headers: dict[str, str] | None = None,
+) -> web.StreamResponse:
+    """Answer ``request`` with the job's Server-Sent Events after seq ``after``
+    (the caller checked access; 404 if the job is not in ``tenant_id``)."""
+    follower = await request.app[FEEDS].follow(tenant_id, job_id, after)
     try:
         heartbeat = request.app[SETTINGS].sse_heartbeat_seconds
-        async with sse_response(request, ping_interval=heartbeat) as stream:
+        # allow_all_methods: a workflow's run-stream answers its POST with the stream.
+        async with sse_response(
+            request, headers=headers, ping_interval=heartbeat, allow_all_methods=True
+        ) as stream:
             with contextlib.suppress(ConnectionResetError):  # the client left: nothing to do
                 await _relay(follower, stream)
         return stream
