@@ -1,0 +1,141 @@
+"""Wire shapes of workflows and their runs (after the API Service's schemas:
+``WorkflowSummary``, ``WorkflowDescriptorResponse``, ``WorkflowRunRequestBody``,
+``WorkflowRunResponse``, ``WorkflowRunListResponse``, ``WorkflowRunDetail``).
+
+A run is a job: its id is the job's, its status the job's status, and its
+stream the job's events (``hubbub.jobs.wire.JobEventView``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hubbub.jobs.wire import JobError, Status
+
+__all__ = [
+    "RunList",
+    "RunPath",
+    "RunQuery",
+    "RunStarted",
+    "RunSummary",
+    "RunView",
+    "StageDescriptor",
+    "StageProgress",
+    "StepDescriptor",
+    "StepProgress",
+    "WorkflowDescriptor",
+    "WorkflowList",
+    "WorkflowPath",
+    "WorkflowRunBody",
+    "WorkflowSummary",
+]
+
+KEY = r"^[a-z][a-z0-9_-]{0,62}$"
+StepStatus = Literal[
+    "pending", "running", "succeeded", "failed", "cancelled", "timed_out", "skipped"
+]
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WorkflowPath(BaseModel):
+    workflow_key: str = Field(pattern=KEY)
+
+
+class RunPath(BaseModel):
+    run_id: UUID
+
+
+class WorkflowRunBody(_Input):
+    input: dict[str, Any] = Field(
+        default_factory=dict, description="The workflow's input, checked against its schema."
+    )
+
+
+class RunQuery(_Input):
+    workflow_key: str | None = Field(None, pattern=KEY, description="Only this workflow's runs.")
+    status: Status | None = None
+    cursor: str | None = Field(None, description="`next_cursor` of the previous page.")
+    limit: int = Field(50, ge=1, le=100)
+
+
+class StepDescriptor(BaseModel):
+    key: str
+    title: str
+    description: str
+
+
+class StageDescriptor(StepDescriptor):
+    steps: list[StepDescriptor]
+
+
+class WorkflowSummary(BaseModel):
+    key: str
+    title: str
+    description: str
+    kind: str = Field(description="The job kind its runs have (`workflow.<key>`).")
+    stage_count: int
+    step_count: int
+
+
+class WorkflowList(BaseModel):
+    items: list[WorkflowSummary]
+
+
+class WorkflowDescriptor(WorkflowSummary):
+    input_schema: dict[str, Any] = Field(description="JSON Schema of the run's `input`.")
+    stages: list[StageDescriptor]
+
+
+class RunStarted(BaseModel):
+    id: UUID = Field(description="The run's id, which is its job's id.")
+    workflow_key: str
+    status: Status
+    stream_url: str = Field(description="SSE stream of the run's job events.")
+    status_url: str = Field(description="The run itself.")
+
+
+class RunSummary(BaseModel):
+    id: UUID
+    workflow_key: str
+    status: Status
+    progress: float = Field(description="0 to 100: the share of steps begun, or more.")
+    current_stage: str | None
+    current_step: str | None
+    cancel_requested: bool
+    created_by: UUID
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+
+
+class RunList(BaseModel):
+    items: list[RunSummary]
+    next_cursor: str | None
+
+
+class StepProgress(BaseModel):
+    key: str
+    title: str
+    status: StepStatus
+    started_at: str | None
+    finished_at: str | None
+
+
+class StageProgress(BaseModel):
+    key: str
+    title: str
+    status: StepStatus
+    steps: list[StepProgress]
+
+
+class RunView(RunSummary):
+    result: Any = Field(description="The workflow's JSON result, once succeeded.")
+    error: JobError | None
+    last_seq: int = Field(description="The seq of the run's latest job event.")
+    stages: list[StageProgress]
