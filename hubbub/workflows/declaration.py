@@ -20,7 +20,8 @@ The kind is named ``workflow.<key>`` and registered in the job kind registry
 descriptor rides on the registered handler, so the workflows known to a
 process are read off that registry (:func:`registered`), not kept beside it.
 A run is a job: :meth:`WorkflowRun.enter` reports a ``step`` event named
-``<stage>.<step>`` and the share of steps begun as progress.
+``<stage>.<step>`` and the share of steps before it as progress (100 once
+the handler returns).
 """
 
 from __future__ import annotations
@@ -154,7 +155,9 @@ def workflow(
 
         @functools.wraps(handler)  # keeps __module__: workers import the kind by it
         async def run(context: JobContext, value: BaseModel) -> Any:
-            return await handler(WorkflowRun(context, declared), value)
+            result = await handler(WorkflowRun(context, declared), value)
+            context.progress(100)  # every step done
+            return result
 
         setattr(run, _ATTRIBUTE, declared)
         job_kind(declared.kind, input, description=doc, resources=resources, entities=entities)(run)
