@@ -10,6 +10,7 @@ tenant's run answers 404.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from aiohttp import web
@@ -24,15 +25,15 @@ from hubbub.jobs.wire import JobEventView
 from hubbub.workflows import runs
 from hubbub.workflows.declaration import Workflow, find, registered
 from hubbub.workflows.wire import (
-    RunList,
-    RunPath,
-    RunQuery,
-    RunStarted,
-    RunView,
-    WorkflowDescriptor,
-    WorkflowList,
+    WorkflowDescriptorResponse,
+    WorkflowListResponse,
     WorkflowPath,
-    WorkflowRunBody,
+    WorkflowRunDetail,
+    WorkflowRunListResponse,
+    WorkflowRunPath,
+    WorkflowRunQuery,
+    WorkflowRunRequestBody,
+    WorkflowRunResponse,
     WorkflowSummary,
 )
 
@@ -54,27 +55,29 @@ BAD_RUN = {
 }
 
 
-@api.get(BASE, response=WorkflowList, security=KEYED)
-async def list_workflows(request: web.Request) -> WorkflowList:
+@api.get(BASE, response=WorkflowListResponse, security=KEYED)
+async def list_workflows(request: web.Request) -> WorkflowListResponse:
     """The workflows this gateway can run, by key."""
     await caller(request)
-    return WorkflowList(items=[_summary(flow) for flow, _ in registered()])
+    return WorkflowListResponse(items=[_summary(flow) for flow, _ in registered()])
 
 
 # The runs routes come before /{workflow_key}: "runs" is not a workflow key.
-@api.get(RUNS, query=RunQuery, response=RunList, security=KEYED)
-async def list_workflow_runs(request: web.Request, *, query: RunQuery) -> RunList:
+@api.get(RUNS, query=WorkflowRunQuery, response=WorkflowRunListResponse, security=KEYED)
+async def list_workflow_runs(
+    request: web.Request, *, query: WorkflowRunQuery
+) -> WorkflowRunListResponse:
     """The tenant's workflow runs, newest first; filter by workflow and status."""
     who = await caller(request)
     async with request.app[DATABASE].tenant(who.tenant_id) as conn:
         items, cursor = await runs.runs(
             conn, query.workflow_key, query.status, query.cursor, query.limit
         )
-    return RunList.model_validate({"items": items, "next_cursor": cursor})
+    return WorkflowRunListResponse.model_validate({"items": items, "next_cursor": cursor})
 
 
-@api.get(RUN, params=RunPath, response=RunView, security=KEYED, responses=NO_RUN)
-async def get_workflow_run(request: web.Request, *, path: RunPath) -> RunView:
+@api.get(RUN, params=WorkflowRunPath, response=WorkflowRunDetail, security=KEYED, responses=NO_RUN)
+async def get_workflow_run(request: web.Request, *, path: WorkflowRunPath) -> WorkflowRunDetail:
     """One run with the status and times of each stage and step."""
     who = await caller(request)
     return await _run(request, who, str(path.run_id))
@@ -82,8 +85,8 @@ async def get_workflow_run(request: web.Request, *, path: RunPath) -> RunView:
 
 @api.post(
     f"{RUN}/cancel",
-    params=RunPath,
-    response=RunView,
+    params=WorkflowRunPath,
+    response=WorkflowRunDetail,
     security=KEYED,
     responses=NO_RUN
     | {
@@ -91,34 +94,31 @@ async def get_workflow_run(request: web.Request, *, path: RunPath) -> RunView:
         409: "The run is finished already (`job_finished`)",
     },
 )
-async def cancel_workflow_run(request: web.Request, *, path: RunPath) -> RunView:
+async def cancel_workflow_run(request: web.Request, *, path: WorkflowRunPath) -> WorkflowRunDetail:
     """Cancel a run as its job is cancelled: a queued one at once, a running
     one is asked to stop (`cancel_requested`) and ends `cancelled`."""
     who = await caller(request)
     run_id = str(path.run_id)
-    await _run(request, who, run_id)  # 404 unless it is a run of this tenant
+    async with request.app[DATABASE].tenant(who.tenant_id) as conn:
+        await runs.find_run(conn, run_id)  # 404 unless it is a run of this tenant
     args = {"actor": who.user_id, "role": who.role}
     await request.app[ROUTER].send(Command("job", run_id, "cancel", args, who.tenant_id))
     return await _run(request, who, run_id)
 
 
 @api.get(
-    ONE, params=WorkflowPath, response=WorkflowDescriptor, security=KEYED, responses=NO_WORKFLOW
+    ONE,
+    params=WorkflowPath,
+    response=WorkflowDescriptorResponse,
+    security=KEYED,
+    responses=NO_WORKFLOW,
 )
-async def get_workflow(request: web.Request, *, path: WorkflowPath) -> WorkflowDescriptor:
+async def get_workflow(request: web.Request, *, path: WorkflowPath) -> WorkflowDescriptorResponse:
     """A workflow's descriptor: its stages, their steps and its input schema."""
     await caller(request)
     flow, kind = find(path.workflow_key)
-    stages = [
-        {
-            "key": stage.key,
-            "title": stage.title,
-            "description": stage.description,
-            "steps": [vars(step) for step in stage.steps],
-        }
-        for stage in flow.stages
-    ]
-    return WorkflowDescriptor.model_validate(
+    stages = [asdict(stage) for stage in flow.stages]
+    return WorkflowDescriptorResponse.model_validate(
         _summary(flow).model_dump()
         | {"input_schema": kind.input.model_json_schema(), "stages": stages}
     )
@@ -127,19 +127,19 @@ async def get_workflow(request: web.Request, *, path: WorkflowPath) -> WorkflowD
 @api.post(
     f"{ONE}/run",
     params=WorkflowPath,
-    body=WorkflowRunBody,
-    response=RunStarted,
+    body=WorkflowRunRequestBody,
+    response=WorkflowRunResponse,
     status=202,
     security=KEYED,
     responses=NO_WORKFLOW | BAD_RUN,
 )
 async def run_workflow(
-    request: web.Request, *, path: WorkflowPath, body: WorkflowRunBody
-) -> RunStarted:
+    request: web.Request, *, path: WorkflowPath, body: WorkflowRunRequestBody
+) -> WorkflowRunResponse:
     """Start a run (a job); with an `Idempotency-Key` the same key gives the same run."""
     who = await caller(request)
     flow, job = await _start(request, who, path.workflow_key, body.input)
-    return RunStarted(
+    return WorkflowRunResponse(
         id=job["id"],
         workflow_key=flow.key,
         status=job["status"],
@@ -151,14 +151,14 @@ async def run_workflow(
 @api.post(
     f"{ONE}/run-stream",
     params=WorkflowPath,
-    body=WorkflowRunBody,
+    body=WorkflowRunRequestBody,
     response=JobEventView,
     content_type="text/event-stream",
     security=KEYED,
     responses=NO_WORKFLOW | BAD_RUN,
 )
 async def run_workflow_stream(
-    request: web.Request, *, path: WorkflowPath, body: WorkflowRunBody
+    request: web.Request, *, path: WorkflowPath, body: WorkflowRunRequestBody
 ) -> web.StreamResponse:
     """Start a run and answer with its job's Server-Sent Events, from the first
     to the final `status`; the `Location` header names the run."""
@@ -179,9 +179,9 @@ async def _start(
     return flow, job
 
 
-async def _run(request: web.Request, who: Caller, run_id: str) -> RunView:
+async def _run(request: web.Request, who: Caller, run_id: str) -> WorkflowRunDetail:
     async with request.app[DATABASE].tenant(who.tenant_id) as conn:
-        return RunView.model_validate(await runs.run(conn, run_id))
+        return WorkflowRunDetail.model_validate(await runs.run(conn, run_id))
 
 
 def _summary(flow: Workflow) -> WorkflowSummary:

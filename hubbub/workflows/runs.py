@@ -13,9 +13,9 @@ import asyncpg
 from hubbub.errors import AppError
 from hubbub.jobs import reads
 from hubbub.workflows import progress
-from hubbub.workflows.declaration import KIND_PREFIX, registered
+from hubbub.workflows.declaration import KIND_PREFIX, Workflow, registered
 
-__all__ = ["run", "runs"]
+__all__ = ["find_run", "run", "runs", "summary", "view"]
 
 _STEPS = """SELECT data->>'name' AS name, created_at FROM job_events
 WHERE job_id = $1 AND type = 'step' ORDER BY seq"""
@@ -23,13 +23,19 @@ WHERE job_id = $1 AND type = 'step' ORDER BY seq"""
 
 async def run(conn: asyncpg.Connection, run_id: str) -> dict[str, Any]:
     """The run's view with its stages; 404 if no run of this tenant has that id."""
-    job = await reads.job(conn, run_id)
-    flows = {flow.kind: flow for flow, _ in registered()}
-    if job["kind"] not in flows:
-        raise AppError.not_found("workflow run")
+    flow, job = await find_run(conn, run_id)
     rows = await conn.fetch(_STEPS, run_id)
     entered = [progress.Entered(r["name"], r["created_at"].isoformat()) for r in rows]
-    return view(job) | {"stages": progress.stages(flows[job["kind"]], job, entered)}
+    return view(job) | {"stages": progress.stages(flow, job, entered)}
+
+
+async def find_run(conn: asyncpg.Connection, run_id: str) -> tuple[Workflow, dict[str, Any]]:
+    """The run's workflow and job view; 404 unless it is a workflow's job of this tenant."""
+    job = await reads.job(conn, run_id)
+    for flow, _ in registered():
+        if flow.kind == job["kind"]:
+            return flow, job
+    raise AppError.not_found("workflow run")
 
 
 async def runs(

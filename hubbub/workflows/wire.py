@@ -16,20 +16,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from hubbub.jobs.wire import JobError, Status
 
 __all__ = [
-    "RunList",
-    "RunPath",
-    "RunQuery",
-    "RunStarted",
-    "RunSummary",
-    "RunView",
-    "StageDescriptor",
-    "StageProgress",
-    "StepDescriptor",
-    "StepProgress",
-    "WorkflowDescriptor",
-    "WorkflowList",
+    "WorkflowDescriptorResponse",
+    "WorkflowListResponse",
     "WorkflowPath",
-    "WorkflowRunBody",
+    "WorkflowRunDetail",
+    "WorkflowRunListItem",
+    "WorkflowRunListResponse",
+    "WorkflowRunPath",
+    "WorkflowRunQuery",
+    "WorkflowRunRequestBody",
+    "WorkflowRunResponse",
+    "WorkflowStageDescriptor",
+    "WorkflowStageResult",
+    "WorkflowStepDescriptor",
+    "WorkflowStepResultSchema",
     "WorkflowSummary",
 ]
 
@@ -47,31 +47,31 @@ class WorkflowPath(BaseModel):
     workflow_key: str = Field(pattern=KEY)
 
 
-class RunPath(BaseModel):
+class WorkflowRunPath(BaseModel):
     run_id: UUID
 
 
-class WorkflowRunBody(_Input):
+class WorkflowRunRequestBody(_Input):
     input: dict[str, Any] = Field(
         default_factory=dict, description="The workflow's input, checked against its schema."
     )
 
 
-class RunQuery(_Input):
+class WorkflowRunQuery(_Input):
     workflow_key: str | None = Field(None, pattern=KEY, description="Only this workflow's runs.")
     status: Status | None = None
     cursor: str | None = Field(None, description="`next_cursor` of the previous page.")
     limit: int = Field(50, ge=1, le=100)
 
 
-class StepDescriptor(BaseModel):
+class WorkflowStepDescriptor(BaseModel):
     key: str
     title: str
     description: str
 
 
-class StageDescriptor(StepDescriptor):
-    steps: list[StepDescriptor]
+class WorkflowStageDescriptor(WorkflowStepDescriptor):
+    steps: list[WorkflowStepDescriptor]
 
 
 class WorkflowSummary(BaseModel):
@@ -83,16 +83,16 @@ class WorkflowSummary(BaseModel):
     step_count: int
 
 
-class WorkflowList(BaseModel):
+class WorkflowListResponse(BaseModel):
     items: list[WorkflowSummary]
 
 
-class WorkflowDescriptor(WorkflowSummary):
+class WorkflowDescriptorResponse(WorkflowSummary):
     input_schema: dict[str, Any] = Field(description="JSON Schema of the run's `input`.")
-    stages: list[StageDescriptor]
+    stages: list[WorkflowStageDescriptor]
 
 
-class RunStarted(BaseModel):
+class WorkflowRunResponse(BaseModel):
     id: UUID = Field(description="The run's id, which is its job's id.")
     workflow_key: str
     status: Status
@@ -100,7 +100,7 @@ class RunStarted(BaseModel):
     status_url: str = Field(description="The run itself.")
 
 
-class RunSummary(BaseModel):
+class WorkflowRunListItem(BaseModel):
     id: UUID
     workflow_key: str
     status: Status
@@ -114,12 +114,12 @@ class RunSummary(BaseModel):
     finished_at: str | None
 
 
-class RunList(BaseModel):
-    items: list[RunSummary]
+class WorkflowRunListResponse(BaseModel):
+    items: list[WorkflowRunListItem]
     next_cursor: str | None
 
 
-class StepProgress(BaseModel):
+class WorkflowStepResultSchema(BaseModel):
     key: str
     title: str
     status: StepStatus
@@ -127,15 +127,15 @@ class StepProgress(BaseModel):
     finished_at: str | None
 
 
-class StageProgress(BaseModel):
+class WorkflowStageResult(BaseModel):
     key: str
     title: str
     status: StepStatus
-    steps: list[StepProgress]
+    steps: list[WorkflowStepResultSchema]
 
 
-class RunView(RunSummary):
+class WorkflowRunDetail(WorkflowRunListItem):
     result: Any = Field(description="The workflow's JSON result, once succeeded.")
     error: JobError | None
     last_seq: int = Field(description="The seq of the run's latest job event.")
-    stages: list[StageProgress]
+    stages: list[WorkflowStageResult]
