@@ -37,7 +37,7 @@ from pydantic import BaseModel
 
 from hubbub.errors import AppError
 from hubbub.jobs.context import JobContext
-from hubbub.jobs.registry import KINDS, JobKind, job_kind
+from hubbub.jobs.registry import KINDS, JobKind, Policy, job_kind
 
 __all__ = [
     "KIND_PREFIX",
@@ -142,9 +142,11 @@ def workflow(
     description: str = "",
     resources: Mapping[str, float] | None = None,
     entities: tuple[str, ...] = (),
+    policy: Policy | None = None,
 ) -> Callable[[WorkflowHandler], WorkflowHandler]:
     """Declare the decorated ``async`` function as workflow ``key``: the job
-    kind ``workflow.<key>`` with these stages (ValueError if malformed)."""
+    kind ``workflow.<key>`` with these stages (ValueError if malformed);
+    ``resources``, ``entities`` and ``policy`` are the kind's (``job_kind``)."""
 
     def declare(handler: WorkflowHandler) -> WorkflowHandler:
         if not inspect.iscoroutinefunction(handler):
@@ -160,7 +162,14 @@ def workflow(
             return result
 
         setattr(run, _ATTRIBUTE, declared)
-        job_kind(declared.kind, input, description=doc, resources=resources, entities=entities)(run)
+        job_kind(
+            declared.kind,
+            input,
+            description=doc,
+            resources=resources,
+            entities=entities,
+            policy=policy,
+        )(run)
         return handler
 
     return declare

@@ -17,8 +17,11 @@ from hubbub.workflows.declaration import KIND_PREFIX, Workflow, registered
 
 __all__ = ["find_run", "run", "runs", "summary", "view"]
 
+#: The step events of the run's latest attempt (a retry starts the steps over).
 _STEPS = """SELECT data->>'name' AS name, created_at FROM job_events
-WHERE job_id = $1 AND type = 'step' ORDER BY seq"""
+WHERE job_id = $1 AND type = 'step' AND seq > coalesce((SELECT max(seq) FROM job_events
+  WHERE job_id = $1 AND type = 'status' AND data ? 'attempt'), 0)
+ORDER BY seq"""
 
 
 async def run(conn: asyncpg.Connection, run_id: str) -> dict[str, Any]:
