@@ -155,6 +155,19 @@ async def test_a_run_is_a_job_that_moves_through_its_stages_and_succeeds(
     assert steps[-1]["finished_at"] == found["finished_at"]
 
 
+async def test_a_retried_run_shows_the_steps_of_its_latest_attempt(gateway: TestServer) -> None:
+    team = await new_team(gateway, 1)
+    owner = team.people[0]
+    _, started = await run(team, owner, "test-flaky")
+    events = await until_final(gateway, team, owner, started["id"])
+    assert _steps(events) == ["one.a", "one.b", "one.a"]
+    assert events[-1]["data"] == {"status": "succeeded", "result": "second time lucky"}
+    status, found = await team.call("GET", f"{RUNS}/{started['id']}", owner)
+    assert (status, found["status"]) == (200, "succeeded"), found
+    steps = found["stages"][0]["steps"]
+    assert [(s["key"], s["status"]) for s in steps] == [("a", "succeeded"), ("b", "skipped")]
+
+
 async def test_run_stream_shows_the_steps_in_order_and_ends_with_the_final_status(
     gateway: TestServer,
 ) -> None:

@@ -13,12 +13,13 @@ from typing import Any
 
 import aiohttp
 
+from hubbub.jobs.registry import Policy
 from hubbub.workflows.declaration import Stage, Step, WorkflowRun, workflow
 from tests.support.chat import Team
 from tests.support.jobs import LIGHT, NoInput, SseStream
 from tests.support.tenants import Account
 
-__all__ = ["WORKFLOWS", "hold", "run", "run_stream"]
+__all__ = ["WORKFLOWS", "flaky", "hold", "run", "run_stream"]
 
 WORKFLOWS = "/api/v1/workflows"
 
@@ -36,6 +37,27 @@ async def hold(run: WorkflowRun, input: NoInput) -> None:
     while True:  # a slice of work, then a look at the flag
         run.context.raise_if_cancelled()
         await asyncio.sleep(0.01)
+
+
+FLAKY_STAGES = (Stage("one", "One", "", (Step("a", "A"), Step("b", "B"))),)
+
+
+@workflow(
+    "test-flaky",
+    NoInput,
+    title="Flaky",
+    stages=FLAKY_STAGES,
+    resources=LIGHT,
+    policy=Policy(max_attempts=2, backoff_seconds=0),
+)
+async def flaky(run: WorkflowRun, input: NoInput) -> str:
+    """Enter one.a and one.b and break on the first attempt; enter one.a and
+    succeed on the second (so one.b is skipped in the run that counts)."""
+    run.enter("one", "a")
+    if run.context.attempt == 1:
+        run.enter("one", "b")
+        raise RuntimeError("the first attempt breaks")
+    return "second time lucky"
 
 
 async def run(
