@@ -40,6 +40,7 @@ from hubbub.jobs.context import JobContext
 from hubbub.jobs.registry import KINDS, JobKind, Policy, job_kind
 
 __all__ = [
+    "KEY_PATTERN",
     "KIND_PREFIX",
     "Stage",
     "Step",
@@ -55,7 +56,8 @@ __all__ = [
 KIND_PREFIX = "workflow."
 #: Keys and stage/step keys: lower case, digits, ``_`` and ``-`` (no ``.``: it
 #: joins stage and step in a step event's name).
-_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+KEY_PATTERN = r"[a-z][a-z0-9_-]{0,62}"
+_KEY = re.compile(KEY_PATTERN)
 #: Not a workflow key: ``/workflows/runs`` is the runs list.
 _RESERVED = frozenset({"runs"})
 #: The handler attribute that carries its workflow descriptor.

@@ -14,6 +14,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from hubbub.jobs.wire import JobError, Status
+from hubbub.workflows.declaration import KEY_PATTERN
 
 __all__ = [
     "WorkflowDescriptorResponse",
@@ -33,7 +34,7 @@ __all__ = [
     "WorkflowSummary",
 ]
 
-KEY = r"^[a-z][a-z0-9_-]{0,62}$"
+KEY = f"^{KEY_PATTERN}$"
 StepStatus = Literal[
     "pending", "running", "succeeded", "failed", "cancelled", "timed_out", "skipped"
 ]
