@@ -231,7 +231,7 @@ class Settings(BaseSettings):
         "whether it was cancelled.",
     )
     job_sweep_seconds: float = Field(
-        1.0,
+        0.5,
         gt=0,
         le=60,
         description="How often the job sweep launches due jobs, supervises running ones "
