@@ -16,7 +16,7 @@ stream; another password, name or tenant name with that key is 422
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
@@ -78,11 +78,9 @@ async def signup_async(request: web.Request, *, body: AsyncSignup) -> SignupAcce
         request.app, str(SIGNUP_JOBS), str(signup.user_id), kind, job_input, job_key
     )
     lifetime = timedelta(minutes=request.app[SETTINGS].signup_stream_minutes)
-    token = await open_stream(request.app[DATABASE], signup.job_id, lifetime)
+    token, expires_at = await open_stream(request.app[DATABASE], signup.job_id, lifetime)
     return SignupAccepted(
-        job_id=job["id"],
-        stream_url=f"{BASE}/{token}/stream",
-        expires_at=datetime.now(UTC) + lifetime,
+        job_id=job["id"], stream_url=f"{BASE}/{token}/stream", expires_at=expires_at
     )
 
 
@@ -96,7 +94,11 @@ async def _signup(request: web.Request, body: AsyncSignup, key: str | None) -> S
         return found
     if await find_user_id(db, body.email) is not None:
         raise email_taken()
-    return await file_signup(db, await _new_signup(request, body, key), key)
+    proposed = await _new_signup(request, body, key)
+    filed = await file_signup(db, proposed, key)
+    if filed.job_id != proposed.job_id:  # a concurrent request with the key filed first
+        await _same_password(db, filed, body.password)
+    return filed
 
 
 async def _new_signup(request: web.Request, body: AsyncSignup, key: str | None) -> Signup:

@@ -41,8 +41,7 @@ from hubbub.provisioning.signups import Signup, forget_password, get_signup
 from hubbub.provisioning.wire import ProvisionInput
 from hubbub.storage.database import Database
 from hubbub.storage.migrate import HUBBUB_STREAM, discover
-from hubbub.tenancy.access import authorize
-from hubbub.tenancy.directory import find_user_id, reserve_slug_for_name
+from hubbub.tenancy.directory import find_user_id, release_slug, reserve_slug_for_name
 from hubbub.tenancy.plans import parse_plans
 
 __all__ = ["STEPS", "provision"]
@@ -61,6 +60,8 @@ async def provision(context: JobContext, input: ProvisionInput) -> dict[str, Any
     """Create an async signup's account, tenant and first session."""
     settings = context.settings
     assert settings is not None and settings.database_url, "a worker has resolved settings"
+    # A small pool of the run's own: signups are rare, and users and sessions
+    # have no entity to send commands to.
     db = await Database.connect(settings.database_url, role=settings.app_role, size=2)
     try:
         return await _provision(context, input, db, settings)
@@ -109,7 +110,8 @@ async def _validated(context: JobContext, input: ProvisionInput, db: Database) -
 
 
 async def _account(input: ProvisionInput, signup: Signup, db: Database) -> User:
-    """The signup's account: created now, or found (an earlier run made it)."""
+    """The signup's account: created now, or found (an earlier run made it).
+    Its password hash leaves the signup row in the same transaction."""
     async with db.tenant(None) as conn:
         if signup.password_hash is None:
             user = await get_user(conn, input.user_id)
@@ -121,19 +123,34 @@ async def _account(input: ProvisionInput, signup: Signup, db: Database) -> User:
                 password_hash=signup.password_hash,
                 user_id=input.user_id,
             )
-            await forget_password(conn, str(signup.job_id))
-    if user is None:  # taken since validating, or the account was deleted since
-        raise email_taken()
+        if user is None:  # taken since validating (or deleted since an earlier run)
+            raise email_taken()
+        await forget_password(conn, str(signup.job_id))
     return user
 
 
 async def _tenant(
     context: JobContext, input: ProvisionInput, db: Database, settings: Settings
 ) -> str:
-    """The new tenant's slug, once the tenant entity has created it."""
+    """The new tenant's slug, once the tenant entity has created it (or had)."""
     assert context.router is not None
-    tenant_id = str(input.tenant_id)
-    slug, _ = await reserve_slug_for_name(db, input.tenant_id, input.tenant_name)
+    slug, reserved = await reserve_slug_for_name(db, input.tenant_id, input.tenant_name)
+    try:
+        reply = await _create_tenant(context, input, slug, settings)
+    except AppError:
+        await release_slug(db, input.tenant_id, slug)
+        raise
+    if reserved and reply["slug"] != slug:  # an earlier run chose the slug
+        await release_slug(db, input.tenant_id, slug)
+    return str(reply["slug"])
+
+
+async def _create_tenant(
+    context: JobContext, input: ProvisionInput, slug: str, settings: Settings
+) -> dict[str, Any]:
+    """The tenant entity's view of the new tenant, owned by the account."""
+    assert context.router is not None
+    tenant_id, actor = str(input.tenant_id), str(input.user_id)
     args = {
         "tenant_id": tenant_id,
         "name": input.tenant_name,
@@ -141,20 +158,20 @@ async def _tenant(
         "timezone": "UTC",
         "locale": "en",
         "plan": parse_plans(settings.plans).default,
-        "actor": str(input.user_id),
+        "actor": actor,
     }
     key = f"{context.job_id}:create"
     try:
-        reply = await context.router.send(
+        return await context.router.send(
             Command("tenant", tenant_id, "create", args, tenant_id, key)
         )
     except AppError as error:
         if error.code != "tenant_exists":
             raise
-        # Created by an earlier run whose receipt has expired: ours if we own it.
-        await authorize(context.router, tenant_id, input.user_id, "owner")
-        return slug
-    return str(reply["slug"])
+    # Made by an earlier run whose receipt expired: ours if the account is in it
+    # (404 otherwise).
+    get = Command("tenant", tenant_id, "get", {"actor": actor}, tenant_id)
+    return await context.router.send(get)
 
 
 async def _check_schema(db: Database) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import asyncpg
@@ -37,7 +37,7 @@ WHERE lower(email) = lower($1) AND idempotency_key = $2"""
 _BY_JOB = f"SELECT {_COLUMNS} FROM account_signups WHERE job_id = $1"
 _FORGET = "UPDATE account_signups SET password_hash = NULL WHERE job_id = $1"
 _OPEN = """INSERT INTO signup_streams (token_hash, job_id, expires_at)
-VALUES ($1, $2, now() + $3::interval)"""
+VALUES ($1, $2, now() + $3::interval) RETURNING expires_at"""
 _RESOLVE = "SELECT job_id FROM signup_streams WHERE token_hash = $1 AND expires_at > now()"
 
 
@@ -81,12 +81,12 @@ async def forget_password(conn: asyncpg.Connection, job_id: str) -> None:
     await conn.execute(_FORGET, job_id)
 
 
-async def open_stream(db: Database, job_id: UUID, lifetime: timedelta) -> str:
-    """A new token opening the job's stream for ``lifetime``."""
+async def open_stream(db: Database, job_id: UUID, lifetime: timedelta) -> tuple[str, datetime]:
+    """A new token opening the job's stream for ``lifetime``, and its expiry."""
     token = secrets.token_urlsafe(32)
     async with db.tenant(None) as conn:
-        await conn.execute(_OPEN, _hash(token), job_id, lifetime)
-    return token
+        expires_at = await conn.fetchval(_OPEN, _hash(token), job_id, lifetime)
+    return token, expires_at
 
 
 async def stream_job(db: Database, token: str) -> str:
