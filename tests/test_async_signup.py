@@ -15,8 +15,10 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestServer
 
+from hubbub.errors import AppError
 from hubbub.gateway import ROUTER, SETTINGS
 from hubbub.jobs.context import JobContext
 from hubbub.provisioning import SIGNUP_JOBS
@@ -258,3 +260,56 @@ async def test_invite_only_deployments_refuse_async_signup(
     server = await serve(signup_policy="invite_only")
     status, problem = await start_signup(server, new_signup_body())
     assert (status, problem["code"]) == (403, "signup_invite_only"), problem
+
+
+async def test_one_email_gets_one_account_when_register_races_the_job(
+    gateway: TestServer, owner_conn: Any
+) -> None:
+    """Whoever is first gets the account; the other is told `email_taken` —
+    the job by failing with it, `register` by its 409."""
+    body = new_signup_body()
+    status, accepted = await start_signup(gateway, body)
+    assert status == 202, accepted
+    account = {"email": body["email"], "password": PASSWORD, "name": "Racer"}
+    registered, _ = await call(gateway, "POST", "/api/v1/auth/register", json=account)
+    async with signup_stream(gateway, accepted["stream_url"]) as stream:
+        final = (await stream.events())[-1].json()["data"]
+    if registered == 201:
+        assert final == {
+            "status": "failed",
+            "error": {"code": "email_taken", "message": final["error"]["message"]},
+        }
+    else:
+        assert (registered, final["status"]) == (409, "succeeded"), final
+    users = await owner_conn.fetchval(
+        "SELECT count(*) FROM users WHERE lower(email) = lower($1)", body["email"]
+    )
+    assert users == 1
+
+
+async def test_a_run_whose_email_was_taken_meanwhile_fails_email_taken_and_creates_nothing(
+    gateway: TestServer, owner_conn: Any
+) -> None:
+    taken = (await sign_up(str(gateway.make_url("")).rstrip("/")))["user"]["email"]
+    # A signup filed before that account existed (as the gateway files one).
+    job_id, user_id, tenant_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await owner_conn.execute(
+        """INSERT INTO account_signups (job_id, user_id, new_tenant_id, email, password_hash,
+           device) VALUES ($1, $2, $3, $4, 'not a real hash', 'test')""",
+        job_id,
+        user_id,
+        tenant_id,
+        taken,
+    )
+    app = gateway.app
+    context = JobContext(str(job_id), 1, str(SIGNUP_JOBS), app[ROUTER], app[SETTINGS])
+    input = ProvisionInput(
+        user_id=user_id, tenant_id=tenant_id, email=taken, name="Late", tenant_name="Late Co"
+    )
+    with pytest.raises(AppError) as raised:
+        await provision(context, input)
+    assert raised.value.code == "email_taken"
+    made = await owner_conn.fetchval(
+        "SELECT count(*) FROM users WHERE id = $1", user_id
+    ) + await owner_conn.fetchval("SELECT count(*) FROM tenants WHERE id = $1", tenant_id)
+    assert made == 0
