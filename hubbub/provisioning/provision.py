@@ -35,7 +35,7 @@ from hubbub.identity.sessions import create_session
 from hubbub.identity.sign_in import issue_tokens
 from hubbub.identity.users import User, create_user, email_taken, get_user
 from hubbub.jobs.context import JobContext
-from hubbub.jobs.registry import job_kind
+from hubbub.jobs.registry import Policy, job_kind
 from hubbub.provisioning import PROVISION
 from hubbub.provisioning.signups import Signup, forget_password, get_signup
 from hubbub.provisioning.wire import ProvisionInput
@@ -55,6 +55,10 @@ _GENERAL = uuid.UUID("0b7d5c1e-3f2a-5e4b-9c8d-7a6f5e4d3c2b")  # namespace of see
     ProvisionInput,
     resources={"num_cpus": 0.1},
     entities=("tenant", "conversation"),
+    # Retrying is safe (see the module doc); an AppError such as email_taken
+    # still fails the job at once. No concurrency limit: every signup shares
+    # one tenant scope.
+    policy=Policy(max_attempts=3, backoff_seconds=1.0, timeout_seconds=120.0),
 )
 async def provision(context: JobContext, input: ProvisionInput) -> dict[str, Any]:
     """Create an async signup's account, tenant and first session."""
