@@ -336,21 +336,30 @@ def _task_options(resources: Mapping[str, float]) -> dict[str, Any]:
 
 
 class Launcher:
-    """A gateway's handle on the deployment's launcher actor."""
+    """A gateway's handle on the deployment's launcher actor; every call
+    answers ``launcher_unavailable`` while the actor is dead or restarting."""
 
     def __init__(self, handle: ActorHandle) -> None:
         self._handle = handle
 
     async def launch(self, tasks: list[Task]) -> None:
         if tasks:
-            await self._handle.launch.remote(tasks)
+            await self._call("launch", tasks)
 
     async def alive(self, keys: dict[str, str]) -> set[str]:
-        return set(await self._handle.alive.remote(keys)) if keys else set()
+        return set(await self._call("alive", keys)) if keys else set()
 
     async def kill(self, keys: dict[str, str]) -> None:
         if keys:
-            await self._handle.kill.remote(keys)
+            await self._call("kill", keys)
+
+    async def _call(self, method: str, argument: Any) -> Any:
+        try:
+            return await getattr(self._handle, method).remote(argument)
+        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
+            raise AppError.unavailable(
+                "launcher_unavailable", f"the launcher actor is unavailable: {exc}"
+            ) from None
 
 
 def open_launcher(settings: Settings) -> Launcher:

@@ -108,10 +108,14 @@ class JobSweep:
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _LOCK):
                 return None
             await conn.execute("SELECT set_config('hubbub.job_sweep', 'on', true)")
-            active = await conn.fetch(_ACTIVE)
-            lost, ended, busy = await self._supervise(active)
-            launched = await self._launch(await conn.fetch(_WAITING, _BATCH), busy)
             fired = await fire_due(conn, self._app)
+            active = await conn.fetch(_ACTIVE)
+            try:
+                lost, ended, busy = await self._supervise(active)
+                launched = await self._launch(await conn.fetch(_WAITING, _BATCH), busy)
+            except AppError as error:  # the launcher restarts: what it ran is lost
+                log.warning("job sweep: launching and supervising wait: %s", error)
+                return None
         return {"lost": lost, "ended": ended, "launched": launched, "fired": fired}
 
     async def _supervise(self, active: Sequence[asyncpg.Record]) -> tuple[int, int, Counter[Slot]]:
