@@ -24,9 +24,8 @@ from hubbub.gateway import DATABASE, ROUTER, SETTINGS
 from hubbub.http.routing import Api
 from hubbub.ids import new_id
 from hubbub.jobs import reads, schedules
-from hubbub.jobs.caller import IDEMPOTENCY_HEADER, Caller
+from hubbub.jobs.caller import IDEMPOTENCY_HEADER, Caller, idempotency_key
 from hubbub.jobs.caller import caller as _caller
-from hubbub.jobs.caller import idempotency_key as _idempotency_key
 from hubbub.jobs.dispatch import SWEEP_ROUNDS, submit_job
 from hubbub.jobs.feeds import Follower, JobFeeds
 from hubbub.jobs.registry import KINDS
@@ -49,7 +48,7 @@ from hubbub.jobs.wire import (
 )
 from hubbub.tenancy.roles import at_least
 
-__all__ = ["FEEDS", "IDEMPOTENCY_HEADER", "api", "serve_stream"]
+__all__ = ["FEEDS", "IDEMPOTENCY_HEADER", "api", "idempotency_key", "serve_stream"]
 
 api = Api("jobs", "Long-running work on Ray workers, with live progress.")
 
@@ -80,7 +79,7 @@ async def create_job(request: web.Request, *, body: NewJob) -> JobAccepted:
     """Submit a job; with an `Idempotency-Key` the same key gives the same job.
     `run_at` holds it until then; `priority` orders waiting jobs."""
     caller = await _caller(request)
-    key = _idempotency_key(request)
+    key = idempotency_key(request)
     kind = KINDS.get(body.kind)
     value = kind.parse(body.input).model_dump(mode="json")
     job = await submit_job(
@@ -251,19 +250,19 @@ async def stream_job(
     """Server-Sent Events of the job: every event after `Last-Event-ID` (or
     `after_seq`) in order, then live ones, ending with the final `status`."""
     caller = await _caller(request)
-    after = _resume_point(request, query)
-    return await serve_stream(request, caller.tenant_id, str(path.job_id), after)
+    return await serve_stream(request, caller.tenant_id, str(path.job_id), query)
 
 
 async def serve_stream(
     request: web.Request,
     tenant_id: str,
     job_id: str,
-    after: int,
+    query: StreamQuery,
     headers: dict[str, str] | None = None,
 ) -> web.StreamResponse:
-    """Answer ``request`` with the job's Server-Sent Events after seq ``after``
-    (the caller checked access; 404 if the job is not in ``tenant_id``)."""
+    """The job's SSE stream, for a caller already allowed to follow it
+    (``headers``: more response headers)."""
+    after = _resume_point(request, query)
     follower = await request.app[FEEDS].follow(tenant_id, job_id, after)
     try:
         heartbeat = request.app[SETTINGS].sse_heartbeat_seconds

@@ -21,7 +21,7 @@ from hubbub.http.routing import Api
 from hubbub.jobs.api import serve_stream
 from hubbub.jobs.caller import Caller, caller, idempotency_key
 from hubbub.jobs.dispatch import submit_job
-from hubbub.jobs.wire import JobEventView
+from hubbub.jobs.wire import JobEventView, StreamQuery
 from hubbub.workflows import runs
 from hubbub.workflows.declaration import Workflow, find, registered
 from hubbub.workflows.wire import (
@@ -165,7 +165,7 @@ async def run_workflow_stream(
     who = await caller(request)
     _, job = await _start(request, who, path.workflow_key, body.input)
     headers = {"Location": f"{RUNS}/{job['id']}"}
-    return await serve_stream(request, who.tenant_id, job["id"], 0, headers)
+    return await serve_stream(request, who.tenant_id, job["id"], StreamQuery(), headers)
 
 
 async def _start(
