@@ -57,7 +57,7 @@ BAD_RUN = {
 
 @api.get(BASE, response=WorkflowListResponse, security=KEYED)
 async def list_workflows(request: web.Request) -> WorkflowListResponse:
-    """The workflows this gateway can run, by key."""
+    """The workflows this gateway can run, by key, with their stages and steps."""
     await caller(request)
     return WorkflowListResponse(items=[_summary(flow) for flow, _ in registered()])
 
@@ -117,10 +117,8 @@ async def get_workflow(request: web.Request, *, path: WorkflowPath) -> WorkflowD
     """A workflow's descriptor: its stages, their steps and its input schema."""
     await caller(request)
     flow, kind = find(path.workflow_key)
-    stages = [asdict(stage) for stage in flow.stages]
     return WorkflowDescriptorResponse.model_validate(
-        _summary(flow).model_dump()
-        | {"input_schema": kind.input.model_json_schema(), "stages": stages}
+        _summary(flow).model_dump() | {"input_schema": kind.input.model_json_schema()}
     )
 
 
@@ -192,4 +190,5 @@ def _summary(flow: Workflow) -> WorkflowSummary:
         kind=flow.kind,
         stage_count=len(flow.stages),
         step_count=len(flow.steps()),
+        stages=[asdict(stage) for stage in flow.stages],
     )

@@ -82,6 +82,7 @@ class WorkflowSummary(BaseModel):
     kind: str = Field(description="The job kind its runs have (`workflow.<key>`).")
     stage_count: int
     step_count: int
+    stages: list[WorkflowStageDescriptor]
 
 
 class WorkflowListResponse(BaseModel):
@@ -90,7 +91,6 @@ class WorkflowListResponse(BaseModel):
 
 class WorkflowDescriptorResponse(WorkflowSummary):
     input_schema: dict[str, Any] = Field(description="JSON Schema of the run's `input`.")
-    stages: list[WorkflowStageDescriptor]
 
 
 class WorkflowRunResponse(BaseModel):
