@@ -55,6 +55,8 @@ BUILTIN: tuple[str, ...] = (
     "hubbub.tenancy.plugin",
     "hubbub.chat.plugin",
     "hubbub.jobs.plugin",
+    "hubbub.provisioning.plugin",
+    "hubbub.workflows.plugin",
     "hubbub.agent.plugin",
 )
 

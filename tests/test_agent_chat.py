@@ -104,25 +104,23 @@ async def test_the_same_client_msg_id_gives_the_same_message_conversation_and_re
     assert len(await _messages(team, user, first["conversation_id"])) == 2
 
 
-async def test_chat_stream_sends_the_opening_then_output_then_the_final_status(
+async def test_chat_stream_answers_the_reply_jobs_events_to_the_final_status(
     gateway: TestServer,
 ) -> None:
     team = await new_team(gateway, 1)
     (user,) = team.people
     async with open_chat_stream(gateway, team, user, {"message": "Stream it"}) as stream:
-        frames = await stream.events()
-    opening, *events = frames
-    assert opening.event == "chat" and opening.id is None
-    chat = opening.json()
-    assert chat["message"]["body"] == "Stream it"
-    assert chat["stream_url"] == f"{JOBS}/{chat['job_id']}/stream"
+        job_url = stream.response.headers["Location"]
+        conversation_id = stream.response.headers["X-Conversation-Id"]
+        events = await stream.events()
+    assert job_url == f"{JOBS}/{events[0].json()['job_id']}"
     assert [int(e.id or 0) for e in events] == list(range(1, len(events) + 1))
     outputs = [e.json()["data"]["chunk"] for e in events if e.event == "output"]
     assert "".join(outputs) == _said("Stream it")
     final = events[-1].json()["data"]
     assert final["status"] == "succeeded"
     assert final["result"]["seq"] == 3
-    assert await _messages(team, user, chat["conversation_id"]) == [
+    assert await _messages(team, user, conversation_id) == [
         (user.user_id, "Stream it"),
         (ASSISTANT_ID, _said("Stream it")),
     ]
@@ -223,15 +221,16 @@ async def test_cancelling_mid_reply_commits_nothing(serve: Serve, model: ModelSe
     team = await new_team(server, 1)
     (user,) = team.people
     async with open_chat_stream(server, team, user, {"message": "Go on [hold]"}) as stream:
-        chat = (await stream.next()).json()  # type: ignore[union-attr]
+        job_url = stream.response.headers["Location"]
+        conversation_id = stream.response.headers["X-Conversation-Id"]
         while (frame := await stream.next()) is not None and frame.event != "output":
             pass
         assert frame is not None and frame.json()["data"]["chunk"] == ModelServer.PIECES[0]
-        status, job = await team.call("POST", f"{JOBS}/{chat['job_id']}/cancel", user)
+        status, job = await team.call("POST", f"{job_url}/cancel", user)
         assert status == 200, job
         rest = await stream.events()
     assert rest[-1].json()["data"]["status"] == "cancelled"
-    assert await _messages(team, user, chat["conversation_id"]) == [(user.user_id, "Go on [hold]")]
+    assert await _messages(team, user, conversation_id) == [(user.user_id, "Go on [hold]")]
 
 
 async def test_chat_answers_409_when_the_reply_is_cancelled_while_it_waits(

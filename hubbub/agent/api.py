@@ -20,20 +20,19 @@ import orjson
 from aiohttp import web
 
 from hubbub.agent.reply import KIND
-from hubbub.agent.wire import AgentChatRequest, AgentChatResponse, ChatAccepted, ChatOpening
+from hubbub.agent.wire import AgentChatRequest, AgentChatResponse, ChatOpening
 from hubbub.chat import reads
-from hubbub.chat.access import ask_conversation, check_body, tenant_of
+from hubbub.chat.access import ask_conversation, check_body
 from hubbub.errors import AppError
 from hubbub.gateway import DATABASE, ROUTER, SETTINGS
 from hubbub.http.routing import Api
-from hubbub.identity.bearer import authenticate_request
 from hubbub.ids import new_id
-from hubbub.jobs.api import FEEDS, stream_events
+from hubbub.jobs.api import FEEDS, serve_stream
+from hubbub.jobs.caller import caller
 from hubbub.jobs.dispatch import submit_job
 from hubbub.jobs.feeds import Follower
 from hubbub.jobs.registry import KINDS
-from hubbub.jobs.wire import JobEventView
-from hubbub.tenancy.access import authorize
+from hubbub.jobs.wire import JobEventView, StreamQuery
 
 __all__ = ["api"]
 
@@ -65,7 +64,7 @@ class Asked:
     body=AgentChatRequest,
     response=AgentChatResponse,
     security=BEARER,
-    alternatives={202: ("The reply is not written yet: follow `stream_url`", ChatAccepted)},
+    alternatives={202: ("The reply is not written yet: follow `stream_url`", ChatOpening)},
     responses=ASKING
     | {
         502: "The assistant could not reply: the job failed (`agent_reply_failed`, with `job_id`)",
@@ -100,22 +99,21 @@ async def chat_with_agent(request: web.Request, *, body: AgentChatRequest) -> An
 async def stream_chat_with_agent(
     request: web.Request, *, body: AgentChatRequest
 ) -> web.StreamResponse:
-    """Send a message to the assistant; Server-Sent Events of its reply job: a
-    `chat` frame (conversation, job, your message), then the job's events
-    (`output` chunks as tokens arrive), ending with its final `status`."""
+    """Send a message to the assistant; Server-Sent Events of its reply job
+    (`Location`), in the conversation `X-Conversation-Id` names: `output`
+    chunks as tokens arrive, ending with the job's final `status`."""
     asked = await _ask(request, body)
     opening = asked.opening
-    follower = await request.app[FEEDS].follow(asked.tenant_id, str(opening.job_id), 0)
-    return await stream_events(request, follower, ("chat", opening.model_dump(mode="json")))
+    headers = {"Location": opening.status_url, "X-Conversation-Id": str(opening.conversation_id)}
+    job_id = str(opening.job_id)
+    return await serve_stream(request, asked.tenant_id, job_id, StreamQuery(), headers)
 
 
 async def _ask(request: web.Request, body: AgentChatRequest) -> Asked:
     """Commit the user's message and submit the reply job (the same
     ``client_msg_id`` again: the same message and job)."""
-    claims = await authenticate_request(request)
-    tenant_id = tenant_of(request, claims.tenant_id)
-    await authorize(request.app[ROUTER], tenant_id, claims.user_id)
-    tenant, user = str(tenant_id), str(claims.user_id)
+    who = await caller(request)
+    tenant, user = who.tenant_id, who.user_id
     check_body(body.message, request.app[SETTINGS].message_max_bytes, field="message")
     client_msg_id = body.client_msg_id or new_id().hex
     conversation_id = await _conversation(request, tenant, user, body, client_msg_id)
@@ -139,6 +137,7 @@ async def _ask(request: web.Request, body: AgentChatRequest) -> Asked:
         job_id=job["id"],
         message=message,
         stream_url=f"{JOBS}/{job['id']}/stream",
+        status_url=f"{JOBS}/{job['id']}",
     )
     return Asked(tenant, user, opening)
 
@@ -213,6 +212,5 @@ async def _message(request: web.Request, asked: Asked, seq: int) -> dict[str, An
 
 
 def _accepted(opening: ChatOpening) -> web.Response:
-    accepted = ChatAccepted(**dict(opening), status_url=f"{JOBS}/{opening.job_id}")
-    body = orjson.dumps(accepted.model_dump(mode="json"))
+    body = orjson.dumps(opening.model_dump(mode="json"))
     return web.Response(body=body, status=202, content_type="application/json")

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hubbub.chat.wire import MessageView
 
-__all__ = ["AgentChatRequest", "AgentChatResponse", "ChatAccepted", "ChatOpening"]
+__all__ = ["AgentChatRequest", "AgentChatResponse", "ChatOpening"]
 
 
 class AgentChatRequest(BaseModel):
@@ -28,19 +28,16 @@ class AgentChatRequest(BaseModel):
 
 
 class ChatOpening(BaseModel):
-    """Where a reply is written: the first frame of the chat stream, and the
-    fields every chat answer starts with."""
+    """Where a reply is written: the fields every chat answer starts with (202
+    while the reply is not written yet)."""
 
     conversation_id: UUID
     job_id: UUID = Field(description="The `agent.reply` job writing the reply.")
     message: MessageView = Field(description="Your message, committed with its seq.")
     stream_url: str = Field(description="SSE stream of the reply job (resumable).")
+    status_url: str = Field(description="The reply job itself.")
 
 
 class AgentChatResponse(ChatOpening):
     reply: MessageView = Field(description="The assistant's reply, committed with its seq.")
     response: str = Field(description="The reply's text.")
-
-
-class ChatAccepted(ChatOpening):
-    status_url: str = Field(description="The reply job itself.")
