@@ -162,15 +162,15 @@ async def cancel_broadcast(request: web.Request, *, path: BroadcastPath) -> Broa
     cancelled; messages already sent stay."""
     caller = await _caller(request)
     view = await _view(request, caller, path.broadcast_id)
-    if view.status in ("completed", "cancelled"):
-        raise AppError(
-            "broadcast_finished",
-            f"expected a queued or sending broadcast, got one that is {view.status}",
-            status=409,
-        )
     await _cancel_job(request, caller, view)
     async with request.app[DATABASE].tenant(caller.tenant_id) as conn:
-        await ledger.cancel(conn, path.broadcast_id)
+        cancelled = await ledger.cancel(conn, path.broadcast_id)
+    if not cancelled:
+        raise AppError(
+            "broadcast_finished",
+            "expected a queued or sending broadcast, got one that is completed or cancelled",
+            status=409,
+        )
     return await _view(request, caller, path.broadcast_id)
 
 

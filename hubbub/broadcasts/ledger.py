@@ -50,7 +50,7 @@ _FORGET = (
 )
 _BEGIN = """UPDATE broadcasts SET status = 'sending', started_at = now()
   WHERE id = $1 AND status = 'queued'"""
-_MESSAGE = "SELECT body, created_by, status FROM broadcasts WHERE id = $1"
+_MESSAGE = "SELECT job_id, body, created_by, status FROM broadcasts WHERE id = $1"
 _STATUS = "SELECT status FROM broadcasts WHERE id = $1"
 _PENDING = """SELECT conversation_id FROM broadcast_recipients
   WHERE broadcast_id = $1 AND status = 'pending' ORDER BY conversation_id LIMIT $2"""
@@ -135,7 +135,8 @@ async def forget(conn: asyncpg.Connection, broadcast_id: UUID | str) -> None:
 
 
 async def begin(conn: asyncpg.Connection, broadcast_id: str) -> asyncpg.Record:
-    """Mark a queued broadcast ``sending``; its ``body``, ``created_by`` and ``status``."""
+    """Mark a queued broadcast ``sending``; its ``job_id``, ``body``, ``created_by``
+    and ``status``."""
     await conn.execute(_BEGIN, broadcast_id)
     row = await conn.fetchrow(_MESSAGE, broadcast_id)
     if row is None:

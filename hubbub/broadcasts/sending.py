@@ -80,6 +80,12 @@ class Sending:
         """Send to every pending recipient; the counts per status at the end."""
         async with self._scope() as conn:
             row = await ledger.begin(conn, self.broadcast_id)
+        if str(row["job_id"]) != self.context.job_id:
+            raise AppError(
+                "not_the_broadcasts_job",
+                f"expected the job of broadcast {self.broadcast_id} ({row['job_id']}), "
+                f"got job {self.context.job_id}: only its own job sends a broadcast",
+            )
         if row["status"] == "cancelled":
             raise JobCancelled(self.context.job_id)
         message = Message(row["body"], str(row["created_by"]))
