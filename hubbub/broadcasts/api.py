@@ -18,8 +18,8 @@ from hubbub.broadcasts import ledger, reads
 from hubbub.broadcasts.wire import (
     BroadcastList,
     BroadcastPath,
+    BroadcastsQuery,
     BroadcastView,
-    ListQuery,
     NewBroadcast,
     RecipientList,
     RecipientsQuery,
@@ -71,7 +71,7 @@ async def create_broadcast(request: web.Request, *, body: NewBroadcast) -> Broad
     tenant_id, user_id = str(caller.tenant_id), str(caller.user_id)
     broadcast_id = new_id()
     job_key = f"broadcast:{broadcast_id}"  # fixes the job id, so the row can name it first
-    new = ledger.NewBroadcast(
+    new = ledger.Draft(
         broadcast_id,
         tenant_id,
         job_id_for(tenant_id, user_id, job_key),
@@ -110,8 +110,8 @@ def _check_target(body: NewBroadcast) -> None:
     )
 
 
-@api.get(BASE, query=ListQuery, response=BroadcastList, security=BEARER)
-async def list_broadcasts(request: web.Request, *, query: ListQuery) -> BroadcastList:
+@api.get(BASE, query=BroadcastsQuery, response=BroadcastList, security=BEARER)
+async def list_broadcasts(request: web.Request, *, query: BroadcastsQuery) -> BroadcastList:
     """The tenant's broadcasts, newest first, with their counts per status."""
     caller = await _caller(request)
     async with request.app[DATABASE].tenant(caller.tenant_id) as conn:

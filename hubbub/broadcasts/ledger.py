@@ -22,7 +22,7 @@ from hubbub.errors import AppError, FieldError
 
 __all__ = [
     "Delivery",
-    "NewBroadcast",
+    "Draft",
     "begin",
     "cancel",
     "create",
@@ -73,7 +73,7 @@ _CANCEL_PENDING = """UPDATE broadcast_recipients SET status = 'cancelled', updat
 
 
 @dataclass(frozen=True, slots=True)
-class NewBroadcast:
+class Draft:
     """A broadcast to create: to ``recipient_ids``, or to the conversations with ``label``."""
 
     id: UUID
@@ -100,7 +100,7 @@ class Delivery:
         return "failed" if self.error else "sent"
 
 
-async def create(conn: asyncpg.Connection, new: NewBroadcast) -> None:
+async def create(conn: asyncpg.Connection, new: Draft) -> None:
     """Insert the broadcast and its pending recipients; 422 naming ``label``
     when the label matches no conversation (nothing is written then)."""
     await conn.execute(

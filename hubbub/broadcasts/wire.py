@@ -10,11 +10,11 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 __all__ = [
     "MAX_RECIPIENTS",
+    "BroadcastCounts",
     "BroadcastList",
     "BroadcastPath",
     "BroadcastView",
-    "Counts",
-    "ListQuery",
+    "BroadcastsQuery",
     "NewBroadcast",
     "RecipientError",
     "RecipientList",
@@ -60,16 +60,16 @@ class BroadcastPath(BaseModel):
     broadcast_id: UUID
 
 
-class ListQuery(_Input):
+class BroadcastsQuery(_Input):
     cursor: str | None = Field(None, description="`next_cursor` of the previous page.")
     limit: int = Field(50, ge=1, le=100)
 
 
-class RecipientsQuery(ListQuery):
+class RecipientsQuery(BroadcastsQuery):
     status: RecipientStatus | None = None
 
 
-class Counts(BaseModel):
+class BroadcastCounts(BaseModel):
     pending: int
     sent: int
     failed: int
@@ -85,7 +85,7 @@ class BroadcastView(BaseModel):
     status: Status
     start_at: datetime | None
     total: int = Field(description="Number of recipients.")
-    counts: Counts = Field(description="Recipients per status.")
+    counts: BroadcastCounts = Field(description="Recipients per status.")
     created_by: UUID
     created_at: datetime
     started_at: datetime | None
