@@ -21,7 +21,7 @@ from hubbub.errors import AppError
 from hubbub.gateway import ROUTER
 from hubbub.jobs.context import JobContext
 from tests.support.chat import CONVERSATIONS, Team, new_team
-from tests.support.jobs import open_stream, until_final
+from tests.support.jobs import JOBS, open_stream, until_final
 from tests.support.tenants import Account
 
 BROADCASTS = "/api/v1/broadcasts"
@@ -200,38 +200,42 @@ async def test_bad_input_answers_422_naming_the_field_and_creates_nothing(
     assert await owner_conn.fetchval(count, uuid.UUID(team.tenant_id)) == 0
 
 
+@pytest.mark.parametrize("cancelled", ["broadcast", "job"])
 async def test_cancel_mid_way_leaves_the_pending_recipients_cancelled(
-    serve: Any, owner_conn: asyncpg.Connection
+    serve: Any, owner_conn: asyncpg.Connection, cancelled: str
 ) -> None:
     server = await serve(broadcast_batch_size=1)  # one recipient per round: time to cancel
     team = await new_team(server, 2)
     owner = team.people[0]
     targets = [await _support(team) for _ in range(2)] + [str(uuid.uuid4()) for _ in range(298)]
     created = await _broadcast(team, owner, recipient_ids=targets)
+    one = f"{BROADCASTS}/{created['id']}"
+    cancel = {"broadcast": f"{one}/cancel", "job": f"{JOBS}/{created['job_id']}/cancel"}
     async with open_stream(server, team, owner, created["job_id"]) as stream:
         while (frame := await stream.next()) is not None and frame.event != "progress":
             pass  # until the first recipients are done
-        status, view = await team.call("POST", f"{BROADCASTS}/{created['id']}/cancel", owner)
-        assert status == 200, view
+        status, answer = await team.call("POST", cancel[cancelled], owner)
+        assert status == 200, answer
         final = [e.json() for e in await stream.events()][-1]
 
     assert final["data"]["status"] == "cancelled"
+    status, view = await team.call("GET", one, owner)
+    assert status == 200, view
     counts = view["counts"]
     assert view["status"] == "cancelled" and counts["pending"] == 0
     assert counts["cancelled"] > 0 and counts["sent"] + counts["failed"] > 0
     assert sum(counts.values()) == 300
     # What was recorded is what happened: one message per recipient marked sent.
-    status, after = await team.call("GET", f"{BROADCASTS}/{created['id']}", owner)
-    assert status == 200 and after["counts"]["cancelled"] > 0
     sent = await owner_conn.fetchval(
         "SELECT count(*) FROM conversation_messages WHERE client_msg_id = $1",
         client_msg_id(created["id"]),
     )
-    assert sent == after["counts"]["sent"]
-    cancelled = await _recipients(team, owner, created["id"], "&status=cancelled", 100)
-    assert all(r["message_id"] is None for r in cancelled)
+    assert sent == counts["sent"]
+    cancelled_ones = await _recipients(team, owner, created["id"], "&status=cancelled", 100)
+    assert len(cancelled_ones) == counts["cancelled"]
+    assert all(r["message_id"] is None for r in cancelled_ones)
 
-    status, problem = await team.call("POST", f"{BROADCASTS}/{created['id']}/cancel", owner)
+    status, problem = await team.call("POST", f"{one}/cancel", owner)
     assert (status, problem["code"]) == (409, "broadcast_finished")
 
 

@@ -84,6 +84,7 @@ async def create_broadcast(request: web.Request, *, body: NewBroadcast) -> Broad
     database = request.app[DATABASE]
     async with database.tenant(tenant_id) as conn:
         await ledger.create(conn, new)
+        accepted = BroadcastView.model_validate(await reads.broadcast(conn, str(broadcast_id)))
     job_input = {"broadcast_id": str(broadcast_id)}
     try:
         await submit_job(request.app, tenant_id, user_id, KINDS.get(KIND), job_input, job_key)
@@ -91,7 +92,7 @@ async def create_broadcast(request: web.Request, *, body: NewBroadcast) -> Broad
         async with database.tenant(tenant_id) as conn:
             await ledger.forget(conn, broadcast_id)
         raise
-    return await _view(request, caller, broadcast_id)
+    return accepted  # as created: the job may have started since
 
 
 def _check_target(body: NewBroadcast) -> None:
