@@ -230,6 +230,20 @@ class Settings(BaseSettings):
         description="A running job that reports nothing still asks its job this often "
         "whether it was cancelled.",
     )
+    job_sweep_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How often the job sweep launches due jobs, supervises running ones "
+        "and fires schedules (one gateway at a time; a submit also starts a round).",
+    )
+    job_cancel_grace_seconds: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        description="A running job asked to stop that has not within this time is "
+        "cancelled and its worker killed.",
+    )
     broadcast_batch_size: int = Field(
         100,
         ge=1,

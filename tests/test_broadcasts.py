@@ -9,6 +9,7 @@ a re-run sends nobody twice; another tenant's broadcast is 404."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -177,6 +178,7 @@ async def test_bad_input_answers_422_naming_the_field_and_creates_nothing(
     one = [str(uuid.uuid4())]
     too_many = [str(uuid.uuid4()) for _ in range(1001)]
     both = ["recipient_ids", "label"]
+    far = (datetime.now(UTC) + timedelta(days=400)).isoformat()
     cases = [
         ({"body": "x", "recipient_ids": too_many}, "validation_failed", ["recipient_ids"]),
         ({"body": "x", "recipient_ids": []}, "validation_failed", ["recipient_ids"]),
@@ -191,6 +193,7 @@ async def test_bad_input_answers_422_naming_the_field_and_creates_nothing(
             ["start_at"],
         ),
         ({"body": "x", "label": "v", "extra": 1}, "validation_failed", ["extra"]),
+        ({"body": "x", "label": "v", "start_at": far}, "validation_failed", ["start_at"]),
     ]
     for body, code, fields in cases:
         status, problem = await team.call("POST", BROADCASTS, owner, body)
@@ -202,16 +205,16 @@ async def test_bad_input_answers_422_naming_the_field_and_creates_nothing(
 
 @pytest.mark.parametrize("cancelled", ["broadcast", "job"])
 async def test_cancel_mid_way_leaves_the_pending_recipients_cancelled(
-    serve: Any, owner_conn: asyncpg.Connection, cancelled: str
+    gateway: TestServer, owner_conn: asyncpg.Connection, cancelled: str
 ) -> None:
-    server = await serve(broadcast_batch_size=1)  # one recipient per round: time to cancel
-    team = await new_team(server, 2)
+    # The session's workers send to one recipient per round: time to cancel.
+    team = await new_team(gateway, 2)
     owner = team.people[0]
     targets = [await _support(team) for _ in range(2)] + [str(uuid.uuid4()) for _ in range(298)]
     created = await _broadcast(team, owner, recipient_ids=targets)
     one = f"{BROADCASTS}/{created['id']}"
     cancel = {"broadcast": f"{one}/cancel", "job": f"{JOBS}/{created['job_id']}/cancel"}
-    async with open_stream(server, team, owner, created["job_id"]) as stream:
+    async with open_stream(gateway, team, owner, created["job_id"]) as stream:
         while (frame := await stream.next()) is not None and frame.event != "progress":
             pass  # until the first recipients are done
         status, answer = await team.call("POST", cancel[cancelled], owner)
@@ -239,6 +242,34 @@ async def test_cancel_mid_way_leaves_the_pending_recipients_cancelled(
     assert (status, problem["code"]) == (409, "broadcast_finished")
 
 
+async def test_a_scheduled_broadcast_stays_queued_until_its_start_and_cancels_at_once(
+    gateway: TestServer,
+) -> None:
+    team = await new_team(gateway, 2)
+    owner, member = team.people
+    conversation = await _support(team)
+    in_an_hour = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    later = await _broadcast(team, owner, recipient_ids=[conversation], start_at=in_an_hour)
+    soon_at = datetime.now(UTC) + timedelta(seconds=1)
+    soon = await _sent(team, owner, recipient_ids=[conversation], start_at=soon_at.isoformat())
+
+    assert (soon["status"], soon["counts"]) == ("completed", _counts(sent=1))
+    assert datetime.fromisoformat(soon["started_at"]) >= soon_at
+    # Meanwhile the later one has not started: its job waits for its run_at.
+    status, view = await team.call("GET", f"{BROADCASTS}/{later['id']}", owner)
+    assert (view["status"], view["counts"]) == ("queued", _counts(pending=1))
+    assert datetime.fromisoformat(view["start_at"]) == datetime.fromisoformat(in_an_hour)
+    status, job = await team.call("GET", f"{JOBS}/{later['job_id']}", owner)
+    assert (job["status"], job["run_at"]) == ("queued", view["start_at"].replace("Z", "+00:00"))
+
+    status, view = await team.call("POST", f"{BROADCASTS}/{later['id']}/cancel", owner)
+    assert status == 200, view
+    assert (view["status"], view["counts"]) == ("cancelled", _counts(cancelled=1))
+    status, job = await team.call("GET", f"{JOBS}/{later['job_id']}", owner)
+    assert job["status"] == "cancelled"
+    assert [m["body"] for m in await _messages(team, member, conversation)] == ["Sale today!"]
+
+
 async def test_only_the_creator_or_an_owner_or_admin_cancels_and_a_finished_one_is_409(
     gateway: TestServer,
 ) -> None:
@@ -260,30 +291,32 @@ async def test_a_rerun_sends_nobody_twice(
 ) -> None:
     team = await new_team(gateway, 2)
     owner, member = team.people
-    targets = sorted([await _support(team) for _ in range(2)])
+    targets = sorted([await _support(team) for _ in range(3)])
     view = await _sent(team, owner, recipient_ids=targets)
     first = await _recipients(team, owner, view["id"])
-    # As if the run had died after sending to the first but before recording it.
+    # As if the run had died after sending to the first two but before recording it.
     await owner_conn.execute(
         "UPDATE broadcast_recipients SET status = 'pending', message_id = NULL "
-        "WHERE broadcast_id = $1 AND conversation_id = $2",
+        "WHERE broadcast_id = $1 AND conversation_id = ANY($2::uuid[])",
         uuid.UUID(view["id"]),
-        uuid.UUID(targets[0]),
+        [uuid.UUID(t) for t in targets[:2]],
     )
     await owner_conn.execute(
         "UPDATE broadcasts SET status = 'sending' WHERE id = $1", uuid.UUID(view["id"])
     )
-    context = JobContext(view["job_id"], 2, team.tenant_id, gateway.app[ROUTER], ray_cluster)
-    assert await send(context, SendInput(broadcast_id=view["id"])) == _counts(sent=2)
+    # The run again, here: both pending recipients in one batch.
+    settings = ray_cluster.model_copy(update={"broadcast_batch_size": 100})
+    context = JobContext(view["job_id"], 2, team.tenant_id, gateway.app[ROUTER], settings)
+    assert await send(context, SendInput(broadcast_id=view["id"])) == _counts(sent=3)
 
     again = await _recipients(team, owner, view["id"])
     assert [r["message_id"] for r in again] == [r["message_id"] for r in first]
-    assert again[1]["updated_at"] == first[1]["updated_at"]  # not sent to again
+    assert again[2]["updated_at"] == first[2]["updated_at"]  # not sent to again
     for conversation in targets:
         assert len(await _messages(team, member, conversation)) == 1
 
     # Another job cannot send someone's broadcast.
-    stranger = JobContext(str(uuid.uuid4()), 1, team.tenant_id, gateway.app[ROUTER], ray_cluster)
+    stranger = JobContext(str(uuid.uuid4()), 1, team.tenant_id, gateway.app[ROUTER], settings)
     with pytest.raises(AppError) as refused:
         await send(stranger, SendInput(broadcast_id=view["id"]))
     assert refused.value.code == "not_the_broadcasts_job"

@@ -87,7 +87,10 @@ async def create_broadcast(request: web.Request, *, body: NewBroadcast) -> Broad
         accepted = BroadcastView.model_validate(await reads.broadcast(conn, str(broadcast_id)))
     job_input = {"broadcast_id": str(broadcast_id)}
     try:
-        await submit_job(request.app, tenant_id, user_id, KINDS.get(KIND), job_input, job_key)
+        kind = KINDS.get(KIND)
+        await submit_job(
+            request.app, tenant_id, user_id, kind, job_input, job_key, run_at=body.start_at
+        )
     except AppError:
         async with database.tenant(tenant_id) as conn:
             await ledger.forget(conn, broadcast_id)

@@ -31,7 +31,7 @@ from hubbub.chat.access import ask_conversation
 from hubbub.errors import AppError
 from hubbub.ids import new_id
 from hubbub.jobs.context import JobCancelled, JobContext
-from hubbub.jobs.registry import job_kind
+from hubbub.jobs.registry import Policy, job_kind
 from hubbub.storage.database import Database
 
 __all__ = ["SendInput", "client_msg_id", "send"]
@@ -48,7 +48,13 @@ def client_msg_id(broadcast_id: str) -> str:
     return f"broadcast:{broadcast_id}"
 
 
-@job_kind("broadcast.send", SendInput, resources={"num_cpus": 0.1}, entities=("conversation",))
+@job_kind(
+    "broadcast.send",
+    SendInput,
+    resources={"num_cpus": 0.1},
+    entities=("conversation",),
+    policy=Policy(max_attempts=3, backoff_seconds=2.0),  # a re-run sends nobody twice
+)
 async def send(context: JobContext, input: SendInput) -> dict[str, int]:
     """Send a broadcast's message into each of its pending recipients' conversations."""
     settings = context.settings

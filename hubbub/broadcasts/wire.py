@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from hubbub.jobs.wire import MAX_RUN_AHEAD
 
 __all__ = [
     "MAX_RECIPIENTS",
@@ -52,8 +54,16 @@ class NewBroadcast(_Input):
         "member of, as they are now.",
     )
     start_at: AwareDatetime | None = Field(
-        None, description="When to start sending (RFC 3339); absent: at once."
+        None,
+        description="When to start sending (RFC 3339, at most 366 days ahead); absent: at once.",
     )
+
+    @field_validator("start_at")
+    @classmethod
+    def _not_too_far(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value > datetime.now(UTC) + MAX_RUN_AHEAD:
+            raise ValueError("expected a time at most 366 days ahead")
+        return value
 
 
 class BroadcastPath(BaseModel):
