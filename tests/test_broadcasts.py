@@ -22,8 +22,8 @@ from hubbub.errors import AppError
 from hubbub.gateway import ROUTER
 from hubbub.jobs.context import JobContext
 from tests.support.chat import CONVERSATIONS, Team, new_team
-from tests.support.jobs import JOBS, open_stream, until_final
-from tests.support.tenants import Account
+from tests.support.jobs import JOBS, open_stream, unique_key, until_final
+from tests.support.tenants import Account, call
 
 BROADCASTS = "/api/v1/broadcasts"
 
@@ -168,6 +168,38 @@ async def test_a_label_sends_to_your_support_conversations_that_carry_it(
     assert status == 422, problem
     assert problem["code"] == "no_recipients"
     assert [e["field"] for e in problem["errors"]] == ["label"]
+
+
+async def test_the_same_idempotency_key_gives_the_same_broadcast_sent_once(
+    gateway: TestServer, owner_conn: asyncpg.Connection
+) -> None:
+    team = await new_team(gateway, 2)
+    owner, member = team.people
+    conversation = await _support(team)
+    body = {"body": "Sale today!", "recipient_ids": [conversation]}
+    headers = {"Idempotency-Key": unique_key()}
+    first = await _post(team, owner, body, headers)
+    assert first[0] == 202, first
+    await until_final(gateway, team, owner, first[1]["job_id"])
+    status, again = await _post(team, owner, body, headers)
+    assert status == 202, again
+    assert (again["id"], again["job_id"]) == (first[1]["id"], first[1]["job_id"])
+    assert (again["status"], again["counts"]) == ("completed", _counts(sent=1))
+    assert len(await _messages(team, member, conversation)) == 1
+
+    status, problem = await _post(team, owner, body | {"body": "Other"}, headers)
+    assert (status, problem["code"]) == (422, "idempotency_key_reused")
+    status, problem = await _post(team, owner, body, {"Idempotency-Key": "x" * 201})
+    assert (status, problem["code"]) == (422, "validation_failed")
+    assert [e["field"] for e in problem["errors"]] == ["Idempotency-Key"]
+    count = "SELECT count(*) FROM broadcasts WHERE tenant_id = $1"
+    assert await owner_conn.fetchval(count, uuid.UUID(team.tenant_id)) == 1
+
+
+async def _post(team: Team, who: Account, body: dict, headers: dict) -> tuple[int, Any]:
+    """``POST /broadcasts`` with extra headers."""
+    headers |= {"X-Tenant-Id": team.tenant_id}
+    return await call(team.server, "POST", BROADCASTS, who.token, body, **headers)
 
 
 async def test_bad_input_answers_422_naming_the_field_and_creates_nothing(

@@ -9,6 +9,7 @@ Postgres in the tenant's scope, so another tenant's broadcast answers 404.
 
 from __future__ import annotations
 
+import uuid
 from uuid import UUID
 
 from aiohttp import web
@@ -30,9 +31,11 @@ from hubbub.gateway import DATABASE, ROUTER, SETTINGS
 from hubbub.http.routing import Api
 from hubbub.identity.bearer import authenticate_request
 from hubbub.ids import new_id
+from hubbub.jobs.api import idempotency_key
 from hubbub.jobs.dispatch import job_id_for, submit_job
 from hubbub.jobs.registry import KINDS
 from hubbub.tenancy.access import Membership, require_member
+from hubbub.tenancy.creations import request_hash
 
 __all__ = ["api"]
 
@@ -43,6 +46,7 @@ ONE = f"{BASE}/{{broadcast_id}}"
 BEARER = ("bearer",)
 NOT_FOUND = {404: "No such broadcast in this tenant (`not_found`)"}
 KIND = "broadcast.send"
+_KEYED = uuid.UUID("3c0f6a52-9d1e-5b84-8e27-4a6b1d9c0f73")  # namespace of keyed broadcast ids
 
 
 async def _caller(request: web.Request) -> Membership:
@@ -59,17 +63,20 @@ async def _caller(request: web.Request) -> Membership:
     security=BEARER,
     responses={
         422: "A bad field (`validation_failed`: more than 1,000 `recipient_ids`, both or "
-        "neither of `recipient_ids` and `label`), `body_empty`, `body_too_large`, or a "
-        "label no conversation of yours has (`no_recipients`)"
+        "neither of `recipient_ids` and `label`), `body_empty`, `body_too_large`, a "
+        "label no conversation of yours has (`no_recipients`), or an `Idempotency-Key` "
+        "used with another body (`idempotency_key_reused`)"
     },
 )
 async def create_broadcast(request: web.Request, *, body: NewBroadcast) -> BroadcastView:
-    """Create a broadcast and queue the job that sends it; recipients start `pending`."""
+    """Create a broadcast and queue the job that sends it; recipients start `pending`.
+    With an `Idempotency-Key` the same key gives the same broadcast."""
     caller = await _caller(request)
+    key = idempotency_key(request)
     _check_target(body)
     check_body(body.body, request.app[SETTINGS].message_max_bytes)
     tenant_id, user_id = str(caller.tenant_id), str(caller.user_id)
-    broadcast_id = new_id()
+    broadcast_id = _broadcast_id(tenant_id, user_id, key)
     job_key = f"broadcast:{broadcast_id}"  # fixes the job id, so the row can name it first
     new = ledger.Draft(
         broadcast_id,
@@ -80,22 +87,32 @@ async def create_broadcast(request: web.Request, *, body: NewBroadcast) -> Broad
         body.recipient_ids,
         body.label,
         body.start_at,
+        key,
+        request_hash(body.model_dump(mode="json")),
     )
     database = request.app[DATABASE]
     async with database.tenant(tenant_id) as conn:
-        await ledger.create(conn, new)
+        created = await ledger.create(conn, new)
         accepted = BroadcastView.model_validate(await reads.broadcast(conn, str(broadcast_id)))
     job_input = {"broadcast_id": str(broadcast_id)}
-    try:
+    try:  # a retried request submits again: the same job, launched if it never was
         kind = KINDS.get(KIND)
         await submit_job(
             request.app, tenant_id, user_id, kind, job_input, job_key, run_at=body.start_at
         )
     except AppError:
-        async with database.tenant(tenant_id) as conn:
-            await ledger.forget(conn, broadcast_id)
+        if created:
+            async with database.tenant(tenant_id) as conn:
+                await ledger.forget(conn, broadcast_id)
         raise
-    return accepted  # as created: the job may have started since
+    return accepted  # as committed (a retried request: as it is now), not as its job runs
+
+
+def _broadcast_id(tenant_id: str, user_id: str, key: str | None) -> UUID:
+    """A fresh id, or with an ``Idempotency-Key`` the one (tenant, creator, key) fix."""
+    if key is None:
+        return new_id()
+    return uuid.uuid5(_KEYED, f"{tenant_id}\x1f{user_id}\x1f{key}")
 
 
 def _check_target(body: NewBroadcast) -> None:

@@ -34,7 +34,9 @@ __all__ = [
 ]
 
 _INSERT = """INSERT INTO broadcasts (id, tenant_id, job_id, body, label, status, start_at,
-  created_by, created_at) VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, now())"""
+  idempotency_key, request_hash, created_by, created_at)
+  VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, now()) ON CONFLICT (id) DO NOTHING"""
+_HASH = "SELECT request_hash FROM broadcasts WHERE id = $1"
 _ADD_BY_ID = """INSERT INTO broadcast_recipients (tenant_id, broadcast_id, conversation_id,
   status, created_at, updated_at)
   SELECT $1, $2, id, 'pending', now(), now() FROM unnest($3::uuid[]) AS id"""
@@ -84,6 +86,8 @@ class Draft:
     recipient_ids: list[UUID] | None
     label: str | None
     start_at: datetime | None
+    idempotency_key: str | None
+    request_hash: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +104,15 @@ class Delivery:
         return "failed" if self.error else "sent"
 
 
-async def create(conn: asyncpg.Connection, new: Draft) -> None:
-    """Insert the broadcast and its pending recipients; 422 naming ``label``
-    when the label matches no conversation (nothing is written then)."""
-    await conn.execute(
+async def create(conn: asyncpg.Connection, new: Draft) -> bool:
+    """Insert the broadcast and its pending recipients; False if its id (fixed
+    by an idempotency key) has a broadcast of the same request already.
+
+    422 ``idempotency_key_reused`` if that broadcast came from another request,
+    ``no_recipients`` naming ``label`` when the label matches no conversation
+    (nothing is written then).
+    """
+    inserted = await conn.execute(
         _INSERT,
         new.id,
         new.tenant_id,
@@ -111,13 +120,17 @@ async def create(conn: asyncpg.Connection, new: Draft) -> None:
         new.body,
         new.label,
         new.start_at,
+        new.idempotency_key,
+        new.request_hash,
         new.created_by,
     )
+    if inserted.endswith(" 0"):
+        _check_same_request(await conn.fetchval(_HASH, new.id), new.request_hash)
+        return False
     if new.recipient_ids is not None:
-        await conn.execute(
-            _ADD_BY_ID, new.tenant_id, new.id, list(dict.fromkeys(new.recipient_ids))
-        )
-        return
+        ids = list(dict.fromkeys(new.recipient_ids))
+        await conn.execute(_ADD_BY_ID, new.tenant_id, new.id, ids)
+        return True
     added = await conn.execute(_ADD_BY_LABEL, new.tenant_id, new.id, new.label, new.created_by)
     if added.endswith(" 0"):
         raise AppError(
@@ -125,6 +138,17 @@ async def create(conn: asyncpg.Connection, new: Draft) -> None:
             f"expected support conversations of yours with label {new.label!r}, found none",
             status=422,
             errors=(FieldError("body", "label", "no conversation of yours has this label"),),
+        )
+    return True
+
+
+def _check_same_request(stored: bytes, given: bytes) -> None:
+    if bytes(stored) != given:
+        raise AppError(
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with another request body; "
+            "expected the same body, or a new key for a new broadcast",
+            status=422,
         )
 
 

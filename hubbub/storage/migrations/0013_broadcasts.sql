@@ -14,6 +14,10 @@ CREATE TABLE broadcasts (
   status       text        NOT NULL CHECK (status IN ('queued', 'sending', 'completed',
                  'cancelled')),
   start_at     timestamptz,  -- asked-for start; null: at once
+  -- With an Idempotency-Key the id is derived from (tenant, creator, key); the
+  -- hash tells a retry (same body) from a reuse of the key (another body).
+  idempotency_key text,
+  request_hash bytea       NOT NULL,
   created_by   uuid        NOT NULL,
   created_at   timestamptz NOT NULL,
   started_at   timestamptz,
