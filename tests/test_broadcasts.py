@@ -121,6 +121,16 @@ async def test_a_broadcast_puts_one_message_into_each_recipients_conversation(
     status, listed = await team.call("GET", BROADCASTS, member)
     assert status == 200, listed
     assert [b["id"] for b in listed["items"]] == [created["id"]]
+    recipients_path = f"{BROADCASTS}/{created['id']}/recipients"
+    for path, field in (
+        (f"{recipients_path}?cursor=nope", "cursor"),
+        (f"{recipients_path}?status=lost", "status"),
+        (f"{BROADCASTS}?cursor=nope", "cursor"),
+        (f"{BROADCASTS}?limit=101", "limit"),
+    ):
+        status, problem = await team.call("GET", path, owner)
+        assert (status, problem["code"]) == (422, "validation_failed"), path
+        assert [e["field"] for e in problem["errors"]] == [field]
 
 
 async def test_a_recipient_that_cannot_be_sent_to_fails_with_its_error_others_are_sent(
@@ -366,6 +376,9 @@ async def test_another_tenants_broadcast_is_404(gateway: TestServer) -> None:
         assert (status, problem["code"]) == (404, "not_found"), (method, suffix)
     status, listed = await elsewhere.call("GET", BROADCASTS, stranger)
     assert status == 200 and listed["items"] == []
-    # Naming the tenant without being in it is 404 too.
+    # Naming the tenant without being in it is 404 too; no token is 401.
     status, problem = await team.call("GET", f"{BROADCASTS}/{view['id']}", stranger)
     assert (status, problem["code"]) == (404, "not_found")
+    headers = {"X-Tenant-Id": team.tenant_id}
+    status, problem = await call(team.server, "GET", BROADCASTS, None, None, **headers)
+    assert status == 401, problem

@@ -34,7 +34,7 @@ from hubbub.ids import new_id
 from hubbub.jobs.api import idempotency_key
 from hubbub.jobs.dispatch import job_id_for, submit_job
 from hubbub.jobs.registry import KINDS
-from hubbub.tenancy.access import Membership, require_member
+from hubbub.tenancy.access import Membership, authorize
 from hubbub.tenancy.creations import request_hash
 
 __all__ = ["api"]
@@ -52,7 +52,9 @@ _KEYED = uuid.UUID("3c0f6a52-9d1e-5b84-8e27-4a6b1d9c0f73")  # namespace of keyed
 async def _caller(request: web.Request) -> Membership:
     """The caller's membership of the tenant they act in."""
     claims = await authenticate_request(request)
-    return await require_member(request, tenant_of(request, claims.tenant_id))
+    tenant_id = tenant_of(request, claims.tenant_id)
+    reply = await authorize(request.app[ROUTER], tenant_id, claims.user_id)
+    return Membership(tenant_id, claims.user_id, reply["role"], reply["plan"], reply["usage"])
 
 
 @api.post(
