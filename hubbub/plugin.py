@@ -57,6 +57,7 @@ BUILTIN: tuple[str, ...] = (
     "hubbub.jobs.plugin",
     "hubbub.provisioning.plugin",
     "hubbub.workflows.plugin",
+    "hubbub.broadcasts.plugin",
     "hubbub.agent.plugin",
 )
 
