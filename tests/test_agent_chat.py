@@ -14,7 +14,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from hubbub.agent.provider import Turn
-from hubbub.agent.provider_local import local_reply
+from hubbub.agent.provider_local import LocalProvider, local_reply
 from hubbub.chat.state import ASSISTANT_ID
 from hubbub.gateway import SETTINGS
 from tests.support.agent import CHAT, ModelServer, open_chat_stream
@@ -50,6 +50,14 @@ async def _openai_gateway(serve: Serve) -> TestServer:
 
 
 REPLY = "".join(ModelServer.PIECES)
+
+
+async def test_the_local_provider_streams_a_reply_derived_from_the_conversation() -> None:
+    turns = [Turn("user", "Hi  there"), Turn("assistant", "Hello"), Turn("user", "Bye")]
+    pieces = [piece async for piece in LocalProvider(0).stream(turns)]
+    assert len(pieces) > 1 and "".join(pieces) == local_reply(turns)
+    assert local_reply(turns) == "You said: Bye (your message 2 here)."
+    assert local_reply([Turn("user", "Hi  there")]) == "You said: Hi there (your message 1 here)."
 
 
 async def test_chat_answers_with_the_reply_committed_in_a_new_agent_conversation(
@@ -297,7 +305,7 @@ async def test_another_users_or_tenants_conversation_is_404(gateway: TestServer)
     assert len(await _messages(team, owner, answer["conversation_id"])) == 2
 
 
-async def test_a_reply_job_for_someone_elses_conversation_fails_as_not_found(
+async def test_a_reply_job_for_someone_elses_or_a_group_conversation_fails(
     gateway: TestServer,
 ) -> None:
     team = await new_team(gateway, 2)
@@ -311,6 +319,14 @@ async def test_a_reply_job_for_someone_elses_conversation_fails_as_not_found(
     assert events[-1]["data"]["status"] == "failed"
     assert events[-1]["data"]["error"]["code"] == "not_found"
     assert len(await _messages(team, owner, answer["conversation_id"])) == 2
+
+    group = await team.conversation(owner, "group", other)
+    asked = await team.send(owner, group["id"], "Assistant, are you here?")
+    input = {"conversation_id": group["id"], "reply_to": asked["id"]}
+    status, job = await submit(team, owner, "agent.reply", input)
+    assert status == 202, job
+    events = await until_final(gateway, team, owner, job["id"])
+    assert events[-1]["data"]["error"]["code"] == "not_agent_conversation"
 
 
 async def test_a_reply_longer_than_a_message_may_be_is_cut_and_says_so(
