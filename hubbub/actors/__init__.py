@@ -30,7 +30,7 @@ else sends it commands. Keep this table true.
 | statuses (pending → sent / failed)           | and, for a cancel (pending → cancelled),|
 |                                              | the gateway: conditional SQL writes in  |
 |                                              | ``hubbub/broadcasts/ledger.py``         |
-| an assistant reply being written (its text  | its ``agent.reply`` run on a Ray worker |
+| an assistant reply being written (its text   | its ``agent.reply`` run on a Ray worker |
 | so far, the next ``message:delta`` index)    | (``hubbub/agent/reply.py``); committed  |
 |                                              | by the conversation entity              |
 | which local SSE streams and sockets follow   | the gateway's ``JobFeeds`` and          |
