@@ -230,6 +230,15 @@ class Settings(BaseSettings):
         description="A running job that reports nothing still asks its job this often "
         "whether it was cancelled.",
     )
+    export_dir: Path = Field(
+        default_factory=lambda data: Path(data["data_dir"]) / "exports",
+        validate_default=True,
+        description="Where conversation exports are written and served from; unset: "
+        "<data dir>/exports. Gateways and job workers must share it.",
+    )
+    export_link_hours: float = Field(
+        24.0, gt=0, le=720, description="Lifetime of an export's signed download link."
+    )
     sse_heartbeat_seconds: float = Field(
         15.0, gt=0, le=300, description="Heartbeat comment interval of SSE streams."
     )
@@ -244,6 +253,12 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("export_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # Settings travel to Ray workers, whose working directory is not the gateway's.
+        return value.resolve()
 
     @property
     def embedded(self) -> bool:
