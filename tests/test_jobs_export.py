@@ -3,10 +3,10 @@ Postgres: an export submitted through ``POST /jobs`` runs on a worker with
 progress by rows and steps, and its signed link downloads exactly the
 tenant's conversations and messages, as CSV or JSON Lines, limited to some
 conversations or to what happened since a time when asked; another tenant's
-rows never appear. The link needs no token but a genuine, current signature
-(403 otherwise) and a file that still exists (404 otherwise); bad input
-answers 422 naming the field; a cancelled export ends cancelled and leaves
-no file."""
+rows never appear, and only a tenant owner or admin may export. The link
+needs no token but a genuine, current signature (403 otherwise) and a file
+that still exists (404 otherwise); bad input answers 422 naming the field;
+a cancelled export ends cancelled and leaves no file."""
 
 from __future__ import annotations
 
@@ -193,6 +193,19 @@ async def test_a_link_needs_a_genuine_current_signature_and_an_existing_file(
     (ray_cluster.export_dir / name).unlink()
     status, _, body = await _download(gateway, url)
     assert (status, orjson.loads(body)["code"]) == (404, "not_found")
+
+
+async def test_only_an_owner_or_admin_exports_the_tenants_conversations(
+    gateway: TestServer, ray_cluster: Settings
+) -> None:
+    team, _, _ = await _team_with_chat(gateway)
+    member = team.people[1]
+    status, accepted = await submit(team, member, KIND, {"format": "csv"})
+    assert status == 202, accepted
+    events = await until_final(gateway, team, member, accepted["id"])
+    assert events[-1]["data"]["status"] == "failed"
+    assert events[-1]["data"]["error"]["code"] == "insufficient_role"
+    assert _files(ray_cluster.export_dir, accepted["id"]) == []
 
 
 async def test_bad_input_answers_422_naming_the_field_and_creates_nothing(

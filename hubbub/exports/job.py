@@ -1,7 +1,8 @@
 """``export.conversations``: a tenant's conversations and messages to a file.
 
-Runs on a Ray worker. It opens the file in the export store, reads the
-tenant's rows from Postgres in the tenant's row-level-security scope
+Runs on a Ray worker. It checks that the job's creator is a tenant owner or
+admin, opens the file in the export store, reads the tenant's rows from
+Postgres in the tenant's row-level-security scope
 (:mod:`hubbub.exports.rows`), counts them (step ``counting``), streams them
 page by page into the file (step ``writing``, progress and counters by
 rows), and returns the file's signed download link (step ``done``). Memory
@@ -27,6 +28,7 @@ from hubbub.exports.store import Sink, open_store
 from hubbub.jobs.context import JobCancelled, JobContext
 from hubbub.jobs.registry import job_kind
 from hubbub.storage.database import Database
+from hubbub.tenancy.access import authorize
 
 __all__ = ["ExportInput", "export_conversations"]
 
@@ -46,7 +48,7 @@ class ExportInput(BaseModel):
     )
 
 
-@job_kind("export.conversations", ExportInput, resources={"num_cpus": 0.25})
+@job_kind("export.conversations", ExportInput, resources={"num_cpus": 0.25}, entities=("tenant",))
 async def export_conversations(context: JobContext, input: ExportInput) -> dict[str, Any]:
     """Export the tenant's conversations and messages as CSV or JSON Lines."""
     settings = _settings(context)
@@ -91,6 +93,7 @@ async def _export(
     scope = rows.Scope(input.conversation_ids, input.since)
     db = await Database.connect(settings.database_url or "", role=settings.app_role, size=1)
     try:
+        await _require_manager(context, db)
         async with (
             open_store(settings).create(name) as sink,
             rows.snapshot(db, context.tenant_id) as conn,
@@ -103,6 +106,16 @@ async def _export(
     finally:
         await db.close()
     return written, sink.size
+
+
+async def _require_manager(context: JobContext, db: Database) -> None:
+    """Every conversation of the tenant, private ones too, is for its owners and
+    admins: the job fails with ``insufficient_role`` (403) if its creator is
+    neither (any more)."""
+    async with db.tenant(context.tenant_id) as conn:
+        creator = await conn.fetchval("SELECT created_by FROM jobs WHERE id = $1", context.job_id)
+    assert context.router is not None, "a worker's run has a router"
+    await authorize(context.router, context.tenant_id, creator, minimum="admin")
 
 
 _SOURCES: tuple[tuple[Callable[..., AsyncIterator[list[asyncpg.Record]]], Any], ...] = (
