@@ -92,7 +92,8 @@ class Settings(BaseSettings):
         None,
         min_length=32,
         description="At least 32 random characters: TOTP secrets are stored encrypted under "
-        "a key derived from it; unset: stored plainly. The same on every gateway.",
+        "a key derived from it, and export links signed with another; unset: stored plainly, "
+        "links signed with a key kept in the export directory. The same on every gateway.",
     )
     public_url: str = Field(
         "http://127.0.0.1:8000",

@@ -27,6 +27,7 @@ from hubbub.exports.formats import COLUMNS
 from hubbub.exports.links import link_for
 from tests.support.chat import Team, new_team
 from tests.support.jobs import JOBS, open_stream, submit, until_final
+from tests.support.tenants import call
 
 KIND = "export.conversations"
 
@@ -193,6 +194,14 @@ async def test_a_link_needs_a_genuine_current_signature_and_an_existing_file(
     (ray_cluster.export_dir / name).unlink()
     status, _, body = await _download(gateway, url)
     assert (status, orjson.loads(body)["code"]) == (404, "not_found")
+
+
+async def test_the_download_route_is_in_openapi_without_a_token(gateway: TestServer) -> None:
+    status, document = await call(gateway, "GET", "/openapi.json")
+    assert status == 200, document
+    operation = document["paths"]["/api/v1/exports/{name}"]["get"]
+    assert "security" not in operation
+    assert {"200", "403", "404", "422"} <= set(operation["responses"])
 
 
 async def test_only_an_owner_or_admin_exports_the_tenants_conversations(
