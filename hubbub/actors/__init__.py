@@ -28,6 +28,10 @@ else sends it commands. Keep this table true.
 | cancelled flag                               | ``JobContext`` (``hubbub/jobs``)        |
 | which local SSE streams and sockets follow   | the gateway's ``JobFeeds`` and          |
 | which job, their last seqs                   | ``JobSubscriptions`` (``hubbub/jobs``)  |
+| an export file (written once, then only      | the export run that writes it           |
+| read through signed links)                   | (``hubbub/exports/job.py``)             |
+| the export link key file (``.link-key``)     | created once by whichever process needs |
+|                                              | it first (``hubbub/exports/links.py``)  |
 | a user's presence (devices, status, text,    | Redis, changed only by atomic scripts   |
 | availability, last_seen_at, idle); a         | of ``Presence`` (``realtime/presence.py``); |
 | gateway's presence lease and its sockets     | each gateway its own lease and sockets  |
