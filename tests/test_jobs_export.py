@@ -2,11 +2,12 @@
 Postgres: an export submitted through ``POST /jobs`` runs on a worker with
 progress by rows and steps, and its signed link downloads exactly the
 tenant's conversations and messages, as CSV or JSON Lines, limited to some
-conversations or to what happened since a time when asked; another tenant's
-rows never appear, and only a tenant owner or admin may export. The link
-needs no token but a genuine, current signature (403 otherwise) and a file
-that still exists (404 otherwise); bad input answers 422 naming the field;
-a cancelled export ends cancelled and leaves no file."""
+conversations or to what happened since a time when asked; deleted
+conversations are left out and deleted messages come as tombstones;
+another tenant's rows never appear, and only a tenant owner or admin may
+export. The link needs no token but a genuine, current signature (403
+otherwise) and a file that still exists (404 otherwise); bad input answers
+422 naming the field; a cancelled export ends cancelled and leaves no file."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from aiohttp.test_utils import TestServer
 from hubbub.config import Settings
 from hubbub.exports.formats import COLUMNS
 from hubbub.exports.links import link_for
-from tests.support.chat import Team, new_team
+from tests.support.chat import CONVERSATIONS, Team, new_team
 from tests.support.jobs import JOBS, open_stream, submit, until_final
 from tests.support.tenants import call
 
@@ -155,6 +156,29 @@ async def test_a_jsonl_export_can_be_limited_to_some_conversations_and_to_what_i
     assert sorted(_ids(records, "conversation", "conversation_id")) == sorted(
         [group["id"], direct["id"]]
     )
+
+
+async def test_deleted_conversations_are_left_out_and_deleted_messages_are_tombstones(
+    gateway: TestServer,
+) -> None:
+    team, [group, direct], [_, _, hello] = await _team_with_chat(gateway)
+    owner, member = team.people
+    gone = await team.conversation(owner, "group", member, title="Gone")
+    await team.send(owner, gone["id"], "never exported")
+    status, _ = await team.call("DELETE", f"{CONVERSATIONS}/{gone['id']}", owner)
+    assert status == 204
+    path = f"{CONVERSATIONS}/{direct['id']}/messages/{hello['id']}"
+    status, deleted = await team.call("DELETE", path, member)
+    assert status == 200, deleted
+
+    _, result = await _export(team, {"format": "jsonl"})
+    records = _jsonl((await _download(gateway, result["download_url"]))[2])
+    assert sorted(_ids(records, "conversation", "conversation_id")) == sorted(
+        [group["id"], direct["id"]]
+    )
+    assert gone["id"] not in {r["conversation_id"] for r in records}
+    tombstone = next(r for r in records if r.get("message_id") == hello["id"])
+    assert tombstone["body"] == "" and tombstone["deleted_at"] is not None
 
 
 async def test_another_tenants_conversations_cannot_be_named_into_an_export(

@@ -29,6 +29,7 @@ __all__ = [
     "encode",
     "header",
     "message_record",
+    "rfc3339",
 ]
 
 Format = Literal["csv", "jsonl"]
@@ -69,8 +70,8 @@ def conversation_record(row: asyncpg.Record) -> Record:
         "title": row["title"],
         "status": row["status"],
         "created_by": str(row["created_by"]),
-        "created_at": _time(row["created_at"]),
-        "last_activity_at": _time(row["last_activity_at"]),
+        "created_at": rfc3339(row["created_at"]),
+        "last_activity_at": rfc3339(row["last_activity_at"]),
     }
 
 
@@ -83,9 +84,9 @@ def message_record(row: asyncpg.Record) -> Record:
         "author_id": str(row["author_id"]),
         "body": row["body"],
         "reply_to": None if row["reply_to"] is None else str(row["reply_to"]),
-        "created_at": _time(row["created_at"]),
-        "edited_at": _time(row["edited_at"]),
-        "deleted_at": _time(row["deleted_at"]),
+        "created_at": rfc3339(row["created_at"]),
+        "edited_at": rfc3339(row["edited_at"]),
+        "deleted_at": rfc3339(row["deleted_at"]),
     }
 
 
@@ -108,5 +109,6 @@ def _csv(records: Iterable[Record]) -> bytes:
     return buffer.getvalue().encode()
 
 
-def _time(value: datetime | None) -> str | None:
+def rfc3339(value: datetime | None) -> str | None:
+    """``value`` as RFC 3339 with ``Z`` (UTC, as asyncpg gives times); None stays None."""
     return None if value is None else value.isoformat().replace("+00:00", "Z")

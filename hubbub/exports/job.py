@@ -53,7 +53,8 @@ async def export_conversations(context: JobContext, input: ExportInput) -> dict[
     """Export the tenant's conversations and messages as CSV or JSON Lines."""
     settings = _settings(context)
     name = f"{context.job_id}.{input.format}"
-    written, size = await _unless_cancelled(context, _export(context, settings, name, input))
+    work = _export(context, settings, name, input)
+    written, size = await _unless_cancelled(context, work, settings.job_report_seconds)
     link = await asyncio.to_thread(link_for, settings, name)
     context.step("done")
     return {
@@ -61,7 +62,7 @@ async def export_conversations(context: JobContext, input: ExportInput) -> dict[
         "rows": written,
         "bytes": size,
         "download_url": link.url,
-        "expires_at": link.expires_at.isoformat().replace("+00:00", "Z"),
+        "expires_at": formats.rfc3339(link.expires_at),
     }
 
 
@@ -71,10 +72,12 @@ def _settings(context: JobContext) -> Settings:
     return context.settings
 
 
-async def _unless_cancelled(context: JobContext, work: Coroutine[Any, Any, T]) -> T:
-    """``work``'s result; JobCancelled, with ``work`` cancelled, once the job is."""
+async def _unless_cancelled(context: JobContext, work: Coroutine[Any, Any, T], every: float) -> T:
+    """``work``'s result; JobCancelled, with ``work`` cancelled, once the job is.
+
+    The flag is looked at ``every`` seconds: it changes no faster (it comes
+    with the replies to report batches)."""
     task = asyncio.ensure_future(work)
-    every = _settings(context).job_report_seconds  # the flag changes no faster
     try:
         while not task.done():
             await asyncio.wait({task}, timeout=every)
