@@ -169,6 +169,9 @@ class Settings(BaseSettings):
         "as in hubbub/tenancy/plans.py. The first plan is the one new tenants get.",
     )
     invite_days: float = Field(7.0, gt=0, le=90, description="Lifetime of a tenant invite.")
+    signup_stream_minutes: float = Field(
+        60.0, gt=0, le=1440, description="Lifetime of the stream link of an async signup."
+    )
     tenant_deletion_grace_days: float = Field(
         30.0, ge=0, le=365, description="How long a deleted tenant can still be restored."
     )
@@ -230,6 +233,20 @@ class Settings(BaseSettings):
         le=600,
         description="A running job that reports nothing still asks its job this often "
         "whether it was cancelled.",
+    )
+    job_sweep_seconds: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        description="How often the job sweep launches due jobs, supervises running ones "
+        "and fires schedules (one gateway at a time; a submit also starts a round).",
+    )
+    job_cancel_grace_seconds: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        description="A running job asked to stop that has not within this time is "
+        "cancelled and its worker killed.",
     )
     export_dir: Path = Field(
         default_factory=lambda data: Path(data["data_dir"]) / "exports",

@@ -18,14 +18,16 @@ log = logging.getLogger(__name__)
 
 class Periodic:
     """Owns: one task. Concurrency: rounds never overlap; the first runs one
-    interval after ``start``. Failure: a round that raises is logged and
-    counted in ``failures``; the loop goes on."""
+    interval after ``start``, or at once after a :meth:`kick` (kicks during
+    a round give one more round). Failure: a round that raises is logged
+    and counted in ``failures``; the loop goes on."""
 
     def __init__(self, name: str, interval: float, round: Callable[[], Awaitable[object]]) -> None:
         self.name = name
         self._interval = interval
         self._round = round
         self._task: asyncio.Task[None] | None = None
+        self._kicked = asyncio.Event()
         self.failures = 0
 
     def start(self) -> None:
@@ -37,9 +39,15 @@ class Periodic:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    def kick(self) -> None:
+        """Run the next round now rather than when the interval is up."""
+        self._kicked.set()
+
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self._interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kicked.wait(), self._interval)
+            self._kicked.clear()
             try:
                 await self._round()
             except Exception:

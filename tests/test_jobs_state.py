@@ -1,7 +1,9 @@
 """The rules of one job, pure: submitting (idempotent by body), the lifecycle
-queued → running → succeeded | failed | cancelled and nothing else, a
-gap-free event seq, report batches merged into few events, cancellation
-at once or cooperative, and worker commands of a stale run ignored."""
+queued → running → succeeded | failed | cancelled | timed_out through
+retrying and nothing else, a gap-free event seq, report batches merged into
+few events, cancellation at once, cooperative or forced after a grace
+period, worker commands of a stale run or launch ignored, and the policies:
+attempts with backoff, timeouts, lost workers, run_at and retry by hand."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ CREATOR = "00000000-0000-0000-0000-0000000000c1"
 OTHER = "00000000-0000-0000-0000-0000000000c2"
 
 
-def _submission(request_hash: str = "aa") -> Submission:
+def _submission(request_hash: str = "aa", **policy: object) -> Submission:
     return Submission(
         job_id="00000000-0000-0000-0000-00000000a0b1",
         tenant_id="00000000-0000-0000-0000-0000000000e1",
@@ -27,27 +29,35 @@ def _submission(request_hash: str = "aa") -> Submission:
         created_by=CREATOR,
         request_hash=request_hash,
         idempotency_key="k-1",
+        **policy,  # type: ignore[arg-type]
     )
 
 
-def _run(state: JobState | None, name: str, **args: object) -> list[JobEvent]:
-    events = rules.decide(state, name, dict(args), NOW + timedelta(seconds=1))
+def _run(state: JobState | None, name: str, at: float = 1, **args: object) -> list[JobEvent]:
+    """The events of command ``name`` at ``at`` seconds after NOW, applied."""
+    events = rules.decide(state, name, dict(args), NOW + timedelta(seconds=at))
     for event in events:
         assert state is not None
         rules.apply(state, event)
     return events
 
 
-def _queued() -> JobState:
-    job, events = rules.submit(None, _submission(), NOW)
+def _queued(**policy: object) -> JobState:
+    job, events = rules.submit(None, _submission(**policy), NOW)
     for event in events:
         rules.apply(job, event)
     return job
 
 
-def _running() -> JobState:
-    job = _queued()
-    _run(job, "start")
+def _start(job: JobState, launch_id: str = "L1", at: float = 1) -> list[JobEvent]:
+    """The sweep dispatches launch ``launch_id``, whose worker starts the job."""
+    _run(job, "dispatch", at=at, launch_id=launch_id)
+    return _run(job, "start", at=at, launch_id=launch_id)
+
+
+def _running(**policy: object) -> JobState:
+    job = _queued(**policy)
+    _start(job)
     return job
 
 
@@ -72,10 +82,20 @@ def test_the_same_key_with_another_body_is_refused() -> None:
 
 def test_a_job_starts_once_and_counts_its_attempt() -> None:
     job = _queued()
-    [started] = _run(job, "start")
+    [started] = _start(job)
     assert started.data == {"status": "running", "attempt": 1}
     assert (job.status, job.attempts, job.started_at) == ("running", 1, NOW + timedelta(seconds=1))
-    assert _run(job, "start") == []  # a duplicate launch: not started twice
+    assert job.seq == 2  # the launch is bookkeeping, not an event
+    assert _run(job, "start", launch_id="L1") == []  # a duplicate launch: not started twice
+
+
+def test_only_the_launch_a_job_waits_on_starts_it() -> None:
+    job = _queued()
+    assert _run(job, "start", launch_id="L0") == []  # not dispatched yet
+    _run(job, "dispatch", launch_id="L1")
+    assert _run(job, "dispatch", launch_id="L2") == []  # it waits on L1 already
+    assert _run(job, "start", launch_id="L2") == []
+    assert _run(job, "start", launch_id="L1")[0].data["status"] == "running"
 
 
 def test_reports_become_events_with_runs_merged_in_order() -> None:
@@ -141,7 +161,7 @@ def test_cancelling_a_queued_job_ends_it_at_once() -> None:
     [cancelled] = _run(job, "cancel", actor=CREATOR, role="member")
     assert cancelled.data == {"status": "cancelled"}
     assert job.status == "cancelled"
-    assert _run(job, "start") == []  # its launch then finds it cancelled
+    assert _run(job, "start", launch_id="L1") == []  # its launch then finds it cancelled
 
 
 def test_cancelling_a_running_job_asks_it_to_stop_once() -> None:
@@ -190,3 +210,121 @@ def test_a_status_change_outside_the_transitions_is_a_bug(source: str, target: s
 def test_every_status_but_the_terminal_ones_has_a_way_on() -> None:
     assert set(rules.TRANSITIONS) | rules.TERMINAL == set(rules.STATUSES)
     assert all(targets <= set(rules.STATUSES) for targets in rules.TRANSITIONS.values())
+
+
+def test_a_job_is_not_dispatched_before_its_run_at() -> None:
+    job = _queued(run_at=NOW + timedelta(minutes=5))
+    assert _run(job, "dispatch", at=299, launch_id="L1") == []
+    assert job.launch_id is None
+    _start(job, at=300)
+    assert job.status == "running"
+
+
+def test_a_failed_attempt_is_retried_after_a_backoff_while_attempts_last() -> None:
+    job = _running(max_attempts=3, backoff_seconds=10.0)
+    error = {"code": "handler_failed", "message": "RuntimeError: boom"}
+    [retrying] = _run(job, "finish", at=2, attempt=1, outcome="failed", error=error)
+    assert retrying.data["status"] == "retrying" and retrying.data["error"] == error
+    assert job.retry_at is not None
+    wait = (job.retry_at - (NOW + timedelta(seconds=2))).total_seconds()
+    assert 5 <= wait < 10  # the first backoff, times a jitter in [0.5, 1)
+    assert _run(job, "dispatch", at=2 + wait - 1, launch_id="L2") == []  # not due yet
+    [second] = _start(job, "L2", at=2 + wait)
+    assert second.data == {"status": "running", "attempt": 2}
+    _run(job, "finish", at=100, attempt=2, outcome="failed", error=error)
+    _start(job, "L3", at=1000)
+    [failed] = _run(job, "finish", at=1001, attempt=3, outcome="failed", error=error)
+    assert failed.data == {"status": "failed", "error": error}  # three attempts made
+    assert (job.status, job.attempts) == ("failed", 3)
+
+
+def test_backoff_doubles_per_attempt_with_a_jitter_fixed_by_job_and_attempt() -> None:
+    job = _running(backoff_seconds=1.0)
+    waits = []
+    for attempts in (1, 2, 3, 4):
+        job.attempts = attempts
+        waits.append(rules.backoff(job))
+        assert waits[-1] == rules.backoff(job)  # the same on every replay
+        assert 2 ** (attempts - 1) * 0.5 <= waits[-1] < 2 ** (attempts - 1)
+    job.attempts = 40
+    assert rules.backoff(job) < rules.MAX_BACKOFF_SECONDS
+
+
+def test_a_handler_refusing_its_input_is_not_retried() -> None:
+    job = _running(max_attempts=3)
+    error = {"code": "bad_project", "message": "no such project"}
+    _run(job, "finish", attempt=1, outcome="failed", error=error, retryable=False)
+    assert (job.status, job.error) == ("failed", error)
+
+
+def test_a_lost_worker_fails_its_attempt_and_a_lost_launch_is_made_again() -> None:
+    job = _running(max_attempts=2)
+    assert _run(job, "lost", launch_id="L0") == []  # not the job's launch: nothing
+    [retrying] = _run(job, "lost", launch_id="L1")
+    assert retrying.data["error"]["code"] == "worker_lost"
+    assert (job.status, job.launch_id) == ("retrying", None)
+    _start(job, "L2", at=60)
+    [failed] = _run(job, "lost", at=61, launch_id="L2")
+    assert failed.data["status"] == "failed"  # no attempt left
+    waiting = _queued()
+    _run(waiting, "dispatch", launch_id="L1")
+    assert [e.type for e in _run(waiting, "lost", launch_id="L1")] == ["unlaunch"]
+    assert (waiting.status, waiting.launch_id, waiting.seq) == ("queued", None, 1)
+
+
+def test_an_attempt_past_its_timeout_ends_timed_out_or_is_retried() -> None:
+    job = _running(timeout_seconds=30.0, max_attempts=2)
+    assert _run(job, "supervise", at=30, grace=10) == []  # started at 1: due at 31
+    [retrying] = _run(job, "supervise", at=31, grace=10)
+    assert (retrying.data["status"], retrying.data["error"]["code"]) == ("retrying", "timed_out")
+    _start(job, "L2", at=100)
+    assert job.deadline == NOW + timedelta(seconds=130)
+    [ended] = _run(job, "supervise", at=130, grace=10)
+    assert ended.data["status"] == "timed_out" and job.finished_at is not None
+    # Its worker's late reports and finish change nothing.
+    assert _run(job, "finish", at=131, attempt=2, outcome="succeeded", result=1) == []
+
+
+def test_a_job_that_does_not_stop_within_the_grace_period_is_cancelled() -> None:
+    job = _running()
+    _run(job, "cancel", at=5, actor=CREATOR, role="member")
+    assert _run(job, "supervise", at=14, grace=10) == []
+    [forced] = _run(job, "supervise", at=15, grace=10)
+    assert forced.data == {"status": "cancelled", "forced": True}
+
+
+def test_a_retrying_job_is_cancelled_at_once() -> None:
+    job = _running(max_attempts=2)
+    _run(job, "lost", launch_id="L1")
+    [cancelled] = _run(job, "cancel", actor=CREATOR, role="member")
+    assert cancelled.data == {"status": "cancelled"}
+
+
+def test_a_failed_job_retried_by_hand_starts_over_with_new_attempts() -> None:
+    job = _running(max_attempts=1)
+    error = {"code": "handler_failed", "message": "boom"}
+    _run(job, "finish", attempt=1, outcome="failed", error=error)
+    [queued] = _run(job, "retry", actor=CREATOR, role="member")
+    assert queued.data == {"status": "queued", "retry": True}
+    assert (job.status, job.error, job.finished_at, job.attempt_budget) == ("queued", None, None, 2)
+    _start(job, "L2")
+    assert job.attempts == 2
+    _run(job, "finish", attempt=2, outcome="succeeded", result=None)
+    with pytest.raises(AppError) as refused:
+        _run(job, "retry", actor=CREATOR, role="member")
+    assert (refused.value.code, refused.value.status) == ("job_not_retryable", 409)
+
+
+def test_only_the_creator_or_a_tenant_manager_retries() -> None:
+    job = _running()
+    _run(job, "finish", attempt=1, outcome="failed", error={"code": "x", "message": "y"})
+    with pytest.raises(AppError) as refused:
+        _run(job, "retry", actor=OTHER, role="member")
+    assert refused.value.status == 403
+
+
+def test_a_running_job_with_no_launch_on_record_can_be_found_lost() -> None:
+    job = _running()
+    job.launch_id = None  # it started before launches were recorded
+    [failed] = _run(job, "lost", launch_id=None)
+    assert failed.data["error"]["code"] == "worker_lost"

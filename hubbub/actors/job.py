@@ -20,7 +20,7 @@ from hubbub.actors.entity import Decision, Entity, Publication, Write
 from hubbub.jobs import state as rules
 from hubbub.jobs.state import JobEvent, JobState, Submission
 
-__all__ = ["EVENT", "JobEntity", "channel"]
+__all__ = ["EVENT", "JobEntity", "channel", "state_from_row"]
 
 #: The bus event name of every job event; its data is the wire job event.
 EVENT = "job:event"
@@ -33,13 +33,15 @@ def channel(job_id: str) -> str:
 
 _LOAD = "SELECT * FROM jobs WHERE id = ANY($1::uuid[])"
 _INSERT_JOB = """INSERT INTO jobs (id, tenant_id, kind, status, input, created_by,
-  idempotency_key, request_hash, last_seq, created_at, updated_at)
-  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9)"""
+  idempotency_key, request_hash, last_seq, created_at, updated_at, priority, conflict_key,
+  run_at, max_attempts, attempt_budget, backoff_seconds, timeout_seconds, schedule_id)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9, $10, $11, $12, $13, $13, $14, $15, $16)"""
 _INSERT_EVENT = """INSERT INTO job_events (tenant_id, job_id, seq, type, data, created_at)
   VALUES ($1, $2, $3, $4, $5, $6)"""
 _SET_STATE = """UPDATE jobs SET status = $2, progress = $3, step = $4, done = $5, total = $6,
   result = $7, error = $8, attempts = $9, cancel_requested = $10, last_seq = $11,
-  updated_at = $12, started_at = $13, finished_at = $14 WHERE id = $1"""
+  updated_at = $12, started_at = $13, finished_at = $14, attempt_budget = $15, launch_id = $16,
+  launched_at = $17, retry_at = $18, deadline = $19, cancel_requested_at = $20 WHERE id = $1"""
 
 
 class JobEntity(Entity):
@@ -58,12 +60,12 @@ class JobEntity(Entity):
 
     @classmethod
     async def load(cls, conn: asyncpg.Connection, keys: list[str]) -> dict[str, Any]:
-        return {str(row["id"]): _job(row) for row in await conn.fetch(_LOAD, keys)}
+        return {str(row["id"]): state_from_row(row) for row in await conn.fetch(_LOAD, keys)}
 
     def handle(self, command: Command, now: datetime) -> Decision:
         writes: list[Write] = []
         if command.name == "submit":
-            submission = Submission(**command.args)
+            submission = Submission.from_args(command.args)
             state, events = rules.submit(self.state, submission, now)
             if events:
                 writes.append(_insert(state))
@@ -74,6 +76,8 @@ class JobEntity(Entity):
         publications = []
         for event in events:
             state = rules.apply(state, event)
+            if event.bookkeeping:
+                continue
             wire = rules.event_view(state.id, state.seq, event)
             writes.append(Write(_INSERT_EVENT, _event_row(state, event)))
             publications.append(Publication(channel(state.id), EVENT, wire))
@@ -84,15 +88,22 @@ class JobEntity(Entity):
 
 
 def _reply(command: Command, state: JobState) -> dict[str, Any]:
-    """The job's view; a worker's commands also learn whether to go on."""
+    """The job's view; a worker's commands also learn whether to go on, and
+    the sweep which launch the job waits on."""
     reply = rules.view(state)
-    if command.name in ("start", "report", "finish"):
-        attempt = command.args.get("attempt", state.attempts)
-        reply["current"] = rules.is_current(state, attempt)
+    if command.name == "start":
+        reply["current"] = rules.is_current(state, state.attempts) and (
+            state.launch_id == command.args["launch_id"]
+        )
+    elif command.name in ("report", "finish"):
+        reply["current"] = rules.is_current(state, command.args["attempt"])
+    elif command.name == "dispatch":
+        reply["launch_id"] = state.launch_id
     return reply
 
 
-def _job(row: asyncpg.Record) -> JobState:
+def state_from_row(row: asyncpg.Record) -> JobState:
+    """A job as its row in ``jobs`` stores it."""
     return JobState(
         id=str(row["id"]),
         tenant_id=str(row["tenant_id"]),
@@ -115,6 +126,19 @@ def _job(row: asyncpg.Record) -> JobState:
         seq=row["last_seq"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
+        priority=row["priority"],
+        conflict_key=row["conflict_key"],
+        run_at=row["run_at"],
+        max_attempts=row["max_attempts"],
+        attempt_budget=row["attempt_budget"],
+        backoff_seconds=row["backoff_seconds"],
+        timeout_seconds=row["timeout_seconds"],
+        launch_id=row["launch_id"],
+        launched_at=row["launched_at"],
+        retry_at=row["retry_at"],
+        deadline=row["deadline"],
+        cancel_requested_at=row["cancel_requested_at"],
+        schedule_id=None if row["schedule_id"] is None else str(row["schedule_id"]),
     )
 
 
@@ -129,6 +153,13 @@ def _insert(state: JobState) -> Write:
         state.idempotency_key,
         bytes.fromhex(state.request_hash),
         state.created_at,
+        state.priority,
+        state.conflict_key,
+        state.run_at,
+        state.max_attempts,
+        state.backoff_seconds,
+        state.timeout_seconds,
+        state.schedule_id,
     )
     return Write(_INSERT_JOB, args)
 
@@ -153,4 +184,10 @@ def _state_row(s: JobState) -> tuple[Any, ...]:
         s.updated_at,
         s.started_at,
         s.finished_at,
+        s.attempt_budget,
+        s.launch_id,
+        s.launched_at,
+        s.retry_at,
+        s.deadline,
+        s.cancel_requested_at,
     )

@@ -15,6 +15,7 @@ import itertools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import ray
@@ -40,12 +41,15 @@ if TYPE_CHECKING:
     from hubbub.actors.router import Router
 
 __all__ = [
+    "Launcher",
+    "LauncherActor",
     "ShardRef",
+    "Task",
     "attach_shards",
     "connect_ray",
     "disconnect_ray",
     "entity_class_path",
-    "launch_task",
+    "open_launcher",
     "open_shards",
     "ray_status",
 ]
@@ -256,30 +260,124 @@ def _shard_actor(kind: str, index: int, namespace: str) -> ActorHandle:
 TaskWork = Callable[[Any, "Router", Settings], Awaitable[None]]
 
 
-def launch_task(
-    work_path: str,
-    payload: Any,
-    *,
-    kinds: Sequence[str],
-    resources: Mapping[str, float],
-    settings: Settings,
-) -> None:
-    """Run ``work_path`` (``module:function``) as a Ray task anywhere in the cluster.
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One task to launch: ``work`` (``module:function``) with ``payload``, a
+    router over the shards of ``kinds``, on a node with ``resources``.
 
-    The task gets ``payload``, a router over the shards of ``kinds`` and the
-    settings. Fire and forget: the work reports through the router. Ray does
-    not retry it (retries are the caller's policy). Non-blocking once the
-    task function is exported (the first call exports it).
+    ``key`` names what the task works on (a job id) and ``tag`` this launch
+    of it, so a later launch of the same key is told from an earlier one.
     """
+
+    key: str
+    tag: str
+    work: str
+    payload: Any
+    kinds: tuple[str, ...]
+    resources: Mapping[str, float]
+
+
+@ray.remote
+class LauncherActor:
+    """The Ray actor that launches tasks and owns them.
+
+    Owns: the running tasks' references, by key. Ray ties a task to the
+    process that submitted it, so tasks launched here outlive any gateway.
+    Concurrency: async actor, one event loop. Failure: when Ray restarts it,
+    the tasks it owned are gone and it knows none: their keys are no longer
+    ``alive``, which is how the caller learns they were lost.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._running: dict[str, tuple[str, ray.ObjectRef]] = {}
+
+    async def launch(self, tasks: list[Task]) -> None:
+        for task in tasks:
+            ref = _task.options(**_task_options(task.resources)).remote(
+                task.work, task.payload, list(task.kinds), self._settings
+            )
+            self._running[task.key] = (task.tag, ref)
+            asyncio.get_running_loop().create_task(self._forget_when_done(task.key, task.tag, ref))
+
+    async def alive(self, keys: dict[str, str]) -> list[str]:
+        """Those of ``keys`` (key → tag) whose launch with that tag still runs or waits."""
+        return [key for key, tag in keys.items() if tag is not None and self._tag(key) == tag]
+
+    async def kill(self, keys: dict[str, str]) -> None:
+        """Force-stop the tasks of ``keys`` (key → tag), killing their worker processes."""
+        for key, tag in keys.items():
+            if self._tag(key) == tag:
+                ray.cancel(self._running[key][1], force=True)
+
+    def _tag(self, key: str) -> str | None:
+        running = self._running.get(key)
+        return None if running is None else running[0]
+
+    async def _forget_when_done(self, key: str, tag: str, ref: ray.ObjectRef) -> None:
+        try:
+            await ref
+        except Exception as error:  # the task's own failures are its work's business
+            log.info("task %s (%s) ended abnormally: %s", key, tag, type(error).__name__)
+        if self._tag(key) == tag:
+            del self._running[key]
+
+
+def _task_options(resources: Mapping[str, float]) -> dict[str, Any]:
     needs = dict(resources)
     options: dict[str, Any] = {
         "num_cpus": needs.pop("num_cpus", 1),
-        "max_retries": 0,
+        "max_retries": 0,  # retries are the caller's policy
         "label_selector": {"hubbub-role": "!gateway"},  # a gateway node dies with its gateway
     }
     if needs:
         options["resources"] = needs
-    _task.options(**options).remote(work_path, payload, list(kinds), settings)
+    return options
+
+
+#: Longest wait for the launcher actor: its callers hold a lock meanwhile.
+_LAUNCHER_TIMEOUT = 30.0
+
+
+class Launcher:
+    """A gateway's handle on the deployment's launcher actor; every call
+    answers ``launcher_unavailable`` while the actor is dead or restarting."""
+
+    def __init__(self, handle: ActorHandle) -> None:
+        self._handle = handle
+
+    async def launch(self, tasks: list[Task]) -> None:
+        if tasks:
+            await self._call("launch", tasks)
+
+    async def alive(self, keys: dict[str, str]) -> set[str]:
+        return set(await self._call("alive", keys)) if keys else set()
+
+    async def kill(self, keys: dict[str, str]) -> None:
+        if keys:
+            await self._call("kill", keys)
+
+    async def _call(self, method: str, argument: Any) -> Any:
+        try:
+            call = getattr(self._handle, method).remote(argument)
+            return await asyncio.wait_for(call, _LAUNCHER_TIMEOUT)
+        except (
+            ray.exceptions.RayActorError,
+            ray.exceptions.ActorUnavailableError,
+            TimeoutError,
+        ) as exc:
+            raise AppError.unavailable(
+                "launcher_unavailable", f"the launcher actor is unavailable: {exc!r}"
+            ) from None
+
+
+def open_launcher(settings: Settings) -> Launcher:
+    """Find or create the deployment's launcher actor. Blocking."""
+    handle = LauncherActor.options(
+        name="launcher", namespace=settings.ray_namespace, get_if_exists=True, **_SHARD_OPTIONS
+    ).remote(settings)
+    ray.get(handle.alive.remote({}))  # it is up
+    return Launcher(handle)
 
 
 @ray.remote

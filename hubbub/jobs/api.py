@@ -1,10 +1,11 @@
 """HTTP routes of jobs, under ``/api/v1/jobs``, and their SSE stream.
 
 Every route needs a bearer token and a tenant (``X-Tenant-Id``) the caller
-is a member of; every member sees the tenant's jobs, and their creator or a
-tenant owner or admin may cancel one. Changes go to the job entity; reads
-come from Postgres in the tenant's scope, so another tenant's job answers
-404 whatever the route.
+is a member of, or a tenant's API key (its service account acts); every
+member sees the tenant's jobs and schedules, their creator or a tenant
+owner or admin may cancel or retry a job, and owners and admins manage
+schedules. Changes go to the job entity; reads come from Postgres in the
+tenant's scope, so another tenant's job answers 404 whatever the route.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from hubbub.errors import AppError, FieldError
 from hubbub.gateway import DATABASE, ROUTER, SETTINGS
 from hubbub.http.routing import Api
 from hubbub.identity.bearer import authenticate_request
-from hubbub.jobs import reads
-from hubbub.jobs.dispatch import submit_job
+from hubbub.ids import new_id
+from hubbub.jobs import reads, schedules
+from hubbub.jobs.dispatch import SWEEP_ROUNDS, submit_job
 from hubbub.jobs.feeds import Follower, JobFeeds
 from hubbub.jobs.registry import KINDS
 from hubbub.jobs.wire import (
@@ -38,11 +40,17 @@ from hubbub.jobs.wire import (
     JobView,
     ListQuery,
     NewJob,
+    NewSchedule,
+    ScheduleList,
+    SchedulePath,
+    ScheduleQuery,
+    ScheduleView,
     StreamQuery,
 )
 from hubbub.tenancy.access import authorize
+from hubbub.tenancy.roles import at_least
 
-__all__ = ["FEEDS", "IDEMPOTENCY_HEADER", "api"]
+__all__ = ["FEEDS", "IDEMPOTENCY_HEADER", "api", "idempotency_key", "serve_stream"]
 
 api = Api("jobs", "Long-running work on Ray workers, with live progress.")
 
@@ -50,8 +58,10 @@ FEEDS = web.AppKey("job_feeds", JobFeeds)
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 BASE = "/api/v1/jobs"
 ONE = f"{BASE}/{{job_id}}"
-BEARER = ("bearer",)
+SCHEDULES = "/api/v1/job-schedules"
+BEARER = ("bearer", "api_key")
 NOT_FOUND = {404: "No such job in this tenant (`not_found`)"}
+MANAGERS_ONLY = {403: "Not a tenant owner or admin (`insufficient_role`)"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +80,7 @@ async def _caller(request: web.Request) -> Caller:
     return Caller(str(tenant_id), str(claims.user_id), reply["role"])
 
 
-def _idempotency_key(request: web.Request) -> str | None:
+def idempotency_key(request: web.Request) -> str | None:
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is None:
         return None
@@ -93,16 +103,28 @@ def _idempotency_key(request: web.Request) -> str | None:
     responses={
         422: "An unknown kind (`unknown_job_kind`), input the kind refuses "
         "(`validation_failed`, naming `input.<field>`), or an `Idempotency-Key` "
-        "used with another body (`idempotency_key_reused`)"
+        "used with another body (`idempotency_key_reused`)",
+        409: "An active job of the tenant has the new job's conflict key (`job_conflict`, "
+        "with `active_job_id`)",
     },
 )
 async def create_job(request: web.Request, *, body: NewJob) -> JobAccepted:
-    """Submit a job; with an `Idempotency-Key` the same key gives the same job."""
+    """Submit a job; with an `Idempotency-Key` the same key gives the same job.
+    `run_at` holds it until then; `priority` orders waiting jobs."""
     caller = await _caller(request)
-    key = _idempotency_key(request)
+    key = idempotency_key(request)
     kind = KINDS.get(body.kind)
     value = kind.parse(body.input).model_dump(mode="json")
-    job = await submit_job(request.app, caller.tenant_id, caller.user_id, kind, value, key)
+    job = await submit_job(
+        request.app,
+        caller.tenant_id,
+        caller.user_id,
+        kind,
+        value,
+        key,
+        run_at=body.run_at,
+        priority=body.priority,
+    )
     return JobAccepted(
         id=job["id"],
         status=job["status"],
@@ -142,10 +164,88 @@ async def get_job(request: web.Request, *, path: JobPath) -> JobView:
 async def cancel_job(request: web.Request, *, path: JobPath) -> JobView:
     """Cancel a job: a queued one at once; a running one is asked to stop
     (`cancel_requested`) and ends `cancelled` when its handler does."""
+    return await _ask_job(request, path, "cancel")
+
+
+@api.post(
+    f"{ONE}/retry",
+    params=JobPath,
+    response=JobView,
+    security=BEARER,
+    responses=NOT_FOUND
+    | {
+        403: "Neither its creator nor a tenant owner or admin (`insufficient_role`)",
+        409: "The job did not fail or time out (`job_not_retryable`)",
+    },
+)
+async def retry_job(request: web.Request, *, path: JobPath) -> JobView:
+    """Run a failed or timed out job again: it is queued with a new set of
+    attempts (the kind's `max_attempts`) and its stream goes on."""
+    return await _ask_job(request, path, "retry")
+
+
+async def _ask_job(request: web.Request, path: JobPath, name: str) -> JobView:
     caller = await _caller(request)
     args = {"actor": caller.user_id, "role": caller.role}
-    command = Command("job", str(path.job_id), "cancel", args, caller.tenant_id)
-    return JobView.model_validate(await request.app[ROUTER].send(command))
+    command = Command("job", str(path.job_id), name, args, caller.tenant_id)
+    job = await request.app[ROUTER].send(command)
+    if job["status"] == "queued":
+        request.app[SWEEP_ROUNDS].kick()
+    return JobView.model_validate(job)
+
+
+@api.post(
+    SCHEDULES,
+    body=NewSchedule,
+    response=ScheduleView,
+    status=201,
+    security=BEARER,
+    responses=MANAGERS_ONLY
+    | {422: "An unknown kind, input it refuses or a bad `cron` (`validation_failed`)"},
+)
+async def create_schedule(request: web.Request, *, body: NewSchedule) -> ScheduleView:
+    """A recurring job: the kind with its input, at the times the cron
+    expression names in the tenant's timezone."""
+    caller = await _manager(request)
+    kind = KINDS.get(body.kind)
+    value = kind.parse(body.input).model_dump(mode="json")
+    cron = schedules.parse_cron(body.cron)
+    async with request.app[DATABASE].tenant(caller.tenant_id) as conn:
+        view = await schedules.create(
+            conn, str(new_id()), caller.tenant_id, kind.name, value, cron, caller.user_id
+        )
+    return ScheduleView.model_validate(view)
+
+
+@api.get(SCHEDULES, query=ScheduleQuery, response=ScheduleList, security=BEARER)
+async def list_schedules(request: web.Request, *, query: ScheduleQuery) -> ScheduleList:
+    """The tenant's schedules, newest first."""
+    caller = await _caller(request)
+    async with request.app[DATABASE].tenant(caller.tenant_id) as conn:
+        items, cursor = await schedules.listing(conn, query.cursor, query.limit)
+    return ScheduleList.model_validate({"items": items, "next_cursor": cursor})
+
+
+@api.delete(
+    f"{SCHEDULES}/{{schedule_id}}",
+    params=SchedulePath,
+    security=BEARER,
+    responses=MANAGERS_ONLY | {404: "No such schedule in this tenant (`not_found`)"},
+)
+async def delete_schedule(request: web.Request, *, path: SchedulePath) -> None:
+    """Stop a schedule; jobs it already started go on."""
+    caller = await _manager(request)
+    async with request.app[DATABASE].tenant(caller.tenant_id) as conn:
+        await schedules.delete(conn, str(path.schedule_id))
+
+
+async def _manager(request: web.Request) -> Caller:
+    caller = await _caller(request)
+    if not at_least(caller.role, "admin"):
+        raise AppError(
+            "insufficient_role", "expected a tenant owner or admin to manage schedules", status=403
+        )
+    return caller
 
 
 @api.get(
@@ -183,9 +283,15 @@ async def stream_job(
     """Server-Sent Events of the job: every event after `Last-Event-ID` (or
     `after_seq`) in order, then live ones, ending with the final `status`."""
     caller = await _caller(request)
+    return await serve_stream(request, caller.tenant_id, str(path.job_id), query)
+
+
+async def serve_stream(
+    request: web.Request, tenant_id: str, job_id: str, query: StreamQuery
+) -> web.StreamResponse:
+    """The job's SSE stream, for a caller already allowed to follow it."""
     after = _resume_point(request, query)
-    feeds = request.app[FEEDS]
-    follower = await feeds.follow(caller.tenant_id, str(path.job_id), after)
+    follower = await request.app[FEEDS].follow(tenant_id, job_id, after)
     try:
         heartbeat = request.app[SETTINGS].sse_heartbeat_seconds
         async with sse_response(request, ping_interval=heartbeat) as stream:

@@ -50,8 +50,8 @@ class JobContext:
         #: The run's router, for commands to the entity kinds the job kind
         #: names in ``entities`` (from an ``async`` handler).
         self.router = router
-        #: The deployment's settings, as the gateway that launched the run had them
-        #: (a handler that opens Postgres or a file store needs them).
+        #: The deployment's settings (resolved service URLs included), for a
+        #: handler that opens a connection of its own.
         self.settings = settings
         self._reports: deque[Report] = deque()
         self._cancelled = False

@@ -1,6 +1,7 @@
 """Jobs as a gateway plugin: the job entity kind, its routes and SSE stream,
-its Socket.IO events, this gateway's job feeds and socket subscriptions, and
-the registry of job kinds (hubbub's own, then those of installed packages)."""
+its Socket.IO events, this gateway's job feeds, socket subscriptions and job
+sweep, and the registry of job kinds (hubbub's own, then those of installed
+packages)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ from hubbub.jobs.api import FEEDS, api
 from hubbub.jobs.feeds import JobFeeds
 from hubbub.jobs.registry import KINDS
 from hubbub.jobs.sockets import SOCKET_EVENTS, SUBSCRIPTIONS, JobSubscriptions
+from hubbub.jobs.sweep import job_sweep
 from hubbub.plugin import Plugin
+from hubbub.provisioning import provision
 
 __all__ = ["BUILTIN_KINDS", "plugin"]
 
 #: Modules of hubbub's own job kinds (imported: their declarations register them).
-BUILTIN_KINDS = (demo,)
+BUILTIN_KINDS = (demo, provision)
 
 
 async def _kinds(app: web.Application) -> AsyncIterator[None]:
@@ -51,5 +54,5 @@ plugin = Plugin(
     entity_kinds=(JobEntity,),
     apis=(api,),
     socket_events=SOCKET_EVENTS,
-    cleanup_ctx=(_kinds, _feeds, _subscriptions),
+    cleanup_ctx=(_kinds, _feeds, _subscriptions, job_sweep),
 )

@@ -7,14 +7,14 @@ so another tenant's job reads as absent and the HTTP layer answers 404.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from hubbub.actors.job import state_from_row
 from hubbub.errors import AppError, FieldError
 from hubbub.http.cursors import decode_cursor, encode_cursor
-from hubbub.jobs.state import TERMINAL
+from hubbub.jobs.state import TERMINAL, view
 
 __all__ = [
     "check_after_seq",
@@ -110,26 +110,4 @@ def _event_view(row: asyncpg.Record) -> dict[str, Any]:
 
 
 def _job_view(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]),
-        "tenant_id": str(row["tenant_id"]),
-        "kind": row["kind"],
-        "status": row["status"],
-        "progress": row["progress"],
-        "step": row["step"],
-        "done": row["done"],
-        "total": row["total"],
-        "result": row["result"],
-        "error": row["error"],
-        "attempts": row["attempts"],
-        "cancel_requested": row["cancel_requested"],
-        "last_seq": row["last_seq"],
-        "created_by": str(row["created_by"]),
-        "created_at": row["created_at"].isoformat(),
-        "started_at": _time(row["started_at"]),
-        "finished_at": _time(row["finished_at"]),
-    }
-
-
-def _time(at: datetime | None) -> str | None:
-    return None if at is None else at.isoformat()
+    return view(state_from_row(row))

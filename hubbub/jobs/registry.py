@@ -33,7 +33,15 @@ from pydantic import BaseModel, ValidationError
 
 from hubbub.errors import AppError, FieldError
 
-__all__ = ["ENTRY_POINT_GROUP", "KINDS", "Handler", "JobKind", "Registry", "job_kind"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "KINDS",
+    "Handler",
+    "JobKind",
+    "Policy",
+    "Registry",
+    "job_kind",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +49,33 @@ ENTRY_POINT_GROUP = "hubbub.jobs"
 
 #: ``handler(context, input) -> result``, async or not.
 Handler = Callable[[Any, Any], Any]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How a kind's jobs are run; copied into each job when it is submitted."""
+
+    #: Attempts a job gets before it fails; an attempt fails when its handler
+    #: raises (an ``AppError`` fails the job at once), its worker is lost or
+    #: it runs past ``timeout_seconds``.
+    max_attempts: int = 1
+    #: The wait before the second attempt, doubled for each later one (with jitter).
+    backoff_seconds: float = 1.0
+    #: Longest run of one attempt; None: no limit.
+    timeout_seconds: float | None = None
+    #: Most jobs of the kind running at once in one tenant; None: no limit.
+    concurrency: int | None = None
+    #: Jobs of higher priority are launched first.
+    priority: int = 0
+    #: The key of the input (its value a string, e.g. a project id) of which
+    #: a tenant may have one active job at a time; None: no conflicts.
+    conflict_key: Callable[[Any], str | None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1 or self.backoff_seconds < 0:
+            raise ValueError("expected max_attempts >= 1 and backoff_seconds >= 0")
+        if self.concurrency is not None and self.concurrency < 1:
+            raise ValueError("expected a concurrency of at least 1, or None")
 
 
 @dataclass(frozen=True)
@@ -56,6 +91,7 @@ class JobKind:
     #: Entity kinds the handler sends commands to through ``context.router``
     #: (its own job's shards are always reachable).
     entities: tuple[str, ...] = ()
+    policy: Policy = field(default_factory=Policy)
 
     @property
     def module(self) -> str:
@@ -104,6 +140,9 @@ class Registry:
             )
         return kind
 
+    def find(self, name: str) -> JobKind | None:
+        return self._kinds.get(name)
+
     def load(self, module: str, name: str) -> JobKind:
         """The kind ``name`` once ``module`` (which declares it) is imported."""
         importlib.import_module(module)
@@ -135,13 +174,14 @@ def job_kind(
     description: str = "",
     resources: Mapping[str, float] | None = None,
     entities: tuple[str, ...] = (),
+    policy: Policy | None = None,
 ) -> Callable[[Handler], Handler]:
     """Declare the decorated function as the handler of job kind ``name``."""
 
     def declare(handler: Handler) -> Handler:
         needs = {"num_cpus": 1.0} if resources is None else dict(resources)
         doc = description or (handler.__doc__ or "").strip().split("\n")[0]
-        KINDS.add(JobKind(name, handler, input, doc, needs, entities))
+        KINDS.add(JobKind(name, handler, input, doc, needs, entities, policy or Policy()))
         return handler
 
     return declare

@@ -1,24 +1,34 @@
 """The rules of one job, pure: ``submit``, ``decide`` and ``apply``.
 
 No I/O, no clock (``now`` is passed in), no Ray. A job moves through
-:data:`TRANSITIONS` — queued → running → succeeded | failed | cancelled,
-with ``retrying`` and ``timed_out`` reserved for the retry and timeout
-policies — and every change is a :class:`JobEvent` that takes the job's next
-``seq``: the stream is gap-free, so a follower that sees n then n + 2 knows
-it missed one. Event types are those of the SSE stream: ``status``,
-``progress``, ``step``, ``log`` and ``output``.
+:data:`TRANSITIONS` — queued → running → succeeded | failed | cancelled |
+timed_out, through ``retrying`` between attempts — and every change is a
+:class:`JobEvent` that takes the job's next ``seq``: the stream is
+gap-free, so a follower that sees n then n + 2 knows it missed one. Event
+types are those of the SSE stream: ``status``, ``progress``, ``step``,
+``log`` and ``output``. Bookkeeping of launches (``launch``, ``unlaunch``)
+changes the job's row but is no event: followers never see it.
 
-Commands come from two places: the API (``submit``, ``cancel``) and the
+Commands come from three places: the API (``submit``, ``cancel``,
+``retry``), the job sweep (``dispatch``, ``lost``, ``supervise``) and the
 worker running the handler (``start``, ``report``, ``finish``). A worker's
-command for an attempt that is no longer current (a duplicate launch, a job
-cancelled meanwhile) changes nothing; its reply tells the worker to stop.
+command for a launch or attempt that is no longer current (a job cancelled
+or timed out meanwhile, a launch declared lost) changes nothing; its reply
+tells the worker to stop.
+
+An attempt that ends without success — the handler raised, its worker was
+lost, it ran past its timeout — is retried while the job's attempt budget
+lasts (``retrying`` until ``retry_at``: exponential backoff with jitter),
+and otherwise ends the job ``failed`` (``timed_out`` for a timeout). A
+handler's ``AppError`` is a verdict on its input, never retried.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from hubbub.errors import AppError
@@ -34,6 +44,7 @@ __all__ = [
     "Report",
     "Submission",
     "apply",
+    "backoff",
     "coalesce",
     "decide",
     "event_view",
@@ -44,12 +55,20 @@ __all__ = [
 
 STATUSES = ("queued", "running", "retrying", "succeeded", "failed", "cancelled", "timed_out")
 TERMINAL = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
+#: Statuses a retry by hand starts over from.
+RETRYABLE = frozenset({"failed", "timed_out"})
 #: Every status change a job may make; anything else is a bug.
 TRANSITIONS: dict[str, frozenset[str]] = {
     "queued": frozenset({"running", "cancelled"}),
     "running": frozenset({"succeeded", "failed", "cancelled", "timed_out", "retrying"}),
-    "retrying": frozenset({"running", "cancelled", "failed"}),
+    "retrying": frozenset({"running", "cancelled"}),
+    "failed": frozenset({"queued"}),
+    "timed_out": frozenset({"queued"}),
 }
+#: Changes of a job's row that are not events of its stream.
+BOOKKEEPING = frozenset({"launch", "unlaunch"})
+#: The longest wait between two attempts, whatever the backoff.
+MAX_BACKOFF_SECONDS = 3600.0
 EVENT_TYPES = ("status", "progress", "step", "log", "output")
 #: What a handler's context reports, ``(type, data)``; ``counters`` and
 #: ``progress`` both become ``progress`` events.
@@ -70,6 +89,19 @@ class Submission:
     created_by: str
     request_hash: str  # hex SHA-256 of {kind, input}
     idempotency_key: str | None = None
+    priority: int = 0
+    conflict_key: str | None = None
+    run_at: datetime | None = None
+    max_attempts: int = 1
+    backoff_seconds: float = 1.0
+    timeout_seconds: float | None = None
+    schedule_id: str | None = None
+
+    @classmethod
+    def from_args(cls, args: dict[str, Any]) -> Submission:
+        """The submission a ``submit`` command carries (times as RFC 3339 text)."""
+        run_at = args.get("run_at")
+        return cls(**{**args, "run_at": None if run_at is None else datetime.fromisoformat(run_at)})
 
 
 @dataclass(slots=True)
@@ -95,15 +127,33 @@ class JobState:
     seq: int = 0
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    priority: int = 0
+    conflict_key: str | None = None
+    run_at: datetime | None = None
+    max_attempts: int = 1
+    attempt_budget: int = 1
+    backoff_seconds: float = 1.0
+    timeout_seconds: float | None = None
+    launch_id: str | None = None
+    launched_at: datetime | None = None
+    retry_at: datetime | None = None
+    deadline: datetime | None = None
+    cancel_requested_at: datetime | None = None
+    schedule_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class JobEvent:
-    """One change of a job: its ``type`` and ``data`` are what followers see."""
+    """One change of a job: its ``type`` and ``data`` are what followers see
+    (a :data:`BOOKKEEPING` type is a change of the row only)."""
 
     type: str
     data: dict[str, Any]
     at: datetime
+
+    @property
+    def bookkeeping(self) -> bool:
+        return self.type in BOOKKEEPING
 
 
 def submit(
@@ -135,6 +185,14 @@ def submit(
         idempotency_key=submission.idempotency_key,
         created_at=now,
         updated_at=now,
+        priority=submission.priority,
+        conflict_key=submission.conflict_key,
+        run_at=submission.run_at,
+        max_attempts=submission.max_attempts,
+        attempt_budget=submission.max_attempts,
+        backoff_seconds=submission.backoff_seconds,
+        timeout_seconds=submission.timeout_seconds,
+        schedule_id=submission.schedule_id,
     )
     return job, [JobEvent("status", {"status": "queued"}, now)]
 
@@ -151,9 +209,16 @@ def decide(
     return decider(state, args, now)
 
 
+def _dispatch(state: JobState, args: dict[str, Any], now: datetime) -> list[JobEvent]:
+    """The sweep picked this job: it waits on launch ``launch_id`` from now."""
+    if not is_waiting(state, now):
+        return []
+    return [JobEvent("launch", {"launch_id": args["launch_id"]}, now)]
+
+
 def _start(state: JobState, args: dict[str, Any], now: datetime) -> list[JobEvent]:
-    if state.status != "queued":
-        return []  # a duplicate launch, or cancelled while queued: the worker stops
+    if state.status not in ("queued", "retrying") or args["launch_id"] != state.launch_id:
+        return []  # cancelled meanwhile, or a launch that is not (or no longer) the job's
     return [JobEvent("status", {"status": "running", "attempt": state.attempts + 1}, now)]
 
 
@@ -168,21 +233,90 @@ def _finish(state: JobState, args: dict[str, Any], now: datetime) -> list[JobEve
         return []
     outcome = args["outcome"]
     if outcome == "succeeded":
-        data = {"status": "succeeded", "result": args.get("result")}
-    elif outcome == "cancelled" or state.cancel_requested:
-        data = {"status": "cancelled"}  # a handler that fails while asked to stop was stopping
-    else:
-        data = {"status": "failed", "error": args["error"]}
-    return [JobEvent("status", data, now)]
+        return [JobEvent("status", {"status": "succeeded", "result": args.get("result")}, now)]
+    if outcome == "cancelled" or state.cancel_requested:
+        return [JobEvent("status", {"status": "cancelled"}, now)]  # it was stopping
+    return _attempt_failed(state, args["error"], now, retry=args.get("retryable", True))
 
 
-def _cancel(state: JobState, args: dict[str, Any], now: datetime) -> list[JobEvent]:
+def _lost(state: JobState, args: dict[str, Any], now: datetime) -> list[JobEvent]:
+    """Launch ``launch_id`` has no task any more (its worker died, or the
+    launch never reached Ray): the attempt it ran failed, or the job waits
+    to be launched again."""
+    if args["launch_id"] != state.launch_id or state.status in TERMINAL:
+        return []
+    if state.status != "running":
+        return [JobEvent("unlaunch", {}, now)]
+    if state.cancel_requested:
+        return [JobEvent("status", {"status": "cancelled"}, now)]
+    error = {"code": "worker_lost", "message": "the worker running the job stopped"}
+    return _attempt_failed(state, error, now)
+
+
+def _supervise(state: JobState, args: dict[str, Any], now: datetime) -> list[JobEvent]:
+    """A running attempt past its timeout ends; one asked to stop that has
+    not within ``grace`` seconds is cancelled (the sweep then kills it)."""
+    if state.status != "running":
+        return []
+    if state.deadline is not None and now >= state.deadline:
+        seconds = state.timeout_seconds
+        error = {"code": "timed_out", "message": f"the attempt ran longer than {seconds:g} s"}
+        return _attempt_failed(state, error, now, final="timed_out")
+    asked = state.cancel_requested_at
+    if asked is not None and now >= asked + timedelta(seconds=args["grace"]):
+        return [JobEvent("status", {"status": "cancelled", "forced": True}, now)]
+    return []
+
+
+def _attempt_failed(
+    state: JobState,
+    error: dict[str, str],
+    now: datetime,
+    *,
+    final: str = "failed",
+    retry: bool = True,
+) -> list[JobEvent]:
+    """The job retries after a backoff while its budget lasts, else ends ``final``."""
+    if retry and state.attempts < state.attempt_budget:
+        at = now + timedelta(seconds=backoff(state))
+        data = {"status": "retrying", "error": error, "retry_at": at.isoformat()}
+        return [JobEvent("status", data, now)]
+    return [JobEvent("status", {"status": final, "error": error}, now)]
+
+
+def backoff(state: JobState) -> float:
+    """Seconds before the next attempt: ``backoff_seconds`` doubled per
+    attempt made, capped, times a jitter in [0.5, 1) drawn from the job and
+    attempt (so it is the same on every replay, and jobs failing together
+    spread out)."""
+    base = min(state.backoff_seconds * 2 ** max(state.attempts - 1, 0), MAX_BACKOFF_SECONDS)
+    digest = hashlib.blake2b(f"{state.id}:{state.attempts}".encode(), digest_size=8).digest()
+    return base * (0.5 + int.from_bytes(digest) / 2**65)
+
+
+def _retry(state: JobState, args: dict[str, Any], now: datetime) -> list[JobEvent]:
+    _check_actor(state, args, "retry")
+    if state.status not in RETRYABLE:
+        raise AppError(
+            "job_not_retryable",
+            f"expected a failed or timed out job, got one that is {state.status}",
+            status=409,
+            extra={"job_status": state.status},
+        )
+    return [JobEvent("status", {"status": "queued", "retry": True}, now)]
+
+
+def _check_actor(state: JobState, args: dict[str, Any], what: str) -> None:
     if args["actor"] != state.created_by and args.get("role") not in _MANAGERS:
         raise AppError(
             "insufficient_role",
-            "expected the job's creator or a tenant owner or admin to cancel it",
+            f"expected the job's creator or a tenant owner or admin to {what} it",
             status=403,
         )
+
+
+def _cancel(state: JobState, args: dict[str, Any], now: datetime) -> list[JobEvent]:
+    _check_actor(state, args, "cancel")
     if state.status in TERMINAL:
         raise AppError(
             "job_finished",
@@ -190,7 +324,7 @@ def _cancel(state: JobState, args: dict[str, Any], now: datetime) -> list[JobEve
             status=409,
             extra={"job_status": state.status},
         )
-    if state.status == "queued":
+    if state.status != "running":  # queued, or retrying: nothing runs
         return [JobEvent("status", {"status": "cancelled"}, now)]
     if state.cancel_requested:
         return []
@@ -198,16 +332,28 @@ def _cancel(state: JobState, args: dict[str, Any], now: datetime) -> list[JobEve
 
 
 _DECIDERS: dict[str, Callable[[JobState, dict[str, Any], datetime], list[JobEvent]]] = {
+    "dispatch": _dispatch,
     "start": _start,
     "report": _report,
     "finish": _finish,
+    "lost": _lost,
+    "supervise": _supervise,
     "cancel": _cancel,
+    "retry": _retry,
 }
 
 
 def is_current(state: JobState, attempt: int) -> bool:
     """Whether a worker's ``attempt`` is the one the job is running now."""
     return state.status == "running" and attempt == state.attempts
+
+
+def is_waiting(state: JobState, now: datetime) -> bool:
+    """Whether the job is due and waits for a launch."""
+    if state.launch_id is not None or state.status not in ("queued", "retrying"):
+        return False
+    due = state.retry_at if state.status == "retrying" else state.run_at
+    return due is None or due <= now
 
 
 def coalesce(state: JobState, reports: Sequence[Report], now: datetime) -> list[JobEvent]:
@@ -242,10 +388,16 @@ def coalesce(state: JobState, reports: Sequence[Report], now: datetime) -> list[
 
 
 def apply(state: JobState, event: JobEvent) -> JobState:
-    """``state`` after ``event`` (the event takes the next seq)."""
-    state.seq += 1
+    """``state`` after ``event`` (an event of the stream takes the next seq)."""
     state.updated_at = event.at
     data = event.data
+    if event.type == "launch":
+        state.launch_id, state.launched_at = data["launch_id"], event.at
+        return state
+    if event.type == "unlaunch":
+        state.launch_id = state.launched_at = None
+        return state
+    state.seq += 1
     if event.type == "progress":
         state.progress, state.done, state.total = data["progress"], data["done"], data["total"]
     elif event.type == "step":
@@ -260,14 +412,28 @@ def _apply_status(state: JobState, data: dict[str, Any], at: datetime) -> None:
     if status != state.status and status not in TRANSITIONS.get(state.status, ()):
         raise AssertionError(f"a job cannot go from {state.status} to {status}")
     state.status = status
-    state.cancel_requested = state.cancel_requested or bool(data.get("cancel_requested"))
+    if data.get("cancel_requested") and not state.cancel_requested:
+        state.cancel_requested, state.cancel_requested_at = True, at
     if "attempt" in data:
         state.attempts = data["attempt"]
         state.started_at = state.started_at or at
+        timeout = state.timeout_seconds
+        state.deadline = None if timeout is None else at + timedelta(seconds=timeout)
+    if status == "retrying":
+        state.error = data["error"]
+        state.retry_at = datetime.fromisoformat(data["retry_at"])
+        state.launch_id = state.launched_at = state.deadline = None
+    if data.get("retry"):  # by hand: a new budget of attempts, from the start
+        state.attempt_budget = state.attempts + state.max_attempts
+        state.progress, state.step, state.done, state.total = 0.0, None, None, None
+        state.result = state.error = state.finished_at = state.retry_at = None
+        state.launch_id = state.launched_at = state.cancel_requested_at = None
+        state.cancel_requested = False
     if status in TERMINAL:
         state.finished_at = at
         state.result = data.get("result")
         state.error = data.get("error")
+        state.deadline = None
         if status == "succeeded":
             state.progress = 100.0
 
@@ -286,6 +452,11 @@ def view(state: JobState) -> dict[str, Any]:
         "result": state.result,
         "error": state.error,
         "attempts": state.attempts,
+        "max_attempts": state.max_attempts,
+        "priority": state.priority,
+        "conflict_key": state.conflict_key,
+        "run_at": _time(state.run_at),
+        "retry_at": _time(state.retry_at),
         "cancel_requested": state.cancel_requested,
         "last_seq": state.seq,
         "created_by": state.created_by,

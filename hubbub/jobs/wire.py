@@ -7,10 +7,11 @@ names".
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "EventList",
@@ -22,8 +23,16 @@ __all__ = [
     "JobView",
     "ListQuery",
     "NewJob",
+    "NewSchedule",
+    "ScheduleList",
+    "SchedulePath",
+    "ScheduleQuery",
+    "ScheduleView",
     "StreamQuery",
 ]
+
+#: How far ahead a job may be scheduled.
+MAX_RUN_AHEAD = timedelta(days=366)
 
 Status = Literal["queued", "running", "retrying", "succeeded", "failed", "cancelled", "timed_out"]
 EventType = Literal["status", "progress", "step", "log", "output"]
@@ -38,6 +47,56 @@ class NewJob(_Input):
     input: dict[str, Any] = Field(
         default_factory=dict, description="The kind's input, checked against its schema."
     )
+    run_at: AwareDatetime | None = Field(
+        None, description="Not started before this time (at most 366 days ahead)."
+    )
+    priority: int | None = Field(
+        None, ge=-100, le=100, description="Higher runs first; the kind's own unless given."
+    )
+
+    @field_validator("run_at")
+    @classmethod
+    def _not_too_far(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value > datetime.now(UTC) + MAX_RUN_AHEAD:
+            raise ValueError("expected a time at most 366 days ahead")
+        return value
+
+
+class NewSchedule(_Input):
+    kind: str = Field(min_length=1, max_length=100, description="A registered job kind.")
+    input: dict[str, Any] = Field(default_factory=dict, description="Each job's input.")
+    cron: str = Field(
+        min_length=9,
+        max_length=200,
+        description="Five-field cron expression, in the tenant's timezone, e.g. `0 9 * * 1-5`.",
+    )
+
+
+class SchedulePath(BaseModel):
+    schedule_id: UUID
+
+
+class ScheduleQuery(_Input):
+    cursor: str | None = Field(None, description="`next_cursor` of the previous page.")
+    limit: int = Field(50, ge=1, le=100)
+
+
+class ScheduleView(BaseModel):
+    id: UUID
+    tenant_id: UUID
+    kind: str
+    input: dict[str, Any]
+    cron: str
+    created_by: UUID
+    next_run_at: str
+    last_run_at: str | None
+    last_job_id: UUID | None
+    created_at: str
+
+
+class ScheduleList(BaseModel):
+    items: list[ScheduleView]
+    next_cursor: str | None
 
 
 class JobPath(BaseModel):
@@ -79,6 +138,11 @@ class JobView(BaseModel):
     result: Any = Field(description="The handler's JSON result, once succeeded.")
     error: JobError | None
     attempts: int
+    max_attempts: int = Field(description="Attempts before the job fails (the kind's policy).")
+    priority: int
+    conflict_key: str | None = Field(description="At most one active job per key and tenant.")
+    run_at: str | None = Field(description="Not started before this time.")
+    retry_at: str | None = Field(description="When a retrying job's next attempt starts.")
     cancel_requested: bool
     last_seq: int = Field(description="The seq of the job's latest event.")
     created_by: UUID

@@ -1,9 +1,10 @@
-"""One run of a job's handler, on a Ray worker (``hubbub.actors.runtime.launch_task``).
+"""One run of a job's handler, on a Ray worker (a task of the launcher actor,
+``hubbub.actors.runtime``, started by the job sweep).
 
 The run talks to its job entity through a router of its own, like a
-gateway: ``start`` (queued → running; a job cancelled meanwhile, or already
-started by a duplicate launch, answers not current and the run ends before
-the handler), then report batches while the handler runs, then ``finish``
+gateway: ``start`` (queued or retrying → running, if the job still waits on
+this launch; a job cancelled meanwhile answers not current and the run ends
+before the handler), then report batches while the handler runs, then ``finish``
 with the result or the error. Reports leave in batches — one router call
 per batch, at most every ``HUBBUB_JOB_REPORT_SECONDS`` — and each batch's
 reply says whether the job was asked to stop, which the handler sees as
@@ -65,7 +66,8 @@ class Launch:
 async def run_job(payload: dict[str, Any], router: Router, settings: Settings) -> None:
     """Start the job, run its handler and finish it; the task's entry point."""
     launch = Launch.from_payload(payload)
-    started = await _ask(router, launch, "start", {}, key=f"start:{launch.launch_id}")
+    args = {"launch_id": launch.launch_id}
+    started = await _ask(router, launch, "start", args, key=f"start:{launch.launch_id}")
     if not started["current"]:
         return  # cancelled while queued, or another launch runs it
     attempt = started["attempts"]
@@ -89,8 +91,8 @@ async def _outcome(launch: Launch, context: JobContext) -> dict[str, Any]:
         orjson.dumps(result)  # the result must be JSON
     except JobCancelled:
         return {"outcome": "cancelled"}
-    except AppError as error:
-        return _failed(error.code, error.message)
+    except AppError as error:  # the handler's verdict on its input: not retried
+        return _failed(error.code, error.message) | {"retryable": False}
     except TypeError as error:
         if "JSON" in str(error):
             return _failed("bad_result", f"expected a JSON result from the handler: {error}")
