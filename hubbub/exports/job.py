@@ -26,7 +26,7 @@ from hubbub.exports.formats import Format
 from hubbub.exports.links import link_for
 from hubbub.exports.store import Sink, open_store
 from hubbub.jobs.context import JobCancelled, JobContext
-from hubbub.jobs.registry import job_kind
+from hubbub.jobs.registry import Policy, job_kind
 from hubbub.storage.database import Database
 from hubbub.tenancy.access import authorize
 
@@ -48,7 +48,16 @@ class ExportInput(BaseModel):
     )
 
 
-@job_kind("export.conversations", ExportInput, resources={"num_cpus": 0.25}, entities=("tenant",))
+@job_kind(
+    "export.conversations",
+    ExportInput,
+    resources={"num_cpus": 0.25},
+    entities=("tenant",),
+    # A retried run writes the same file again from scratch (it appears only when
+    # complete), so a lost worker or a Postgres hiccup costs a retry, not the export.
+    # Two at a time per tenant: each holds a snapshot and a worker for its length.
+    policy=Policy(max_attempts=3, backoff_seconds=5.0, concurrency=2),
+)
 async def export_conversations(context: JobContext, input: ExportInput) -> dict[str, Any]:
     """Export the tenant's conversations and messages as CSV or JSON Lines."""
     settings = _settings(context)
