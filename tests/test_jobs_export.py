@@ -7,12 +7,15 @@ conversations are left out and deleted messages come as tombstones;
 another tenant's rows never appear, and only a tenant owner or admin may
 export. The link needs no token but a genuine, current signature (403
 otherwise) and a file that still exists (404 otherwise); bad input answers
-422 naming the field; a cancelled export ends cancelled and leaves no file."""
+422 naming the field; a cancelled export ends cancelled and leaves no file;
+exports are pruned once their links have expired."""
 
 from __future__ import annotations
 
 import csv
 import io
+import os
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +29,8 @@ from aiohttp.test_utils import TestServer
 from hubbub.config import Settings
 from hubbub.exports.formats import COLUMNS
 from hubbub.exports.links import link_for
+from hubbub.exports.plugin import prune_expired
+from hubbub.exports.store_local import LocalStore
 from tests.support.chat import CONVERSATIONS, Team, new_team
 from tests.support.jobs import JOBS, open_stream, submit, until_final
 from tests.support.tenants import call
@@ -287,6 +292,21 @@ async def test_a_cancelled_export_ends_cancelled_and_leaves_no_file(
     assert _files(ray_cluster.export_dir, job_id) == []
 
 
-def _files(directory: Path, job_id: str) -> list[Path]:
-    """The export's files, finished or being written."""
+async def test_exports_are_pruned_once_no_link_can_reach_them(
+    tmp_path: Path, ray_cluster: Settings
+) -> None:
+    store = LocalStore(tmp_path)
+    past_links = time.time() - (ray_cluster.export_link_hours + 2) * 3600
+    for name in (f"{uuid.uuid4()}.csv", f".{uuid.uuid4()}.jsonl.0a1b2c3d.part", ".link-key"):
+        (tmp_path / name).write_bytes(b"old")
+        os.utime(tmp_path / name, (past_links, past_links))
+    recent = f"{uuid.uuid4()}.jsonl"
+    (tmp_path / recent).write_bytes(b"new")
+
+    assert await prune_expired(store, ray_cluster) == 2
+    assert sorted(path.name for path in _files(tmp_path)) == [".link-key", recent]
+
+
+def _files(directory: Path, job_id: str = "") -> list[Path]:
+    """The files of an export (finished or being written), or every file."""
     return [path for path in directory.iterdir() if job_id in path.name]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
+from datetime import datetime
 from typing import Protocol
 
 from hubbub.config import Settings
@@ -48,6 +49,11 @@ class FileStore(Protocol):
 
     def read(self, name: str) -> AsyncIterator[bytes]:
         """The content of ``name``, in chunks; FileNotFoundError if there is none."""
+        ...
+
+    async def prune(self, before: datetime) -> int:
+        """Delete the files, and abandoned partial ones, last written before ``before``;
+        how many were deleted."""
         ...
 
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -20,6 +21,24 @@ from hubbub.exports.store import check_name
 __all__ = ["LocalStore"]
 
 CHUNK = 256 * 1024
+
+
+def _written_before(path: Path, before: float) -> bool:
+    try:
+        return path.stat().st_mtime < before
+    except FileNotFoundError:  # another gateway pruned it meanwhile
+        return False
+
+
+def _is_export(name: str) -> bool:
+    """A finished file or a part of one (not, e.g., the link key beside them)."""
+    if name.endswith(".part"):
+        return True
+    try:
+        check_name(name)
+    except ValueError:
+        return False
+    return True
 
 
 class LocalSink:
@@ -64,6 +83,19 @@ class LocalStore:
         with file:
             while chunk := await asyncio.to_thread(file.read, CHUNK):
                 yield chunk
+
+    async def prune(self, before: datetime) -> int:
+        return await asyncio.to_thread(self._prune, before.timestamp())
+
+    def _prune(self, before: float) -> int:
+        if not self.root.is_dir():
+            return 0
+        pruned = 0
+        for path in self.root.iterdir():
+            if _is_export(path.name) and _written_before(path, before):
+                path.unlink(missing_ok=True)
+                pruned += 1
+        return pruned
 
     def _open_part(self, part: Path) -> BinaryIO:
         self.root.mkdir(parents=True, exist_ok=True)
