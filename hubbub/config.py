@@ -248,6 +248,13 @@ class Settings(BaseSettings):
         description="A running job asked to stop that has not within this time is "
         "cancelled and its worker killed.",
     )
+    broadcast_batch_size: int = Field(
+        100,
+        ge=1,
+        le=1000,
+        description="Recipients a broadcast sends to at once (one round of conversation "
+        "commands, then one Postgres write of their statuses).",
+    )
     export_dir: Path = Field(
         default_factory=lambda data: Path(data["data_dir"]) / "exports",
         validate_default=True,

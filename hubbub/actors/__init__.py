@@ -26,6 +26,10 @@ else sends it commands. Keep this table true.
 | progress, step, counters, result, error, seq | rules in ``hubbub/jobs/state.py``)      |
 | a running job's unsent reports and its       | the run on its Ray worker: its          |
 | cancelled flag                               | ``JobContext`` (``hubbub/jobs``)        |
+| a broadcast's status and its recipients'     | the broadcast's ``broadcast.send`` run  |
+| statuses (pending → sent / failed)           | and, for a cancel (pending → cancelled),|
+|                                              | the gateway: conditional SQL writes in  |
+|                                              | ``hubbub/broadcasts/ledger.py``         |
 | which local SSE streams and sockets follow   | the gateway's ``JobFeeds`` and          |
 | which job, their last seqs                   | ``JobSubscriptions`` (``hubbub/jobs``)  |
 | an async signup's filed password hash and   | its ``account_signups`` / ``signup_streams`` |
