@@ -58,6 +58,7 @@ BUILTIN: tuple[str, ...] = (
     "hubbub.provisioning.plugin",
     "hubbub.workflows.plugin",
     "hubbub.broadcasts.plugin",
+    "hubbub.exports.plugin",
     "hubbub.agent.plugin",
 )
 

@@ -39,6 +39,10 @@ else sends it commands. Keep this table true.
 | stream links                                 | rows: filed by the gateway, the hash    |
 |                                              | dropped by its ``tenant.provision`` run |
 |                                              | (``hubbub/provisioning``)               |
+| an export file (written once, then only      | the export run that writes it           |
+| read through signed links)                   | (``hubbub/exports/job.py``)             |
+| the export link key file (``.link-key``)     | created once by whichever process needs |
+|                                              | it first (``hubbub/exports/links.py``)  |
 | a user's presence (devices, status, text,    | Redis, changed only by atomic scripts   |
 | availability, last_seen_at, idle); a         | of ``Presence`` (``realtime/presence.py``); |
 | gateway's presence lease and its sockets     | each gateway its own lease and sockets  |

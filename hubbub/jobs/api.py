@@ -30,14 +30,14 @@ from hubbub.jobs.dispatch import SWEEP_ROUNDS, submit_job
 from hubbub.jobs.feeds import Follower, JobFeeds
 from hubbub.jobs.registry import KINDS
 from hubbub.jobs.wire import (
-    EventList,
-    EventsQuery,
     JobAccepted,
+    JobEventList,
+    JobEventsQuery,
     JobEventView,
     JobList,
+    JobListQuery,
     JobPath,
     JobView,
-    ListQuery,
     NewJob,
     NewSchedule,
     ScheduleList,
@@ -100,8 +100,8 @@ async def create_job(request: web.Request, *, body: NewJob) -> JobAccepted:
     )
 
 
-@api.get(BASE, query=ListQuery, response=JobList, security=BEARER)
-async def list_jobs(request: web.Request, *, query: ListQuery) -> JobList:
+@api.get(BASE, query=JobListQuery, response=JobList, security=BEARER)
+async def list_jobs(request: web.Request, *, query: JobListQuery) -> JobList:
     """The tenant's jobs, newest first; filter by kind and status."""
     caller = await _caller(request)
     async with request.app[DATABASE].tenant(caller.tenant_id) as conn:
@@ -218,19 +218,21 @@ async def _manager(request: web.Request) -> Caller:
 @api.get(
     f"{ONE}/events",
     params=JobPath,
-    query=EventsQuery,
-    response=EventList,
+    query=JobEventsQuery,
+    response=JobEventList,
     security=BEARER,
     responses=NOT_FOUND | {422: "An after_seq past the last one (`seq_out_of_range`)"},
 )
-async def list_job_events(request: web.Request, *, path: JobPath, query: EventsQuery) -> EventList:
+async def list_job_events(
+    request: web.Request, *, path: JobPath, query: JobEventsQuery
+) -> JobEventList:
     """The job's events after `after_seq`, in order (for clients that poll)."""
     caller = await _caller(request)
     async with request.app[DATABASE].tenant(caller.tenant_id) as conn:
         items, job = await reads.events_after(conn, str(path.job_id), query.after_seq, query.limit)
     more = bool(items) and items[-1]["seq"] < job["last_seq"]
     cursor = str(items[-1]["seq"]) if more else None
-    return EventList.model_validate(
+    return JobEventList.model_validate(
         {"items": items, "last_seq": job["last_seq"], "next_cursor": cursor}
     )
 
