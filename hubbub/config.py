@@ -92,7 +92,8 @@ class Settings(BaseSettings):
         None,
         min_length=32,
         description="At least 32 random characters: TOTP secrets are stored encrypted under "
-        "a key derived from it; unset: stored plainly. The same on every gateway.",
+        "a key derived from it, and export links signed with another; unset: stored plainly, "
+        "links signed with a key kept in the export directory. The same on every gateway.",
     )
     public_url: str = Field(
         "http://127.0.0.1:8000",
@@ -168,6 +169,9 @@ class Settings(BaseSettings):
         "as in hubbub/tenancy/plans.py. The first plan is the one new tenants get.",
     )
     invite_days: float = Field(7.0, gt=0, le=90, description="Lifetime of a tenant invite.")
+    signup_stream_minutes: float = Field(
+        60.0, gt=0, le=1440, description="Lifetime of the stream link of an async signup."
+    )
     tenant_deletion_grace_days: float = Field(
         30.0, ge=0, le=365, description="How long a deleted tenant can still be restored."
     )
@@ -231,7 +235,7 @@ class Settings(BaseSettings):
         "whether it was cancelled.",
     )
     job_sweep_seconds: float = Field(
-        1.0,
+        0.5,
         gt=0,
         le=60,
         description="How often the job sweep launches due jobs, supervises running ones "
@@ -244,8 +248,55 @@ class Settings(BaseSettings):
         description="A running job asked to stop that has not within this time is "
         "cancelled and its worker killed.",
     )
+    broadcast_batch_size: int = Field(
+        100,
+        ge=1,
+        le=1000,
+        description="Recipients a broadcast sends to at once (one round of conversation "
+        "commands, then one Postgres write of their statuses).",
+    )
+    export_dir: Path = Field(
+        default_factory=lambda data: Path(data["data_dir"]) / "exports",
+        validate_default=True,
+        description="Where conversation exports are written and served from; unset: "
+        "<data dir>/exports. Gateways and job workers must share it.",
+    )
+    export_link_hours: float = Field(
+        24.0, gt=0, le=720, description="Lifetime of an export's signed download link."
+    )
     sse_heartbeat_seconds: float = Field(
         15.0, gt=0, le=300, description="Heartbeat comment interval of SSE streams."
+    )
+    agent_provider: Literal["local", "openai"] = Field(
+        "local",
+        description="Who writes the assistant's replies: `local` (deterministic, no network) "
+        "or `openai` (an OpenAI-compatible chat completions API).",
+    )
+    agent_base_url: str = Field(
+        "https://api.openai.com/v1",
+        pattern=r"^https?://",
+        description="Base URL of the OpenAI-compatible API (`/chat/completions` below it).",
+    )
+    agent_api_key: SecretStr | None = Field(
+        None, description="Bearer key of the OpenAI-compatible API; unset: none is sent."
+    )
+    agent_model: str = Field(
+        "gpt-4o-mini", min_length=1, description="Model named in each chat completions request."
+    )
+    agent_history_messages: int = Field(
+        20, ge=1, le=500, description="Latest messages of a conversation sent to the model."
+    )
+    agent_provider_timeout_seconds: float = Field(
+        60.0, gt=0, le=3600, description="Deadline of one provider request (and between tokens)."
+    )
+    agent_local_token_ms: float = Field(
+        15.0, ge=0, le=10_000, description="Pause of the local provider before each token."
+    )
+    agent_wait_seconds: float = Field(
+        60.0,
+        ge=0,
+        le=600,
+        description="How long POST /chat waits for the reply before answering 202 with the job.",
     )
     gateway_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
@@ -258,6 +309,12 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("export_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # Settings travel to Ray workers, whose working directory is not the gateway's.
+        return value.resolve()
 
     @property
     def embedded(self) -> bool:

@@ -55,6 +55,11 @@ BUILTIN: tuple[str, ...] = (
     "hubbub.tenancy.plugin",
     "hubbub.chat.plugin",
     "hubbub.jobs.plugin",
+    "hubbub.provisioning.plugin",
+    "hubbub.workflows.plugin",
+    "hubbub.broadcasts.plugin",
+    "hubbub.exports.plugin",
+    "hubbub.agent.plugin",
 )
 
 
