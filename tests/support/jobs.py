@@ -137,6 +137,10 @@ job_kind(
 )(_nap)
 
 
+#: Seen only by its creator and the tenant's owners and admins.
+job_kind("test.private", NapInput, resources=LIGHT, policy=Policy(private=True))(_nap)
+
+
 async def submit(
     team: Team,
     who: Account,
