@@ -168,6 +168,9 @@ class Settings(BaseSettings):
         "as in hubbub/tenancy/plans.py. The first plan is the one new tenants get.",
     )
     invite_days: float = Field(7.0, gt=0, le=90, description="Lifetime of a tenant invite.")
+    signup_stream_minutes: float = Field(
+        60.0, gt=0, le=1440, description="Lifetime of the stream link of an async signup."
+    )
     tenant_deletion_grace_days: float = Field(
         30.0, ge=0, le=365, description="How long a deleted tenant can still be restored."
     )
@@ -231,7 +234,7 @@ class Settings(BaseSettings):
         "whether it was cancelled.",
     )
     job_sweep_seconds: float = Field(
-        1.0,
+        0.5,
         gt=0,
         le=60,
         description="How often the job sweep launches due jobs, supervises running ones "

@@ -55,6 +55,7 @@ BUILTIN: tuple[str, ...] = (
     "hubbub.tenancy.plugin",
     "hubbub.chat.plugin",
     "hubbub.jobs.plugin",
+    "hubbub.provisioning.plugin",
 )
 
 

@@ -3,18 +3,21 @@ job runs on a worker and succeeds with its progress in order; the same
 Idempotency-Key gives the same job; bad input answers 422 naming the field
 and creates nothing; a failing handler fails the job with its error; cancel
 ends a queued job at once, stops a running one cooperatively and answers
-409 for a finished one; lists filter and page; another tenant's job is 404."""
+409 for a finished one; lists filter and page; another tenant's job is 404;
+a tenant's API key submits and follows its jobs, within its scopes."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 
+import aiohttp
 import asyncpg
 from aiohttp.test_utils import TestServer
 
 from tests.support.chat import new_team
-from tests.support.jobs import JOBS, open_stream, submit, unique_key, until_final
+from tests.support.jobs import JOBS, SseStream, open_stream, submit, unique_key, until_final
+from tests.test_api_keys import keyed, new_key, pro_tenant
 
 
 async def _job_rows(conn: asyncpg.Connection, tenant_id: str) -> int:
@@ -222,3 +225,27 @@ async def test_another_tenants_job_is_not_found_on_every_route(gateway: TestServ
     assert status == 404
     status, _ = await theirs.call("POST", f"{one}/cancel", theirs.people[0])
     assert status == 200
+
+
+async def test_an_api_key_submits_and_follows_its_tenants_jobs(gateway: TestServer) -> None:
+    owner, tenant = await pro_tenant(gateway)
+    writer = await new_key(gateway, tenant["id"], owner, ["write"])
+    reader = await new_key(gateway, tenant["id"], owner, ["read"])
+    body = {"kind": "demo.count", "input": {"to": 3}}
+    status, accepted = await keyed(gateway, "POST", JOBS, writer["key"], body)
+    assert status == 202, accepted
+    headers = {"X-API-Key": reader["key"]}
+    url = gateway.make_url(f"{JOBS}/{accepted['id']}/stream")
+    async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as response:
+        assert response.status == 200
+        events = [frame.json() for frame in await SseStream(response).events()]
+    assert events[-1]["data"] == {"status": "succeeded", "result": {"counted": 3}}
+    status, job = await keyed(gateway, "GET", f"{JOBS}/{accepted['id']}", reader["key"])
+    assert (status, job["created_by"]) == (200, writer["id"])  # the key's service account
+
+    status, refused = await keyed(gateway, "POST", JOBS, reader["key"], body)
+    assert (status, refused["code"]) == (403, "insufficient_scope")
+    other_owner, other = await pro_tenant(gateway)
+    stranger = await new_key(gateway, other["id"], other_owner, ["admin"])
+    status, _ = await keyed(gateway, "GET", f"{JOBS}/{accepted['id']}", stranger["key"])
+    assert status == 404

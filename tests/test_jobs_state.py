@@ -321,3 +321,10 @@ def test_only_the_creator_or_a_tenant_manager_retries() -> None:
     with pytest.raises(AppError) as refused:
         _run(job, "retry", actor=OTHER, role="member")
     assert refused.value.status == 403
+
+
+def test_a_running_job_with_no_launch_on_record_can_be_found_lost() -> None:
+    job = _running()
+    job.launch_id = None  # it started before launches were recorded
+    [failed] = _run(job, "lost", launch_id=None)
+    assert failed.data["error"]["code"] == "worker_lost"

@@ -28,6 +28,10 @@ else sends it commands. Keep this table true.
 | cancelled flag                               | ``JobContext`` (``hubbub/jobs``)        |
 | which local SSE streams and sockets follow   | the gateway's ``JobFeeds`` and          |
 | which job, their last seqs                   | ``JobSubscriptions`` (``hubbub/jobs``)  |
+| an async signup's filed password hash and   | its ``account_signups`` / ``signup_streams`` |
+| stream links                                 | rows: filed by the gateway, the hash    |
+|                                              | dropped by its ``tenant.provision`` run |
+|                                              | (``hubbub/provisioning``)               |
 | a user's presence (devices, status, text,    | Redis, changed only by atomic scripts   |
 | availability, last_seen_at, idle); a         | of ``Presence`` (``realtime/presence.py``); |
 | gateway's presence lease and its sockets     | each gateway its own lease and sockets  |

@@ -302,7 +302,7 @@ class LauncherActor:
 
     async def alive(self, keys: dict[str, str]) -> list[str]:
         """Those of ``keys`` (key → tag) whose launch with that tag still runs or waits."""
-        return [key for key, tag in keys.items() if self._tag(key) == tag]
+        return [key for key, tag in keys.items() if tag is not None and self._tag(key) == tag]
 
     async def kill(self, keys: dict[str, str]) -> None:
         """Force-stop the tasks of ``keys`` (key → tag), killing their worker processes."""
@@ -335,22 +335,40 @@ def _task_options(resources: Mapping[str, float]) -> dict[str, Any]:
     return options
 
 
+#: Longest wait for the launcher actor: its callers hold a lock meanwhile.
+_LAUNCHER_TIMEOUT = 30.0
+
+
 class Launcher:
-    """A gateway's handle on the deployment's launcher actor."""
+    """A gateway's handle on the deployment's launcher actor; every call
+    answers ``launcher_unavailable`` while the actor is dead or restarting."""
 
     def __init__(self, handle: ActorHandle) -> None:
         self._handle = handle
 
     async def launch(self, tasks: list[Task]) -> None:
         if tasks:
-            await self._handle.launch.remote(tasks)
+            await self._call("launch", tasks)
 
     async def alive(self, keys: dict[str, str]) -> set[str]:
-        return set(await self._handle.alive.remote(keys)) if keys else set()
+        return set(await self._call("alive", keys)) if keys else set()
 
     async def kill(self, keys: dict[str, str]) -> None:
         if keys:
-            await self._handle.kill.remote(keys)
+            await self._call("kill", keys)
+
+    async def _call(self, method: str, argument: Any) -> Any:
+        try:
+            call = getattr(self._handle, method).remote(argument)
+            return await asyncio.wait_for(call, _LAUNCHER_TIMEOUT)
+        except (
+            ray.exceptions.RayActorError,
+            ray.exceptions.ActorUnavailableError,
+            TimeoutError,
+        ) as exc:
+            raise AppError.unavailable(
+                "launcher_unavailable", f"the launcher actor is unavailable: {exc!r}"
+            ) from None
 
 
 def open_launcher(settings: Settings) -> Launcher:

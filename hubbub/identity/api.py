@@ -24,7 +24,7 @@ from hubbub.identity.sign_in import open_session, refresh_lifetime, token_answer
 from hubbub.identity.signup import signup_gate
 from hubbub.identity.standing import refuse_if_barred
 from hubbub.identity.two_factor_api import TwoFactorChallenge, challenge_if_enabled
-from hubbub.identity.users import create_user, find_for_login, get_user
+from hubbub.identity.users import create_user, email_taken, find_for_login, get_user
 from hubbub.identity.wire import (
     AuthTokens,
     Credentials,
@@ -69,7 +69,7 @@ async def register(request: web.Request, *, body: NewAccount) -> AuthTokens | we
             conn, email=body.email, name=body.name, password_hash=password_hash
         )
         if user is None:
-            raise AppError("email_taken", "an account with this email already exists", status=409)
+            raise email_taken()
         session_id, refresh_token = await open_session(request, conn, user.id)
         await queue_verification(request, conn, user)
     request.app[MAIL].wake()

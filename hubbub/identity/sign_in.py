@@ -9,14 +9,15 @@ from uuid import UUID
 import asyncpg
 from aiohttp import web
 
+from hubbub.config import Settings
 from hubbub.gateway import SETTINGS
-from hubbub.identity.keys import KEYRING
+from hubbub.identity.keys import KEYRING, KeyRing
 from hubbub.identity.sessions import create_session
 from hubbub.identity.tokens import issue_access_token
 from hubbub.identity.users import User
 from hubbub.identity.wire import AuthTokens, UserView
 
-__all__ = ["open_session", "refresh_lifetime", "token_answer"]
+__all__ = ["issue_tokens", "open_session", "refresh_lifetime", "token_answer"]
 
 _DEVICE_MAX = 200
 
@@ -35,8 +36,16 @@ async def token_answer(
     request: web.Request, user: User, session_id: UUID, refresh_token: str
 ) -> AuthTokens:
     """The token answer: a fresh access token for ``session_id`` and ``refresh_token``."""
-    lifetime = timedelta(minutes=request.app[SETTINGS].access_token_minutes)
-    key = await request.app[KEYRING].signing_key()
+    app = request.app
+    return await issue_tokens(app[KEYRING], app[SETTINGS], user, session_id, refresh_token)
+
+
+async def issue_tokens(
+    keys: KeyRing, settings: Settings, user: User, session_id: UUID, refresh_token: str
+) -> AuthTokens:
+    """:func:`token_answer` away from a request (a job that signs its account in)."""
+    lifetime = timedelta(minutes=settings.access_token_minutes)
+    key = await keys.signing_key()
     access_token = issue_access_token(
         key, user.id, session_id, now=datetime.now(UTC), lifetime=lifetime
     )

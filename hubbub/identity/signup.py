@@ -28,7 +28,7 @@ from hubbub.gateway import DATABASE, SETTINGS
 from hubbub.http.routing import Api
 from hubbub.identity import passwords, staff
 from hubbub.identity.staff_api import STAFF_ONLY, require_staff
-from hubbub.identity.users import create_user
+from hubbub.identity.users import create_user, email_taken
 from hubbub.identity.wire import NewAccount
 from hubbub.ids import new_id
 
@@ -93,7 +93,7 @@ async def _file_request(request: web.Request, body: NewAccount) -> SignupRequest
     password_hash = await passwords.hash_password(body.password)
     async with request.app[DATABASE].pool.acquire() as conn, conn.transaction():
         if await conn.fetchval("SELECT 1 FROM users WHERE lower(email) = lower($1)", body.email):
-            raise AppError("email_taken", "an account with this email already exists", 409)
+            raise email_taken()
         row = await conn.fetchrow(
             f"""INSERT INTO signup_requests (id, email, name, password_hash)
                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING {_COLUMNS}""",
@@ -158,7 +158,7 @@ async def approve_signup_request(
             raise AppError.not_found("pending signup request")
         user = await create_user(conn, **row)
         if user is None:
-            raise AppError("email_taken", "an account with this email already exists", 409)
+            raise email_taken()
         decided = await conn.fetchrow(
             f"""UPDATE signup_requests SET status = 'approved', decided_at = now(),
                 decided_by = $2, user_id = $3 WHERE id = $1 RETURNING {_COLUMNS}""",

@@ -8,9 +8,17 @@ from uuid import UUID
 
 import asyncpg
 
+from hubbub.errors import AppError
 from hubbub.ids import new_id
 
-__all__ = ["User", "create_user", "find_for_login", "get_user", "mark_email_verified"]
+__all__ = [
+    "User",
+    "create_user",
+    "email_taken",
+    "find_for_login",
+    "get_user",
+    "mark_email_verified",
+]
 
 _COLUMNS = "id, email, name, email_verified, created_at"
 
@@ -24,14 +32,25 @@ class User:
     created_at: datetime
 
 
+def email_taken() -> AppError:
+    """The answer to a signup whose email has an account (409 ``email_taken``)."""
+    return AppError("email_taken", "an account with this email already exists", status=409)
+
+
 async def create_user(
-    conn: asyncpg.Connection, *, email: str, name: str, password_hash: str
+    conn: asyncpg.Connection,
+    *,
+    email: str,
+    name: str,
+    password_hash: str,
+    user_id: UUID | None = None,
 ) -> User | None:
-    """The new account, or None when the email is taken."""
+    """The new account (with ``user_id`` if given, else a fresh id), or None
+    when the email is taken."""
     row = await conn.fetchrow(
         f"""INSERT INTO users (id, email, name, password_hash) VALUES ($1, $2, $3, $4)
             ON CONFLICT ((lower(email))) DO NOTHING RETURNING {_COLUMNS}""",
-        new_id(),
+        user_id or new_id(),
         email,
         name,
         password_hash,

@@ -50,7 +50,7 @@ from hubbub.jobs.wire import (
 from hubbub.tenancy.access import authorize
 from hubbub.tenancy.roles import at_least
 
-__all__ = ["FEEDS", "IDEMPOTENCY_HEADER", "api"]
+__all__ = ["FEEDS", "IDEMPOTENCY_HEADER", "api", "idempotency_key", "serve_stream"]
 
 api = Api("jobs", "Long-running work on Ray workers, with live progress.")
 
@@ -80,7 +80,7 @@ async def _caller(request: web.Request) -> Caller:
     return Caller(str(tenant_id), str(claims.user_id), reply["role"])
 
 
-def _idempotency_key(request: web.Request) -> str | None:
+def idempotency_key(request: web.Request) -> str | None:
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is None:
         return None
@@ -112,7 +112,7 @@ async def create_job(request: web.Request, *, body: NewJob) -> JobAccepted:
     """Submit a job; with an `Idempotency-Key` the same key gives the same job.
     `run_at` holds it until then; `priority` orders waiting jobs."""
     caller = await _caller(request)
-    key = _idempotency_key(request)
+    key = idempotency_key(request)
     kind = KINDS.get(body.kind)
     value = kind.parse(body.input).model_dump(mode="json")
     job = await submit_job(
@@ -283,9 +283,15 @@ async def stream_job(
     """Server-Sent Events of the job: every event after `Last-Event-ID` (or
     `after_seq`) in order, then live ones, ending with the final `status`."""
     caller = await _caller(request)
+    return await serve_stream(request, caller.tenant_id, str(path.job_id), query)
+
+
+async def serve_stream(
+    request: web.Request, tenant_id: str, job_id: str, query: StreamQuery
+) -> web.StreamResponse:
+    """The job's SSE stream, for a caller already allowed to follow it."""
     after = _resume_point(request, query)
-    feeds = request.app[FEEDS]
-    follower = await feeds.follow(caller.tenant_id, str(path.job_id), after)
+    follower = await request.app[FEEDS].follow(tenant_id, job_id, after)
     try:
         heartbeat = request.app[SETTINGS].sse_heartbeat_seconds
         async with sse_response(request, ping_interval=heartbeat) as stream:

@@ -17,6 +17,7 @@ from hubbub.jobs.state import Report
 
 if TYPE_CHECKING:
     from hubbub.actors.router import Router
+    from hubbub.config import Settings
 
 __all__ = ["JobCancelled", "JobContext"]
 
@@ -36,7 +37,12 @@ class JobContext:
     """
 
     def __init__(
-        self, job_id: str, attempt: int, tenant_id: str = "", router: Router | None = None
+        self,
+        job_id: str,
+        attempt: int,
+        tenant_id: str = "",
+        router: Router | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self.job_id = job_id
         self.attempt = attempt
@@ -44,6 +50,9 @@ class JobContext:
         #: The run's router, for commands to the entity kinds the job kind
         #: names in ``entities`` (from an ``async`` handler).
         self.router = router
+        #: The deployment's settings (resolved service URLs included), for a
+        #: handler that opens a connection of its own.
+        self.settings = settings
         self._reports: deque[Report] = deque()
         self._cancelled = False
 

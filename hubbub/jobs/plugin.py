@@ -19,11 +19,12 @@ from hubbub.jobs.registry import KINDS
 from hubbub.jobs.sockets import SOCKET_EVENTS, SUBSCRIPTIONS, JobSubscriptions
 from hubbub.jobs.sweep import job_sweep
 from hubbub.plugin import Plugin
+from hubbub.provisioning import provision
 
 __all__ = ["BUILTIN_KINDS", "plugin"]
 
 #: Modules of hubbub's own job kinds (imported: their declarations register them).
-BUILTIN_KINDS = (demo,)
+BUILTIN_KINDS = (demo, provision)
 
 
 async def _kinds(app: web.Application) -> AsyncIterator[None]:

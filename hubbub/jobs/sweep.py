@@ -10,7 +10,9 @@ proposes it.
 
 A round:
 
-1. **Supervises** the active jobs (running, or launched and waiting for
+1. **Fires** due schedules (``hubbub.jobs.schedules``); their jobs are
+   launched by the same round.
+2. **Supervises** the active jobs (running, or launched and waiting for
    their task to start). The deployment's launcher actor
    (``hubbub.actors.runtime.LauncherActor``) owns every job task; a job
    whose launch it no longer holds — the worker died, the launch never
@@ -20,11 +22,10 @@ A round:
    attempt past its timeout, or asked to stop more than
    ``HUBBUB_JOB_CANCEL_GRACE_SECONDS`` ago, is ended by ``supervise``, and
    its task is killed.
-2. **Launches** due jobs — queued ones past their ``run_at``, retrying ones
+3. **Launches** due jobs — queued ones past their ``run_at``, retrying ones
    past their ``retry_at`` — highest priority first, oldest first, as long
    as their kind's per-tenant concurrency limit allows: ``dispatch`` tells
    the job which launch it waits on, then the launcher starts the tasks.
-3. **Fires** due schedules (``hubbub.jobs.schedules``).
 
 Nothing here is kept in memory between rounds: a job or schedule missed by
 one round (a gateway died mid-round) is found by the next.
@@ -108,10 +109,14 @@ class JobSweep:
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _LOCK):
                 return None
             await conn.execute("SELECT set_config('hubbub.job_sweep', 'on', true)")
-            active = await conn.fetch(_ACTIVE)
-            lost, ended, busy = await self._supervise(active)
-            launched = await self._launch(await conn.fetch(_WAITING, _BATCH), busy)
             fired = await fire_due(conn, self._app)
+            active = await conn.fetch(_ACTIVE)
+            try:
+                lost, ended, busy = await self._supervise(active)
+                launched = await self._launch(await conn.fetch(_WAITING, _BATCH), busy)
+            except AppError as error:  # the launcher restarts: what it ran is lost
+                log.warning("job sweep: launching and supervising wait: %s", error)
+                return None
         return {"lost": lost, "ended": ended, "launched": launched, "fired": fired}
 
     async def _supervise(self, active: Sequence[asyncpg.Record]) -> tuple[int, int, Counter[Slot]]:

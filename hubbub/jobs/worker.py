@@ -71,7 +71,7 @@ async def run_job(payload: dict[str, Any], router: Router, settings: Settings) -
     if not started["current"]:
         return  # cancelled while queued, or another launch runs it
     attempt = started["attempts"]
-    context = JobContext(launch.job_id, attempt, launch.tenant_id, router)
+    context = JobContext(launch.job_id, attempt, launch.tenant_id, router, settings)
     reporter = Reporter(router, launch, context, settings)
     reporter.start()
     try:

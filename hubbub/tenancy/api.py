@@ -5,7 +5,6 @@ not a member of answers 404, whatever it is."""
 
 from __future__ import annotations
 
-import secrets
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -19,7 +18,12 @@ from hubbub.identity.bearer import authenticate_request
 from hubbub.ids import new_id
 from hubbub.tenancy.access import PLANS, ask_tenant, require_feature, require_member
 from hubbub.tenancy.creations import claim_creation, forget_claim, request_hash
-from hubbub.tenancy.directory import list_my_tenants, release_slug, reserve_slug
+from hubbub.tenancy.directory import (
+    list_my_tenants,
+    release_slug,
+    reserve_slug,
+    reserve_slug_for_name,
+)
 from hubbub.tenancy.wire import (
     Deletion,
     FeaturePath,
@@ -32,7 +36,6 @@ from hubbub.tenancy.wire import (
     TenantSettings,
     TenantUpdate,
     TenantView,
-    slugify,
 )
 
 __all__ = ["api"]
@@ -45,7 +48,6 @@ BEARER = ("bearer",)
 #: Routes that also accept an X-API-Key (acting as the key's service account).
 KEYED = ("bearer", "api_key")
 NOT_FOUND = {404: "No tenant with this id of which you are a member (`not_found`)"}
-_SLUG_ATTEMPTS = 5
 
 
 @api.post(
@@ -101,14 +103,7 @@ async def _reserve_new_slug(
     db = request.app[DATABASE]
     if body.slug is not None:
         return body.slug, await reserve_slug(db, tenant_id, body.slug)
-    base = slugify(body.name)
-    for attempt in range(_SLUG_ATTEMPTS):
-        slug = base if attempt == 0 else f"{base}-{secrets.token_hex(3)}"
-        try:
-            return slug, await reserve_slug(db, tenant_id, slug)
-        except AppError:
-            continue
-    raise AppError.unavailable("slug_unavailable", "could not make a free slug; retry")
+    return await reserve_slug_for_name(db, tenant_id, body.name)
 
 
 @api.get(BASE, query=ListQuery, response=TenantList, security=BEARER)

@@ -15,6 +15,7 @@ few reads and reservations that span tenants or precede one:
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import asyncpg
 
 from hubbub.errors import AppError
 from hubbub.storage.database import Database
+from hubbub.tenancy.wire import slugify
 
 __all__ = [
     "MyTenant",
@@ -35,9 +37,11 @@ __all__ = [
     "people",
     "release_slug",
     "reserve_slug",
+    "reserve_slug_for_name",
 ]
 
 USER_SETTING = "hubbub.user_id"
+_SLUG_ATTEMPTS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +103,19 @@ async def reserve_slug(db: Database, tenant_id: UUID, slug: str) -> bool:
         if await conn.fetchval("SELECT true FROM tenant_slugs WHERE slug = $1", slug):
             return False  # visible under this tenant's policy: already ours
     raise AppError("slug_taken", f"the slug {slug!r} is taken", status=409)
+
+
+async def reserve_slug_for_name(db: Database, tenant_id: UUID, name: str) -> tuple[str, bool]:
+    """A free slug made from ``name`` (a random suffix when taken), reserved for
+    ``tenant_id``; and whether this call reserved it (False: it already held it)."""
+    base = slugify(name)
+    for attempt in range(_SLUG_ATTEMPTS):
+        slug = base if attempt == 0 else f"{base}-{secrets.token_hex(3)}"
+        try:
+            return slug, await reserve_slug(db, tenant_id, slug)
+        except AppError:
+            continue
+    raise AppError.unavailable("slug_unavailable", "could not make a free slug; retry")
 
 
 async def release_slug(db: Database, tenant_id: UUID, slug: str) -> None:
