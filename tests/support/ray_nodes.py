@@ -69,11 +69,12 @@ class RayCluster:
         self.temp_dir = Path(tempfile.mkdtemp(prefix="hbr-", dir="/tmp"))
         self.port = free_port()
         self.address = f"{ray.util.get_node_ip_address()}:{self.port}"
+        #: What a driver of this cluster (a gateway) needs in its environment:
+        #: no token to share between nodes and drivers here (as in docker-compose.yml).
+        self.driver_env = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
         self._env = {
             **os.environ,
-            "RAY_USAGE_STATS_ENABLED": "0",
-            # No token to share between nodes and drivers here (see docker-compose.yml).
-            "RAY_AUTH_MODE": "disabled",
+            **self.driver_env,
             "RAY_raylet_start_wait_time_s": str(int(START_SECONDS)),
             **env,
         }
