@@ -84,7 +84,10 @@ class Deployment:
 
     async def close(self) -> None:
         if self.gateway is not None:
-            await self.gateway.stop(signal.SIGTERM)
+            try:
+                await self.gateway.stop(signal.SIGTERM)
+            finally:
+                self.gateway.kill()  # if it did not stop by itself
 
 
 @pytest.fixture(scope="module")
