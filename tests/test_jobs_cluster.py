@@ -50,11 +50,11 @@ def ray_nodes() -> Iterator[RayCluster]:
 
 
 @pytest.fixture(scope="module")
-def workers(ray_nodes: RayCluster) -> set[str]:
-    """Ids of the cluster's worker nodes (those with a slot)."""
+def roles(ray_nodes: RayCluster) -> dict[str, str]:
+    """Node id → ``hubbub-role`` label, of every node of the cluster as Ray lists them."""
     nodes: list[ClusterNode] = ray_nodes.nodes()
     assert len(nodes) == WORKER_NODES + 1 and all(node.alive for node in nodes)
-    return {node.id for node in nodes if node.labels.get("hubbub-role") == "worker"}
+    return {node.id: node.labels["hubbub-role"] for node in nodes}
 
 
 class Deployment:
@@ -140,7 +140,7 @@ def _result(events: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def test_jobs_held_at_once_run_on_different_worker_nodes(
-    deployment: Deployment, workers: set[str], tmp_path: Path
+    deployment: Deployment, roles: dict[str, str], tmp_path: Path
 ) -> None:
     assert deployment.gateway is not None
     team = await new_team(deployment.gateway.server, 1)
@@ -156,13 +156,13 @@ async def test_jobs_held_at_once_run_on_different_worker_nodes(
 
     nodes = {job_id: _result(events)["node_id"] for job_id, events in streams.items()}
     assert len({nodes[job_id] for job_id in held}) == WORKER_NODES  # a node each
-    assert set(nodes.values()) == workers  # every worker ran some; the gateway's node none
-    assert deployment.ready["checks"]["ray"]["node_id"] not in workers  # it attached to the head
+    assert [roles.get(node) for node in nodes.values()] == ["worker"] * len(jobs)
+    assert roles[deployment.ready["checks"]["ray"]["node_id"]] == "gateway"  # none ran there
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 async def test_a_running_job_finishes_after_its_gateway_restarts(
-    deployment: Deployment, workers: set[str], tmp_path: Path, signum: int
+    deployment: Deployment, roles: dict[str, str], tmp_path: Path, signum: int
 ) -> None:
     assert deployment.gateway is not None
     team = await new_team(deployment.gateway.server, 1)
@@ -179,7 +179,7 @@ async def test_a_running_job_finishes_after_its_gateway_restarts(
 
     assert events[: len(seen)] == seen  # the new gateway replays what the old one sent
     assert [event["seq"] for event in events] == list(range(1, len(events) + 1))
-    assert _result(events)["node_id"] in workers
+    assert roles.get(_result(events)["node_id"]) == "worker"
     # Ran once: the new gateway's sweep found the task alive in the launcher and
     # neither failed the job as lost nor launched it again.
     runs = [e for e in events if e["type"] == "status" and e["data"]["status"] == "running"]
