@@ -46,10 +46,11 @@ RUN pip install --no-deps . \
     && cd / && rm -rf /build
 
 # --- an unprivileged user; its home holds Ray's per-user files (~/.ray) and
-# /app the embedded data directory of the zero-setup mode (.hubbub).
+# /app the embedded data directory of the zero-setup mode (.hubbub);
+# /var/lib/hubbub/exports the mount point of the shared export volume.
 RUN groupadd --system --gid 10001 hubbub \
     && useradd --system --uid 10001 --gid hubbub --create-home --home-dir /home/hubbub hubbub \
-    && install -d -o hubbub -g hubbub /app
+    && install -d -o hubbub -g hubbub /app /var/lib/hubbub/exports
 USER hubbub
 WORKDIR /app
 

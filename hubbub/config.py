@@ -92,7 +92,8 @@ class Settings(BaseSettings):
         None,
         min_length=32,
         description="At least 32 random characters: TOTP secrets are stored encrypted under "
-        "a key derived from it; unset: stored plainly. The same on every gateway.",
+        "a key derived from it, and export links signed with another; unset: stored plainly, "
+        "links signed with a key kept in the export directory. The same on every gateway.",
     )
     public_url: str = Field(
         "http://127.0.0.1:8000",
@@ -247,6 +248,22 @@ class Settings(BaseSettings):
         description="A running job asked to stop that has not within this time is "
         "cancelled and its worker killed.",
     )
+    broadcast_batch_size: int = Field(
+        100,
+        ge=1,
+        le=1000,
+        description="Recipients a broadcast sends to at once (one round of conversation "
+        "commands, then one Postgres write of their statuses).",
+    )
+    export_dir: Path = Field(
+        default_factory=lambda data: Path(data["data_dir"]) / "exports",
+        validate_default=True,
+        description="Where conversation exports are written and served from; unset: "
+        "<data dir>/exports. Gateways and job workers must share it.",
+    )
+    export_link_hours: float = Field(
+        24.0, gt=0, le=720, description="Lifetime of an export's signed download link."
+    )
     sse_heartbeat_seconds: float = Field(
         15.0, gt=0, le=300, description="Heartbeat comment interval of SSE streams."
     )
@@ -261,6 +278,12 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("export_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # Settings travel to Ray workers, whose working directory is not the gateway's.
+        return value.resolve()
 
     @property
     def embedded(self) -> bool:

@@ -19,12 +19,20 @@ log = logging.getLogger(__name__)
 class Periodic:
     """Owns: one task. Concurrency: rounds never overlap; the first runs one
     interval after ``start``, or at once after a :meth:`kick` (kicks during
-    a round give one more round). Failure: a round that raises is logged
-    and counted in ``failures``; the loop goes on."""
+    a round give one more round, at least ``gap`` seconds after it).
+    Failure: a round that raises is logged and counted in ``failures``; the
+    loop goes on."""
 
-    def __init__(self, name: str, interval: float, round: Callable[[], Awaitable[object]]) -> None:
+    def __init__(
+        self,
+        name: str,
+        interval: float,
+        round: Callable[[], Awaitable[object]],
+        gap: float = 0.0,
+    ) -> None:
         self.name = name
         self._interval = interval
+        self._gap = gap
         self._round = round
         self._task: asyncio.Task[None] | None = None
         self._kicked = asyncio.Event()
@@ -53,3 +61,4 @@ class Periodic:
             except Exception:
                 self.failures += 1
                 log.exception("%s failed; trying again in %.1fs", self.name, self._interval)
+            await asyncio.sleep(self._gap)

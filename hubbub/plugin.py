@@ -56,6 +56,9 @@ BUILTIN: tuple[str, ...] = (
     "hubbub.chat.plugin",
     "hubbub.jobs.plugin",
     "hubbub.provisioning.plugin",
+    "hubbub.workflows.plugin",
+    "hubbub.broadcasts.plugin",
+    "hubbub.exports.plugin",
 )
 
 

@@ -76,6 +76,9 @@ def settings(service_urls: tuple[str, str], tmp_path_factory: pytest.TempPathFac
         # Jobs waiting on a concurrency limit or a retry are launched by the
         # sweep's next round: a quick one keeps job tests short.
         job_sweep_seconds=0.1,
+        # One recipient per round, so a test can cancel a broadcast mid-way
+        # (workers take the deployment's settings, from the launcher).
+        broadcast_batch_size=1,
     )
 
 

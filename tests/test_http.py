@@ -14,6 +14,7 @@ import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
+import aiohttp
 import pytest
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
@@ -558,3 +559,15 @@ async def test_liveness_is_200_even_when_readiness_checks_fail(client: TestClien
     problem = await problem_of(readiness)
     assert problem["code"] == "not_ready"
     assert problem["checks"] == {"postgres": {"ok": False, "error": "postgres is down"}}
+
+
+async def test_the_whole_gateways_openapi_document_resolves_and_names_operations_once(
+    gateway: TestServer,
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        document = await (await http.get(gateway.make_url("/openapi.json"))).json()
+    schemas = document["components"]["schemas"]
+    for ref in set(refs_in(document)):
+        assert ref.removeprefix("#/components/schemas/") in schemas, f"dangling {ref}"
+    ids = [op["operationId"] for path in document["paths"].values() for op in path.values()]
+    assert len(ids) == len(set(ids))

@@ -26,12 +26,20 @@ else sends it commands. Keep this table true.
 | progress, step, counters, result, error, seq | rules in ``hubbub/jobs/state.py``)      |
 | a running job's unsent reports and its       | the run on its Ray worker: its          |
 | cancelled flag                               | ``JobContext`` (``hubbub/jobs``)        |
+| a broadcast's status and its recipients'     | the broadcast's ``broadcast.send`` run  |
+| statuses (pending → sent / failed)           | and, for a cancel (pending → cancelled),|
+|                                              | the gateway: conditional SQL writes in  |
+|                                              | ``hubbub/broadcasts/ledger.py``         |
 | which local SSE streams and sockets follow   | the gateway's ``JobFeeds`` and          |
 | which job, their last seqs                   | ``JobSubscriptions`` (``hubbub/jobs``)  |
 | an async signup's filed password hash and   | its ``account_signups`` / ``signup_streams`` |
 | stream links                                 | rows: filed by the gateway, the hash    |
 |                                              | dropped by its ``tenant.provision`` run |
 |                                              | (``hubbub/provisioning``)               |
+| an export file (written once, then only      | the export run that writes it           |
+| read through signed links)                   | (``hubbub/exports/job.py``)             |
+| the export link key file (``.link-key``)     | created once by whichever process needs |
+|                                              | it first (``hubbub/exports/links.py``)  |
 | a user's presence (devices, status, text,    | Redis, changed only by atomic scripts   |
 | availability, last_seen_at, idle); a         | of ``Presence`` (``realtime/presence.py``); |
 | gateway's presence lease and its sockets     | each gateway its own lease and sockets  |

@@ -20,10 +20,13 @@ from hubbub.actors.entity import Decision, Entity, Publication, Write
 from hubbub.jobs import state as rules
 from hubbub.jobs.state import JobEvent, JobState, Submission
 
-__all__ = ["EVENT", "JobEntity", "channel", "state_from_row"]
+__all__ = ["ENDED", "EVENT", "JobEntity", "channel", "state_from_row"]
 
 #: The bus event name of every job event; its data is the wire job event.
 EVENT = "job:event"
+#: The bus topic where a job that stops running says so: its slot under a
+#: concurrency limit is free, and the job sweeps need not wait for their round.
+ENDED = "jobs:ended"
 
 
 def channel(job_id: str) -> str:
@@ -64,6 +67,7 @@ class JobEntity(Entity):
 
     def handle(self, command: Command, now: datetime) -> Decision:
         writes: list[Write] = []
+        was_running = self.state is not None and self.state.status == "running"
         if command.name == "submit":
             submission = Submission.from_args(command.args)
             state, events = rules.submit(self.state, submission, now)
@@ -83,6 +87,9 @@ class JobEntity(Entity):
             publications.append(Publication(channel(state.id), EVENT, wire))
         if events:
             writes.append(Write(_SET_STATE, _state_row(state)))
+        if was_running and state.status != "running":
+            ended = {"tenant_id": state.tenant_id, "kind": state.kind}
+            publications.append(Publication(ENDED, "job:ended", ended))
         self.state = state
         return Decision(_reply(command, state), writes, publications)
 

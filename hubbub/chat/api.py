@@ -25,13 +25,13 @@ from hubbub.chat.access import (
 from hubbub.chat.reads import Filters
 from hubbub.chat.wire import (
     ConversationList,
+    ConversationListQuery,
+    ConversationMemberPath,
     ConversationPath,
     ConversationUpdate,
     ConversationView,
     EventList,
     EventsQuery,
-    ListQuery,
-    MemberPath,
     MembershipUpdate,
     MembershipView,
     MessageEdit,
@@ -112,8 +112,10 @@ async def create_conversation(request: web.Request, *, body: NewConversation) ->
     return web.Response(body=body_bytes, status=200, content_type="application/json")
 
 
-@api.get(BASE, query=ListQuery, response=ConversationList, security=BEARER)
-async def list_conversations(request: web.Request, *, query: ListQuery) -> ConversationList:
+@api.get(BASE, query=ConversationListQuery, response=ConversationList, security=BEARER)
+async def list_conversations(
+    request: web.Request, *, query: ConversationListQuery
+) -> ConversationList:
     """Your conversations, latest activity first, with last message and unread count;
     filter by kind, status, label and assignee."""
     tenant_id, user = await _caller(request)
@@ -264,12 +266,12 @@ async def add_members(
 
 @api.delete(
     f"{ONE}/members/{{user_id}}",
-    params=MemberPath,
+    params=ConversationMemberPath,
     status=204,
     security=BEARER,
     responses=NOT_FOUND | {403: "`insufficient_role`"},
 )
-async def remove_member(request: web.Request, *, path: MemberPath) -> None:
+async def remove_conversation_member(request: web.Request, *, path: ConversationMemberPath) -> None:
     """Remove a member (owner or admin; only an owner removes an owner)."""
     tenant_id, user = await _caller(request)
     await ask_conversation(

@@ -16,13 +16,13 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 __all__ = [
     "STATUSES",
     "ConversationList",
+    "ConversationListQuery",
+    "ConversationMemberPath",
     "ConversationPath",
     "ConversationUpdate",
     "ConversationView",
     "EventList",
     "EventsQuery",
-    "ListQuery",
-    "MemberPath",
     "MembershipUpdate",
     "MembershipView",
     "MessageEdit",
@@ -142,7 +142,7 @@ class ConversationPath(BaseModel):
     conversation_id: UUID
 
 
-class MemberPath(BaseModel):
+class ConversationMemberPath(BaseModel):
     conversation_id: UUID
     user_id: UUID
 
@@ -152,7 +152,7 @@ class MessagePath(BaseModel):
     message_id: UUID
 
 
-class ListQuery(_Input):
+class ConversationListQuery(_Input):
     kind: Kind | None = None
     status: Status | None = None
     label: Label | None = None

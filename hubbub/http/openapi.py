@@ -71,6 +71,8 @@ _DEFAULT_PROBLEMS = {422: "Invalid input; `errors` names each bad field", 500: "
 def build_openapi(apis: Sequence[Api]) -> dict[str, Any]:
     routes = [route for api in apis for route in api.routes]
     models = _models(routes)
+    _refuse_twins("model", [(m.__name__, f"{m.__module__}.{m.__qualname__}") for m in models])
+    _refuse_twins("operation id", [(r.operation_id, f"{r.method} {r.path}") for r in routes])
     _, definitions = models_json_schema(
         [(model, "validation") for model in models], ref_template=_REF
     )
@@ -89,6 +91,15 @@ def build_openapi(apis: Sequence[Api]) -> dict[str, Any]:
         "paths": paths,
         "components": components,
     }
+
+
+def _refuse_twins(what: str, named: list[tuple[str, str]]) -> None:
+    """OpenAPI names a schema by its model's name and an operation by its id:
+    two of one name would make one document point at the other's."""
+    seen: dict[str, str] = {}
+    for name, place in named:
+        if seen.setdefault(name, place) != place:
+            raise ValueError(f"two routes' {what}s are named {name!r}: {seen[name]} and {place}")
 
 
 def _models(routes: list[Route]) -> list[type[BaseModel]]:

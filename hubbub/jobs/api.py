@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -20,25 +19,25 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
 from hubbub.actors.command import Command
-from hubbub.chat.access import tenant_of
 from hubbub.errors import AppError, FieldError
 from hubbub.gateway import DATABASE, ROUTER, SETTINGS
 from hubbub.http.routing import Api
-from hubbub.identity.bearer import authenticate_request
 from hubbub.ids import new_id
 from hubbub.jobs import reads, schedules
+from hubbub.jobs.caller import IDEMPOTENCY_HEADER, Caller, idempotency_key
+from hubbub.jobs.caller import caller as _caller
 from hubbub.jobs.dispatch import SWEEP_ROUNDS, submit_job
 from hubbub.jobs.feeds import Follower, JobFeeds
 from hubbub.jobs.registry import KINDS
 from hubbub.jobs.wire import (
-    EventList,
-    EventsQuery,
     JobAccepted,
+    JobEventList,
+    JobEventsQuery,
     JobEventView,
     JobList,
+    JobListQuery,
     JobPath,
     JobView,
-    ListQuery,
     NewJob,
     NewSchedule,
     ScheduleList,
@@ -47,7 +46,6 @@ from hubbub.jobs.wire import (
     ScheduleView,
     StreamQuery,
 )
-from hubbub.tenancy.access import authorize
 from hubbub.tenancy.roles import at_least
 
 __all__ = ["FEEDS", "IDEMPOTENCY_HEADER", "api", "idempotency_key", "serve_stream"]
@@ -55,43 +53,12 @@ __all__ = ["FEEDS", "IDEMPOTENCY_HEADER", "api", "idempotency_key", "serve_strea
 api = Api("jobs", "Long-running work on Ray workers, with live progress.")
 
 FEEDS = web.AppKey("job_feeds", JobFeeds)
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 BASE = "/api/v1/jobs"
 ONE = f"{BASE}/{{job_id}}"
 SCHEDULES = "/api/v1/job-schedules"
 BEARER = ("bearer", "api_key")
 NOT_FOUND = {404: "No such job in this tenant (`not_found`)"}
 MANAGERS_ONLY = {403: "Not a tenant owner or admin (`insufficient_role`)"}
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who acts, in which tenant, with which role there."""
-
-    tenant_id: str
-    user_id: str
-    role: str
-
-
-async def _caller(request: web.Request) -> Caller:
-    claims = await authenticate_request(request)
-    tenant_id = tenant_of(request, claims.tenant_id)
-    reply = await authorize(request.app[ROUTER], tenant_id, claims.user_id)
-    return Caller(str(tenant_id), str(claims.user_id), reply["role"])
-
-
-def idempotency_key(request: web.Request) -> str | None:
-    key = request.headers.get(IDEMPOTENCY_HEADER)
-    if key is None:
-        return None
-    if not 1 <= len(key) <= 200 or not key.isprintable():
-        raise AppError(
-            "validation_failed",
-            f"expected an {IDEMPOTENCY_HEADER} of 1 to 200 printable characters",
-            status=422,
-            errors=(FieldError("header", IDEMPOTENCY_HEADER, "1 to 200 printable characters"),),
-        )
-    return key
 
 
 @api.post(
@@ -133,8 +100,8 @@ async def create_job(request: web.Request, *, body: NewJob) -> JobAccepted:
     )
 
 
-@api.get(BASE, query=ListQuery, response=JobList, security=BEARER)
-async def list_jobs(request: web.Request, *, query: ListQuery) -> JobList:
+@api.get(BASE, query=JobListQuery, response=JobList, security=BEARER)
+async def list_jobs(request: web.Request, *, query: JobListQuery) -> JobList:
     """The tenant's jobs, newest first; filter by kind and status."""
     caller = await _caller(request)
     async with request.app[DATABASE].tenant(caller.tenant_id) as conn:
@@ -251,19 +218,21 @@ async def _manager(request: web.Request) -> Caller:
 @api.get(
     f"{ONE}/events",
     params=JobPath,
-    query=EventsQuery,
-    response=EventList,
+    query=JobEventsQuery,
+    response=JobEventList,
     security=BEARER,
     responses=NOT_FOUND | {422: "An after_seq past the last one (`seq_out_of_range`)"},
 )
-async def list_job_events(request: web.Request, *, path: JobPath, query: EventsQuery) -> EventList:
+async def list_job_events(
+    request: web.Request, *, path: JobPath, query: JobEventsQuery
+) -> JobEventList:
     """The job's events after `after_seq`, in order (for clients that poll)."""
     caller = await _caller(request)
     async with request.app[DATABASE].tenant(caller.tenant_id) as conn:
         items, job = await reads.events_after(conn, str(path.job_id), query.after_seq, query.limit)
     more = bool(items) and items[-1]["seq"] < job["last_seq"]
     cursor = str(items[-1]["seq"]) if more else None
-    return EventList.model_validate(
+    return JobEventList.model_validate(
         {"items": items, "last_seq": job["last_seq"], "next_cursor": cursor}
     )
 
@@ -287,14 +256,22 @@ async def stream_job(
 
 
 async def serve_stream(
-    request: web.Request, tenant_id: str, job_id: str, query: StreamQuery
+    request: web.Request,
+    tenant_id: str,
+    job_id: str,
+    query: StreamQuery,
+    headers: dict[str, str] | None = None,
 ) -> web.StreamResponse:
-    """The job's SSE stream, for a caller already allowed to follow it."""
+    """The job's SSE stream, for a caller already allowed to follow it
+    (``headers``: more response headers)."""
     after = _resume_point(request, query)
     follower = await request.app[FEEDS].follow(tenant_id, job_id, after)
     try:
         heartbeat = request.app[SETTINGS].sse_heartbeat_seconds
-        async with sse_response(request, ping_interval=heartbeat) as stream:
+        # allow_all_methods: a workflow's run-stream answers its POST with the stream.
+        async with sse_response(
+            request, headers=headers, ping_interval=heartbeat, allow_all_methods=True
+        ) as stream:
             with contextlib.suppress(ConnectionResetError):  # the client left: nothing to do
                 await _relay(follower, stream)
         return stream

@@ -16,6 +16,9 @@ range is read from Postgres and handed out first.
 A finished job's stream ends with its terminal ``status`` event, which a
 follower always gets: in the backlog, live, or — when the client had seen it
 already — once more at the end of the backlog.
+
+The same subscription hears :data:`~hubbub.actors.job.ENDED`, where jobs
+that stop running say so, and calls ``on_ended`` (the job sweep's kick).
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
 
-from hubbub.actors.job import channel
+from hubbub.actors.job import ENDED, channel
 from hubbub.jobs import reads
 from hubbub.jobs.state import TERMINAL
 from hubbub.realtime.fanout import Fanout
@@ -58,9 +62,11 @@ class JobFeeds:
         self.fanout = Fanout(redis, self._deliver)
         self._followers: dict[str, set[Follower]] = {}
         self.repaired = 0
+        self.on_ended: Callable[[], None] = lambda: None
 
     async def start(self) -> None:
         await self.fanout.start()
+        await self.fanout.watch(ENDED)
 
     async def close(self) -> None:
         await self.fanout.close()
@@ -91,6 +97,9 @@ class JobFeeds:
         await self.fanout.unwatch(channel(follower.job_id))
 
     async def _deliver(self, topic: str, event: str, data: dict[str, Any]) -> None:
+        if topic == ENDED:
+            self.on_ended()
+            return
         for follower in list(self._followers.get(topic.removeprefix("job:"), ())):
             follower.offer(data)
 

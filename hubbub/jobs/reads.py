@@ -29,6 +29,7 @@ _JOB = "SELECT * FROM jobs WHERE id = $1"
 _JOBS = """SELECT * FROM jobs
 WHERE ($1::text IS NULL OR kind = $1) AND ($2::text IS NULL OR status = $2)
   AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::uuid))
+  AND ($6::text[] IS NULL OR kind = ANY($6))
 ORDER BY created_at DESC, id DESC LIMIT $5"""
 _EVENTS = """SELECT job_id, seq, type, data, created_at FROM job_events
 WHERE job_id = $1 AND seq > $2 AND seq < $3 ORDER BY seq LIMIT $4"""
@@ -51,10 +52,12 @@ async def jobs(
     status: str | None,
     cursor: str | None,
     limit: int,
+    kinds: list[str] | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """A page of the tenant's jobs, newest first, and the next cursor."""
+    """A page of the tenant's jobs, newest first, and the next cursor; ``kinds``
+    keeps only jobs of those kinds (a workflow's runs)."""
     at, after_id = decode_cursor(cursor) if cursor else (None, None)
-    rows = await conn.fetch(_JOBS, kind, status, at, after_id, limit + 1)
+    rows = await conn.fetch(_JOBS, kind, status, at, after_id, limit + 1, kinds)
     page = rows[:limit]
     more = len(rows) > limit
     next_cursor = encode_cursor(page[-1]["created_at"], str(page[-1]["id"])) if more else None

@@ -50,6 +50,7 @@ from hubbub.actors.runtime import Launcher, Task, open_launcher
 from hubbub.config import Settings
 from hubbub.errors import AppError
 from hubbub.gateway import DATABASE, ROUTER, SETTINGS
+from hubbub.jobs.api import FEEDS
 from hubbub.jobs.dispatch import SWEEP_ROUNDS
 from hubbub.jobs.registry import KINDS, JobKind
 from hubbub.jobs.schedules import fire_due
@@ -99,7 +100,8 @@ class JobSweep:
         self._launcher = launcher
         self._app = app
         self._grace = settings.job_cancel_grace_seconds
-        self.rounds = Periodic("job sweep", settings.job_sweep_seconds, self.sweep)
+        # Kicked by submits and by jobs that stop running, at most every 20 ms.
+        self.rounds = Periodic("job sweep", settings.job_sweep_seconds, self.sweep, gap=0.02)
         self.failures = 0
 
     async def sweep(self) -> dict[str, int] | None:
@@ -201,11 +203,13 @@ JOB_SWEEP = web.AppKey("job_sweep", JobSweep)
 
 
 async def job_sweep(app: web.Application) -> AsyncIterator[None]:
-    """A ``cleanup_ctx``: the deployment's launcher and this gateway's sweep."""
+    """A ``cleanup_ctx``: the deployment's launcher and this gateway's sweep
+    (after the job feeds, which hear of jobs that stop running)."""
     settings = app[SETTINGS]
     launcher = await asyncio.to_thread(open_launcher, settings)
     sweep = app[JOB_SWEEP] = JobSweep(app[DATABASE], lambda: app[ROUTER], launcher, app, settings)
     app[SWEEP_ROUNDS] = sweep.rounds
+    app[FEEDS].on_ended = sweep.rounds.kick  # a slot freed: launch what waits for it now
     sweep.rounds.start()
     yield
     await sweep.rounds.close()

@@ -14,14 +14,14 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
-    "EventList",
-    "EventsQuery",
     "JobAccepted",
+    "JobEventList",
     "JobEventView",
+    "JobEventsQuery",
     "JobList",
+    "JobListQuery",
     "JobPath",
     "JobView",
-    "ListQuery",
     "NewJob",
     "NewSchedule",
     "ScheduleList",
@@ -103,14 +103,14 @@ class JobPath(BaseModel):
     job_id: UUID
 
 
-class ListQuery(_Input):
+class JobListQuery(_Input):
     kind: str | None = Field(None, max_length=100)
     status: Status | None = None
     cursor: str | None = Field(None, description="`next_cursor` of the previous page.")
     limit: int = Field(50, ge=1, le=100)
 
 
-class EventsQuery(_Input):
+class JobEventsQuery(_Input):
     after_seq: int = Field(0, ge=0)
     limit: int = Field(100, ge=1, le=1000)
 
@@ -171,7 +171,7 @@ class JobEventView(BaseModel):
     at: str
 
 
-class EventList(BaseModel):
+class JobEventList(BaseModel):
     items: list[JobEventView]
     last_seq: int
     next_cursor: str | None = Field(description="The `after_seq` of the next page, if any.")

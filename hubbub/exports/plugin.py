@@ -1,0 +1,49 @@
+"""Exports as a gateway plugin: the ``export.conversations`` job kind, the
+export store with its pruning, and the signed download route."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+from aiohttp import web
+
+from hubbub.config import Settings
+from hubbub.exports import job
+from hubbub.exports.api import STORE, api
+from hubbub.exports.links import load_key
+from hubbub.exports.store import FileStore, open_store
+from hubbub.gateway import SETTINGS
+from hubbub.periodic import Periodic
+from hubbub.plugin import Plugin
+
+__all__ = ["JOB_KINDS", "PRUNE_SECONDS", "plugin", "prune_expired"]
+
+#: Modules whose import declares the job kinds of exports.
+JOB_KINDS = (job,)
+
+#: How often each gateway deletes exports whose links have expired.
+PRUNE_SECONDS = 3600.0
+#: Kept past the link lifetime: a link is signed a moment after its file is written.
+_MARGIN = timedelta(hours=1)
+
+
+async def prune_expired(store: FileStore, settings: Settings) -> int:
+    """Delete the exports no link can reach any more (and abandoned partial files)."""
+    lifetime = timedelta(hours=settings.export_link_hours)
+    return await store.prune(datetime.now(UTC) - lifetime - _MARGIN)
+
+
+async def _store(app: web.Application) -> AsyncIterator[None]:
+    """The export store, the link key read once off the event loop, and pruning."""
+    settings = app[SETTINGS]
+    store = app[STORE] = open_store(settings)
+    await asyncio.to_thread(load_key, settings)
+    pruning = Periodic("export pruning", PRUNE_SECONDS, lambda: prune_expired(store, settings))
+    pruning.start()
+    yield
+    await pruning.close()
+
+
+plugin = Plugin("exports", apis=(api,), cleanup_ctx=(_store,))
