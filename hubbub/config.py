@@ -267,6 +267,37 @@ class Settings(BaseSettings):
     sse_heartbeat_seconds: float = Field(
         15.0, gt=0, le=300, description="Heartbeat comment interval of SSE streams."
     )
+    agent_provider: Literal["local", "openai"] = Field(
+        "local",
+        description="Who writes the assistant's replies: `local` (deterministic, no network) "
+        "or `openai` (an OpenAI-compatible chat completions API).",
+    )
+    agent_base_url: str = Field(
+        "https://api.openai.com/v1",
+        pattern=r"^https?://",
+        description="Base URL of the OpenAI-compatible API (`/chat/completions` below it).",
+    )
+    agent_api_key: SecretStr | None = Field(
+        None, description="Bearer key of the OpenAI-compatible API; unset: none is sent."
+    )
+    agent_model: str = Field(
+        "gpt-4o-mini", min_length=1, description="Model named in each chat completions request."
+    )
+    agent_history_messages: int = Field(
+        20, ge=1, le=500, description="Latest messages of a conversation sent to the model."
+    )
+    agent_provider_timeout_seconds: float = Field(
+        60.0, gt=0, le=3600, description="Deadline of one provider request (and between tokens)."
+    )
+    agent_local_token_ms: float = Field(
+        15.0, ge=0, le=10_000, description="Pause of the local provider before each token."
+    )
+    agent_wait_seconds: float = Field(
+        60.0,
+        ge=0,
+        le=600,
+        description="How long POST /chat waits for the reply before answering 202 with the job.",
+    )
     gateway_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
         description="Name of this gateway in logs and health reports.",

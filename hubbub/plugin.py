@@ -59,6 +59,7 @@ BUILTIN: tuple[str, ...] = (
     "hubbub.workflows.plugin",
     "hubbub.broadcasts.plugin",
     "hubbub.exports.plugin",
+    "hubbub.agent.plugin",
 )
 
 

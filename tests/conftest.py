@@ -9,6 +9,7 @@ cluster named by ``HUBBUB_RAY_ADDRESS``), in a namespace of its own.
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -58,9 +59,23 @@ def service_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
 
 
 @pytest.fixture(scope="session")
-def settings(service_urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def model_port() -> int:
+    """A free port for the test model server (``tests.support.agent.ModelServer``):
+    job workers run with the session's settings, so its address is one of them."""
+    with socket.socket() as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        return probe_socket.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def settings(
+    service_urls: tuple[str, str], model_port: int, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
     database_url, redis_url = service_urls
     return load_settings(
+        agent_base_url=f"http://127.0.0.1:{model_port}/v1",
+        agent_api_key="sk-test",
+        agent_model="test-model",
         database_url=database_url,
         redis_url=redis_url,
         data_dir=tmp_path_factory.mktemp("data"),

@@ -30,6 +30,9 @@ else sends it commands. Keep this table true.
 | statuses (pending → sent / failed)           | and, for a cancel (pending → cancelled),|
 |                                              | the gateway: conditional SQL writes in  |
 |                                              | ``hubbub/broadcasts/ledger.py``         |
+| an assistant reply being written (its text   | its ``agent.reply`` run on a Ray worker |
+| so far, the next ``message:delta`` index)    | (``hubbub/agent/reply.py``); committed  |
+|                                              | by the conversation entity              |
 | which local SSE streams and sockets follow   | the gateway's ``JobFeeds`` and          |
 | which job, their last seqs                   | ``JobSubscriptions`` (``hubbub/jobs``)  |
 | an async signup's filed password hash and   | its ``account_signups`` / ``signup_streams`` |
