@@ -210,6 +210,16 @@ class SseStream:
                 found.append(frame)
         return found
 
+    async def until_event(self, name: str) -> list[SseEvent]:
+        """The events up to and including the first of type ``name``."""
+        found: list[SseEvent] = []
+        while not found or found[-1].event != name:
+            frame = await self.next()
+            assert frame is not None, f"the stream ended before a {name!r} event: {found}"
+            if frame.data:
+                found.append(frame)
+        return found
+
     async def until(self, seq: int) -> list[SseEvent]:
         """The events up to and including ``seq``."""
         found: list[SseEvent] = []
