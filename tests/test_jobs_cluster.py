@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from yarl import URL
 
 from hubbub.config import Settings
+from hubbub.storage.database import connect_owner
 from tests.conftest import REPO_ROOT
 from tests.support.chat import Team, new_team
 from tests.support.cluster_jobs import SLOT
@@ -94,12 +96,14 @@ class Deployment:
 async def deployment(
     migrated: Settings, ray_nodes: RayCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Deployment]:
-    """A gateway on the cluster, with the test session's Postgres and Redis."""
+    """A gateway on the cluster, with the test session's Postgres server and
+    Redis but a database of its own: a deployment's shards and job sweep own
+    their database (this one's shards would fence the session's out)."""
     assert migrated.database_url and migrated.redis_url
     logs = tmp_path_factory.mktemp("cluster-gateways")
     env = {
         **ray_nodes.driver_env,
-        "HUBBUB_DATABASE_URL": migrated.database_url,
+        "HUBBUB_DATABASE_URL": await _new_database(migrated.database_url),
         "HUBBUB_REDIS_URL": migrated.redis_url,
         "HUBBUB_RAY_ADDRESS": ray_nodes.address,
         "HUBBUB_RAY_NAMESPACE": f"hubbub-cluster-{uuid.uuid4().hex[:8]}",
@@ -116,6 +120,18 @@ async def deployment(
         yield running
     finally:
         await running.close()
+
+
+async def _new_database(url: str) -> str:
+    """The URL of a new, empty database beside ``url``'s (``hubbub serve`` migrates it)."""
+    name = f"hubbub_cluster_{uuid.uuid4().hex[:8]}"
+    conn = await connect_owner(url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    given = URL(url)
+    return str(given.with_path(f"/{name}").with_query(given.query))
 
 
 async def _where(team: Team, release: Path) -> str:
