@@ -13,13 +13,12 @@ import os
 import signal
 import uuid
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
 import socketio
 from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
-from yarl import URL
 
 from hubbub.actors.conversation import channel
 from hubbub.actors.router import shard_index
@@ -34,16 +33,6 @@ from tests.test_gateway import _cluster_env
 
 #: Attempts of one send before the test gives up (retriable errors only).
 SEND_ATTEMPTS = 200
-
-
-class _At:
-    """A gateway process seen as the ``TestServer`` the team helpers expect."""
-
-    def __init__(self, url: str) -> None:
-        self._url = url
-
-    def make_url(self, path: str) -> URL:
-        return URL(self._url + path)
 
 
 def _url(server: TestServer) -> str:
@@ -154,7 +143,7 @@ async def test_a_client_resumes_on_a_new_gateway_after_every_gateway_restarted(
     client = ChatClient()
     try:
         await asyncio.gather(first.wait_ready(), second.wait_ready())
-        team = await new_team(cast(TestServer, _At(second.url)), 2)
+        team = await new_team(second.server, 2)
         owner, ann = team.people
         found = await team.conversation(owner, "group", ann)
         conversation_id = found["id"]
@@ -172,7 +161,7 @@ async def test_a_client_resumes_on_a_new_gateway_after_every_gateway_restarted(
 
         third.start()
         await third.wait_ready()
-        through_c = Team(cast(TestServer, _At(third.url)), team.tenant_id, team.people)
+        through_c = Team(third.server, team.tenant_id, team.people)
         missed = [await through_c.send(owner, conversation_id, f"through c {i}") for i in range(4)]
         assert [m["seq"] for m in missed] == [5, 6, 7, 8]
 

@@ -4,7 +4,8 @@ Idempotency-Key gives the same job; bad input answers 422 naming the field
 and creates nothing; a failing handler fails the job with its error; cancel
 ends a queued job at once, stops a running one cooperatively and answers
 409 for a finished one; lists filter and page; another tenant's job is 404;
-a tenant's API key submits and follows its jobs, within its scopes."""
+a tenant's API key submits and follows its jobs, within its scopes; a
+private kind's job is seen only by its creator and the tenant's managers."""
 
 from __future__ import annotations
 
@@ -249,3 +250,26 @@ async def test_an_api_key_submits_and_follows_its_tenants_jobs(gateway: TestServ
     stranger = await new_key(gateway, other["id"], other_owner, ["admin"])
     status, _ = await keyed(gateway, "GET", f"{JOBS}/{accepted['id']}", stranger["key"])
     assert status == 404
+
+
+async def test_a_private_job_is_seen_by_its_creator_and_the_tenants_managers_only(
+    gateway: TestServer,
+) -> None:
+    team = await new_team(gateway, 3)
+    owner, creator, member = team.people
+    _, private = await submit(team, creator, "test.private", {"ms": 10})
+    _, shared = await submit(team, creator, "demo.count", {"to": 1})
+    await until_final(gateway, team, creator, private["id"])
+    one = f"{JOBS}/{private['id']}"
+    for path in (one, f"{one}/events", f"{one}/stream"):
+        status, _ = await team.call("GET", path, member)
+        assert status == 404, path
+    status, _ = await team.call("POST", f"{one}/cancel", member)
+    assert status == 404
+    _, page = await team.call("GET", JOBS, member)
+    assert [job["id"] for job in page["items"]] == [shared["id"]]
+    for who in (creator, owner):
+        _, page = await team.call("GET", JOBS, who)
+        assert {job["id"] for job in page["items"]} == {private["id"], shared["id"]}
+        status, job = await team.call("GET", one, who)
+        assert (status, job["status"]) == (200, "succeeded")

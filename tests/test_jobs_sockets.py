@@ -1,7 +1,7 @@
 """Jobs over Socket.IO with a real python-socketio client: job:subscribe acks
 the events after after_seq, then job:event frames follow live, in order and
 exactly once, to the final status; job:unsubscribe stops them; another
-tenant's job is not found."""
+tenant's job, and another member's private one, is not found."""
 
 from __future__ import annotations
 
@@ -115,3 +115,22 @@ async def test_another_tenants_job_cannot_be_subscribed(gateway: TestServer) -> 
         assert ack["error"]["errors"][0]["field"] == "job_id"
     finally:
         await listener.client.disconnect()
+
+
+async def test_another_members_private_job_is_not_found_but_a_manager_follows_it(
+    gateway: TestServer,
+) -> None:
+    team = await new_team(gateway, 3)
+    owner, creator, member = team.people
+    _, accepted = await submit(team, creator, "test.private", {"ms": 10})
+    await until_final(gateway, team, creator, accepted["id"])
+    subscribe = {"job_id": accepted["id"], "after_seq": 0}
+    outsider = await JobClient().connect(gateway, team, member)
+    manager = await JobClient().connect(gateway, team, owner)
+    try:
+        assert (await outsider.call("job:subscribe", subscribe))["error"]["code"] == "not_found"
+        ack = await manager.call("job:subscribe", subscribe)
+        assert ack["data"]["events"][-1]["data"]["status"] == "succeeded"
+    finally:
+        await outsider.client.disconnect()
+        await manager.client.disconnect()

@@ -133,7 +133,7 @@ async def test_a_follower_reads_back_from_postgres_what_the_bus_lost(
     _, accepted = await submit(team, owner, "demo.count", {"to": 3})
     events = await until_final(gateway, team, owner, accepted["id"])
     feeds = gateway.app[FEEDS]
-    follower = await feeds.follow(team.tenant_id, accepted["id"], 1)
+    follower = await feeds.follow(team.tenant_id, accepted["id"], 1, None)
     try:
         repaired = feeds.repaired
         follower.offer(events[4])  # seqs 2..4 never came

@@ -75,7 +75,8 @@ async def chat_with_agent(request: web.Request, *, body: AgentChatRequest) -> An
     """Send a message to the assistant and wait for its reply."""
     asked = await _ask(request, body)
     opening = asked.opening
-    follower = await request.app[FEEDS].follow(asked.tenant_id, str(opening.job_id), 0)
+    # The asker created the job: theirs to follow.
+    follower = await request.app[FEEDS].follow(asked.tenant_id, str(opening.job_id), 0, None)
     try:
         wait = request.app[SETTINGS].agent_wait_seconds
         final = await asyncio.wait_for(_final(follower), wait)
@@ -106,7 +107,7 @@ async def stream_chat_with_agent(
     opening = asked.opening
     headers = {"Location": opening.status_url, "X-Conversation-Id": str(opening.conversation_id)}
     job_id = str(opening.job_id)
-    return await serve_stream(request, asked.tenant_id, job_id, StreamQuery(), headers)
+    return await serve_stream(request, asked.tenant_id, job_id, StreamQuery(), None, headers)
 
 
 async def _ask(request: web.Request, body: AgentChatRequest) -> Asked:

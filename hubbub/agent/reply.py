@@ -71,7 +71,8 @@ def reply_client_msg_id(job_id: str) -> str:
     entities=("conversation",),
     # A lost worker's reply is written again (committed once: see above); a
     # provider's error is an AppError, which fails the job at once.
-    policy=Policy(max_attempts=2, timeout_seconds=600),
+    # Private: its output is a reply in the asker's own conversation.
+    policy=Policy(max_attempts=2, timeout_seconds=600, private=True),
 )
 async def reply(context: JobContext, input: ReplyInput) -> dict[str, Any]:
     """The assistant's reply to a message of an agent conversation."""

@@ -56,7 +56,8 @@ class ExportInput(BaseModel):
     # A retried run writes the same file again from scratch (it appears only when
     # complete), so a lost worker or a Postgres hiccup costs a retry, not the export.
     # Two at a time per tenant: each holds a snapshot and a worker for its length.
-    policy=Policy(max_attempts=3, backoff_seconds=5.0, concurrency=2),
+    # Private: its result is a download link to every conversation of the tenant.
+    policy=Policy(max_attempts=3, backoff_seconds=5.0, concurrency=2, private=True),
 )
 async def export_conversations(context: JobContext, input: ExportInput) -> dict[str, Any]:
     """Export the tenant's conversations and messages as CSV or JSON Lines."""

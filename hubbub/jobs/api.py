@@ -2,7 +2,8 @@
 
 Every route needs a bearer token and a tenant (``X-Tenant-Id``) the caller
 is a member of, or a tenant's API key (its service account acts); every
-member sees the tenant's jobs and schedules, their creator or a tenant
+member sees the tenant's jobs (a private kind's only their creator and the
+tenant's owners and admins) and schedules, their creator or a tenant
 owner or admin may cancel or retry a job, and owners and admins manage
 schedules. Changes go to the job entity; reads come from Postgres in the
 tenant's scope, so another tenant's job answers 404 whatever the route.
@@ -28,6 +29,7 @@ from hubbub.jobs.caller import IDEMPOTENCY_HEADER, Caller, idempotency_key
 from hubbub.jobs.caller import caller as _caller
 from hubbub.jobs.dispatch import SWEEP_ROUNDS, submit_job
 from hubbub.jobs.feeds import Follower, JobFeeds
+from hubbub.jobs.reads import Viewer
 from hubbub.jobs.registry import KINDS
 from hubbub.jobs.wire import (
     JobAccepted,
@@ -105,7 +107,9 @@ async def list_jobs(request: web.Request, *, query: JobListQuery) -> JobList:
     """The tenant's jobs, newest first; filter by kind and status."""
     caller = await _caller(request)
     async with request.app[DATABASE].tenant(caller.tenant_id) as conn:
-        items, cursor = await reads.jobs(conn, query.kind, query.status, query.cursor, query.limit)
+        items, cursor = await reads.jobs(
+            conn, query.kind, query.status, query.cursor, query.limit, caller.viewer
+        )
     return JobList.model_validate({"items": items, "next_cursor": cursor})
 
 
@@ -114,7 +118,7 @@ async def get_job(request: web.Request, *, path: JobPath) -> JobView:
     """One job of the tenant."""
     caller = await _caller(request)
     async with request.app[DATABASE].tenant(caller.tenant_id) as conn:
-        return JobView.model_validate(await reads.job(conn, str(path.job_id)))
+        return JobView.model_validate(await reads.job(conn, str(path.job_id), caller.viewer))
 
 
 @api.post(
@@ -229,7 +233,9 @@ async def list_job_events(
     """The job's events after `after_seq`, in order (for clients that poll)."""
     caller = await _caller(request)
     async with request.app[DATABASE].tenant(caller.tenant_id) as conn:
-        items, job = await reads.events_after(conn, str(path.job_id), query.after_seq, query.limit)
+        items, job = await reads.events_after(
+            conn, str(path.job_id), query.after_seq, query.limit, caller.viewer
+        )
     more = bool(items) and items[-1]["seq"] < job["last_seq"]
     cursor = str(items[-1]["seq"]) if more else None
     return JobEventList.model_validate(
@@ -252,7 +258,7 @@ async def stream_job(
     """Server-Sent Events of the job: every event after `Last-Event-ID` (or
     `after_seq`) in order, then live ones, ending with the final `status`."""
     caller = await _caller(request)
-    return await serve_stream(request, caller.tenant_id, str(path.job_id), query)
+    return await serve_stream(request, caller.tenant_id, str(path.job_id), query, caller.viewer)
 
 
 async def serve_stream(
@@ -260,12 +266,13 @@ async def serve_stream(
     tenant_id: str,
     job_id: str,
     query: StreamQuery,
+    viewer: Viewer | None,
     headers: dict[str, str] | None = None,
 ) -> web.StreamResponse:
-    """The job's SSE stream, for a caller already allowed to follow it
-    (``headers``: more response headers)."""
+    """The job's SSE stream for ``viewer`` (None: one already allowed to
+    follow it; ``headers``: more response headers)."""
     after = _resume_point(request, query)
-    follower = await request.app[FEEDS].follow(tenant_id, job_id, after)
+    follower = await request.app[FEEDS].follow(tenant_id, job_id, after, viewer)
     try:
         heartbeat = request.app[SETTINGS].sse_heartbeat_seconds
         # allow_all_methods: a workflow's run-stream answers its POST with the stream.

@@ -12,6 +12,7 @@ from hubbub.chat.access import tenant_of
 from hubbub.errors import AppError, FieldError
 from hubbub.gateway import ROUTER
 from hubbub.identity.bearer import authenticate_request
+from hubbub.jobs.reads import Viewer
 from hubbub.tenancy.access import authorize
 
 __all__ = ["IDEMPOTENCY_HEADER", "Caller", "caller", "idempotency_key"]
@@ -26,6 +27,10 @@ class Caller:
     tenant_id: str
     user_id: str
     role: str
+
+    @property
+    def viewer(self) -> Viewer:
+        return Viewer.member(self.user_id, self.role)
 
 
 async def caller(request: web.Request) -> Caller:

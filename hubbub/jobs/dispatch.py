@@ -87,6 +87,7 @@ async def submit_job(
         "backoff_seconds": policy.backoff_seconds,
         "timeout_seconds": policy.timeout_seconds,
         "schedule_id": schedule_id,
+        "private": policy.private,
     }
     # No receipt key: the entity itself answers a retry, with the job as it is now.
     command = Command("job", job_id, "submit", args, tenant_id)

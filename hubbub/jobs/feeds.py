@@ -71,14 +71,17 @@ class JobFeeds:
     async def close(self) -> None:
         await self.fanout.close()
 
-    async def follow(self, tenant_id: str, job_id: str, after_seq: int) -> Follower:
-        """A follower of the job from ``after_seq``; 404 if the tenant has no such job.
+    async def follow(
+        self, tenant_id: str, job_id: str, after_seq: int, viewer: reads.Viewer | None
+    ) -> Follower:
+        """A follower of the job from ``after_seq``; 404 if the tenant has no
+        such job (or none ``viewer`` may see).
 
         Subscribed on return; call :meth:`Follower.close` when done. 422
         ``seq_out_of_range`` for an ``after_seq`` the job has not reached.
         """
         async with self.database.tenant(tenant_id) as conn:
-            reads.check_after_seq(await reads.job(conn, job_id), after_seq)
+            reads.check_after_seq(await reads.job(conn, job_id, viewer), after_seq)
         follower = Follower(self, tenant_id, job_id, after_seq)
         self._followers.setdefault(job_id, set()).add(follower)
         try:
@@ -138,7 +141,7 @@ class Follower:
         """
         async with self._feeds.database.tenant(self.tenant_id) as conn:
             # The job's state first: if it is finished, every event is committed.
-            finished = (await reads.job(conn, self.job_id))["status"] in TERMINAL
+            finished = (await reads.job(conn, self.job_id, None))["status"] in TERMINAL
             limit = limit or PAGE
             events = await reads.stream_after(conn, self.job_id, self.last_seq, limit)
             self._advance(events)

@@ -70,6 +70,9 @@ class Policy:
     #: The key of the input (its value a string, e.g. a project id) of which
     #: a tenant may have one active job at a time; None: no conflicts.
     conflict_key: Callable[[Any], str | None] | None = None
+    #: Jobs seen (read, listed, followed) only by their creator and the
+    #: tenant's owners and admins — for results other members must not see.
+    private: bool = False
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1 or self.backoff_seconds < 0:

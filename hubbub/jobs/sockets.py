@@ -18,10 +18,13 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from hubbub.errors import AppError
+from hubbub.gateway import ROUTER
 from hubbub.jobs.api import FEEDS
 from hubbub.jobs.feeds import Follower
+from hubbub.jobs.reads import Viewer
 from hubbub.realtime.protocol import parse_payload
 from hubbub.realtime.server import Realtime, SocketContext
+from hubbub.tenancy.access import authorize
 from hubbub.tenancy.confirmed_members import acting
 
 __all__ = ["EVENT", "REPLAY_LIMIT", "SOCKET_EVENTS", "SUBSCRIPTIONS", "JobSubscriptions"]
@@ -106,10 +109,11 @@ SUBSCRIPTIONS = web.AppKey("job_subscriptions", JobSubscriptions)
 async def subscribe(context: SocketContext, data: Any) -> dict[str, Any]:
     """Ack the events after ``after_seq``; live ``job:event``s follow the ack."""
     payload = parse_payload(_Subscribe, data)
-    app, tenant_id, _ = await acting(context)
+    app, tenant_id, user_id = await acting(context)
     job_id = str(payload.job_id)
     await app[SUBSCRIPTIONS].stop(context.sid, job_id)  # a resubscribe replays from its own seq
-    follower = await app[FEEDS].follow(tenant_id, job_id, payload.after_seq)
+    viewer = await _viewer(app, tenant_id, user_id)
+    follower = await app[FEEDS].follow(tenant_id, job_id, payload.after_seq, viewer)
     try:
         events = await follower.backlog(REPLAY_LIMIT + 1)
         if not follower.caught_up:
@@ -127,6 +131,13 @@ async def subscribe(context: SocketContext, data: Any) -> dict[str, Any]:
     else:
         app[SUBSCRIPTIONS].start(context.sid, follower)
     return {"job_id": job_id, "last_seq": follower.last_seq, "events": events}
+
+
+async def _viewer(app: web.Application, tenant_id: str, user_id: str) -> Viewer:
+    """The member as a viewer of jobs: private ones need their role (asked of
+    the tenant entity, once per subscribe)."""
+    reply = await authorize(app[ROUTER], tenant_id, user_id)
+    return Viewer.member(user_id, reply["role"])
 
 
 async def unsubscribe(context: SocketContext, data: Any) -> dict[str, Any]:

@@ -96,6 +96,7 @@ class Submission:
     backoff_seconds: float = 1.0
     timeout_seconds: float | None = None
     schedule_id: str | None = None
+    private: bool = False
 
     @classmethod
     def from_args(cls, args: dict[str, Any]) -> Submission:
@@ -140,6 +141,7 @@ class JobState:
     deadline: datetime | None = None
     cancel_requested_at: datetime | None = None
     schedule_id: str | None = None
+    private: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +195,7 @@ def submit(
         backoff_seconds=submission.backoff_seconds,
         timeout_seconds=submission.timeout_seconds,
         schedule_id=submission.schedule_id,
+        private=submission.private,
     )
     return job, [JobEvent("status", {"status": "queued"}, now)]
 
@@ -308,6 +311,8 @@ def _retry(state: JobState, args: dict[str, Any], now: datetime) -> list[JobEven
 
 def _check_actor(state: JobState, args: dict[str, Any], what: str) -> None:
     if args["actor"] != state.created_by and args.get("role") not in _MANAGERS:
+        if state.private:  # not theirs to see, let alone change
+            raise AppError.not_found("job")
         raise AppError(
             "insufficient_role",
             f"expected the job's creator or a tenant owner or admin to {what} it",

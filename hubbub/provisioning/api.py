@@ -164,4 +164,4 @@ async def stream_signup(
     them: steps, progress, and the final `status` whose `result` holds the
     tenant id and the account's tokens."""
     job_id = await stream_job(request.app[DATABASE], path.stream_token)
-    return await serve_stream(request, str(SIGNUP_JOBS), job_id, query)
+    return await serve_stream(request, str(SIGNUP_JOBS), job_id, query, None)  # the link is the key

@@ -71,7 +71,7 @@ async def list_workflow_runs(
     who = await caller(request)
     async with request.app[DATABASE].tenant(who.tenant_id) as conn:
         items, cursor = await runs.runs(
-            conn, query.workflow_key, query.status, query.cursor, query.limit
+            conn, query.workflow_key, query.status, query.cursor, query.limit, who.viewer
         )
     return WorkflowRunListResponse.model_validate({"items": items, "next_cursor": cursor})
 
@@ -100,7 +100,7 @@ async def cancel_workflow_run(request: web.Request, *, path: WorkflowRunPath) ->
     who = await caller(request)
     run_id = str(path.run_id)
     async with request.app[DATABASE].tenant(who.tenant_id) as conn:
-        await runs.find_run(conn, run_id)  # 404 unless it is a run of this tenant
+        await runs.find_run(conn, run_id, who.viewer)  # 404 unless it is a run of this tenant
     args = {"actor": who.user_id, "role": who.role}
     await request.app[ROUTER].send(Command("job", run_id, "cancel", args, who.tenant_id))
     return await _run(request, who, run_id)
@@ -163,7 +163,7 @@ async def run_workflow_stream(
     who = await caller(request)
     _, job = await _start(request, who, path.workflow_key, body.input)
     headers = {"Location": f"{RUNS}/{job['id']}"}
-    return await serve_stream(request, who.tenant_id, job["id"], StreamQuery(), headers)
+    return await serve_stream(request, who.tenant_id, job["id"], StreamQuery(), None, headers)
 
 
 async def _start(
@@ -179,7 +179,7 @@ async def _start(
 
 async def _run(request: web.Request, who: Caller, run_id: str) -> WorkflowRunDetail:
     async with request.app[DATABASE].tenant(who.tenant_id) as conn:
-        return WorkflowRunDetail.model_validate(await runs.run(conn, run_id))
+        return WorkflowRunDetail.model_validate(await runs.run(conn, run_id, who.viewer))
 
 
 def _summary(flow: Workflow) -> WorkflowSummary:

@@ -12,6 +12,7 @@ import asyncpg
 
 from hubbub.errors import AppError
 from hubbub.jobs import reads
+from hubbub.jobs.reads import Viewer
 from hubbub.workflows import progress
 from hubbub.workflows.declaration import KIND_PREFIX, Workflow, registered
 
@@ -24,17 +25,20 @@ WHERE job_id = $1 AND type = 'step' AND seq > coalesce((SELECT max(seq) FROM job
 ORDER BY seq"""
 
 
-async def run(conn: asyncpg.Connection, run_id: str) -> dict[str, Any]:
+async def run(conn: asyncpg.Connection, run_id: str, viewer: Viewer) -> dict[str, Any]:
     """The run's view with its stages; 404 if no run of this tenant has that id."""
-    flow, job = await find_run(conn, run_id)
+    flow, job = await find_run(conn, run_id, viewer)
     rows = await conn.fetch(_STEPS, run_id)
     entered = [progress.Entered(r["name"], r["created_at"].isoformat()) for r in rows]
     return view(job) | {"stages": progress.stages(flow, job, entered)}
 
 
-async def find_run(conn: asyncpg.Connection, run_id: str) -> tuple[Workflow, dict[str, Any]]:
-    """The run's workflow and job view; 404 unless it is a workflow's job of this tenant."""
-    job = await reads.job(conn, run_id)
+async def find_run(
+    conn: asyncpg.Connection, run_id: str, viewer: Viewer
+) -> tuple[Workflow, dict[str, Any]]:
+    """The run's workflow and job view; 404 unless it is a workflow's job of
+    this tenant that ``viewer`` may see."""
+    job = await reads.job(conn, run_id, viewer)
     for flow, _ in registered():
         if flow.kind == job["kind"]:
             return flow, job
@@ -42,11 +46,17 @@ async def find_run(conn: asyncpg.Connection, run_id: str) -> tuple[Workflow, dic
 
 
 async def runs(
-    conn: asyncpg.Connection, key: str | None, status: str | None, cursor: str | None, limit: int
+    conn: asyncpg.Connection,
+    key: str | None,
+    status: str | None,
+    cursor: str | None,
+    limit: int,
+    viewer: Viewer,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """A page of the tenant's runs (of workflow ``key``, or of any), newest first."""
+    """A page of the tenant's runs (of workflow ``key``, or of any) that
+    ``viewer`` may see, newest first."""
     kinds = [flow.kind for flow, _ in registered() if key is None or flow.key == key]
-    jobs, next_cursor = await reads.jobs(conn, None, status, cursor, limit, kinds=kinds)
+    jobs, next_cursor = await reads.jobs(conn, None, status, cursor, limit, viewer, kinds=kinds)
     return [summary(job) for job in jobs], next_cursor
 
 

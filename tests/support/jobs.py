@@ -137,6 +137,10 @@ job_kind(
 )(_nap)
 
 
+#: Seen only by its creator and the tenant's owners and admins.
+job_kind("test.private", NapInput, resources=LIGHT, policy=Policy(private=True))(_nap)
+
+
 async def submit(
     team: Team,
     who: Account,
@@ -202,6 +206,16 @@ class SseStream:
         """Every event until the stream ends (heartbeats left out)."""
         found = []
         while (frame := await self.next()) is not None:
+            if frame.data:
+                found.append(frame)
+        return found
+
+    async def until_event(self, name: str) -> list[SseEvent]:
+        """The events up to and including the first of type ``name``."""
+        found: list[SseEvent] = []
+        while not found or found[-1].event != name:
+            frame = await self.next()
+            assert frame is not None, f"the stream ended before a {name!r} event: {found}"
             if frame.data:
                 found.append(frame)
         return found

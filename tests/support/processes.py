@@ -10,17 +10,30 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import cast
 
 import aiohttp
 import psutil
+from aiohttp.test_utils import TestServer
+from yarl import URL
 
-__all__ = ["Gateway", "free_port"]
+__all__ = ["At", "Gateway", "free_port"]
 
 
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+class At:
+    """A gateway process seen as the ``TestServer`` the helpers of tests/support expect."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+
+    def make_url(self, path: str) -> URL:
+        return URL(self._url + path)
 
 
 class Gateway:
@@ -34,6 +47,11 @@ class Gateway:
         self._env = {**inherited, **env, "HUBBUB_PORT": str(self.port)}
         self._log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def server(self) -> TestServer:
+        """This gateway for the helpers that take a ``TestServer``."""
+        return cast(TestServer, At(self.url))
 
     def start(self) -> Gateway:
         with open(self._log_path, "ab") as log:

@@ -18,7 +18,9 @@ ALTER TABLE jobs
   ADD COLUMN retry_at            timestamptz,           -- a retrying job's next attempt
   ADD COLUMN deadline            timestamptz,           -- the running attempt's timeout
   ADD COLUMN cancel_requested_at timestamptz,
-  ADD COLUMN schedule_id         uuid;                  -- fired by this recurring schedule
+  ADD COLUMN schedule_id         uuid,                  -- fired by this recurring schedule
+  -- A private job is seen only by its creator and the tenant's owners and admins.
+  ADD COLUMN private             boolean NOT NULL DEFAULT false;
 
 -- What the sweep launches next, and what counts against a concurrency limit.
 CREATE INDEX jobs_waiting ON jobs (priority DESC, created_at)
