@@ -95,6 +95,7 @@ class Submission:
     max_attempts: int = 1
     backoff_seconds: float = 1.0
     timeout_seconds: float | None = None
+    concurrency: int | None = None
     schedule_id: str | None = None
     private: bool = False
 
@@ -140,6 +141,7 @@ class JobState:
     retry_at: datetime | None = None
     deadline: datetime | None = None
     cancel_requested_at: datetime | None = None
+    concurrency: int | None = None
     schedule_id: str | None = None
     private: bool = False
 
@@ -194,6 +196,7 @@ def submit(
         attempt_budget=submission.max_attempts,
         backoff_seconds=submission.backoff_seconds,
         timeout_seconds=submission.timeout_seconds,
+        concurrency=submission.concurrency,
         schedule_id=submission.schedule_id,
         private=submission.private,
     )

@@ -69,9 +69,24 @@ _BATCH = 1000
 _ACTIVE = """SELECT id, tenant_id, kind, status, launch_id, deadline, cancel_requested_at
 FROM jobs
 WHERE status = 'running' OR (status IN ('queued', 'retrying') AND launch_id IS NOT NULL)"""
-_WAITING = """SELECT id, tenant_id, kind, input FROM jobs
-WHERE status IN ('queued', 'retrying') AND launch_id IS NULL
-  AND coalesce(CASE WHEN status = 'retrying' THEN retry_at ELSE run_at END, '-infinity') <= now()
+# The due jobs that may launch now: a job of a kind with a concurrency limit
+# only if its rank among its tenant's waiting jobs of that kind fits in the
+# slots left, so jobs held back by a limit never fill the batch (no
+# head-of-line blocking between tenants).
+_WAITING = """WITH active AS (
+  SELECT tenant_id, kind, count(*) AS running FROM jobs
+  WHERE status = 'running' OR (status IN ('queued', 'retrying') AND launch_id IS NOT NULL)
+  GROUP BY tenant_id, kind
+), due AS (
+  SELECT id, tenant_id, kind, input, priority, created_at, concurrency,
+    row_number() OVER (PARTITION BY tenant_id, kind ORDER BY priority DESC, created_at) AS rank
+  FROM jobs
+  WHERE status IN ('queued', 'retrying') AND launch_id IS NULL
+    AND coalesce(CASE WHEN status = 'retrying' THEN retry_at ELSE run_at END, '-infinity')
+      <= now()
+)
+SELECT due.* FROM due LEFT JOIN active USING (tenant_id, kind)
+WHERE due.concurrency IS NULL OR due.rank + coalesce(active.running, 0) <= due.concurrency
 ORDER BY priority DESC, created_at LIMIT $1"""
 
 Slot = tuple[str, str]  # (tenant id, kind): what a concurrency limit counts
@@ -160,7 +175,7 @@ class JobSweep:
                 log.warning("job %s has kind %r, unknown to this gateway", row["id"], row["kind"])
                 continue
             slot = (str(row["tenant_id"]), kind.name)
-            limit = kind.policy.concurrency
+            limit = row["concurrency"]  # the job's own, copied from its kind at submit
             if limit is not None and busy[slot] >= limit:
                 continue
             busy[slot] += 1
