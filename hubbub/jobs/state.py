@@ -431,8 +431,9 @@ def _apply_status(state: JobState, data: dict[str, Any], at: datetime) -> None:
         state.error = data["error"]
         state.retry_at = datetime.fromisoformat(data["retry_at"])
         state.launch_id = state.launched_at = state.deadline = None
-    if data.get("retry"):  # by hand: a new budget of attempts, from the start
+    if data.get("retry"):  # by hand: now, with a new budget of attempts, from the start
         state.attempt_budget = state.attempts + state.max_attempts
+        state.run_at = None
         state.progress, state.step, state.done, state.total = 0.0, None, None, None
         state.result = state.error = state.finished_at = state.retry_at = None
         state.launch_id = state.launched_at = state.cancel_requested_at = None
