@@ -49,6 +49,7 @@ __all__ = [
     "decide",
     "event_view",
     "is_current",
+    "is_waiting",
     "submit",
     "view",
 ]
