@@ -124,8 +124,8 @@ class JobSweep:
         self._app = app
         self._grace = settings.job_cancel_grace_seconds
         self._backlog = settings.job_launch_backlog
-        # Kicked by submits and by jobs that stop running, at most every 20 ms.
-        self.rounds = Periodic("job sweep", settings.job_sweep_seconds, self.sweep, gap=0.02)
+        # Kicked by submits and by jobs that stop running: at most 20 rounds a second.
+        self.rounds = Periodic("job sweep", settings.job_sweep_seconds, self.sweep, gap=0.05)
         self.failures = 0
 
     async def sweep(self) -> dict[str, int] | None:
