@@ -241,6 +241,13 @@ class Settings(BaseSettings):
         description="How often the job sweep launches due jobs, supervises running ones "
         "and fires schedules (one gateway at a time; a submit also starts a round).",
     )
+    job_launch_backlog: int = Field(
+        256,
+        ge=1,
+        le=100_000,
+        description="Most jobs handed to Ray and not started yet, across the deployment; "
+        "the others wait in Postgres, where tenants take turns.",
+    )
     job_cancel_grace_seconds: float = Field(
         10.0,
         ge=0,

@@ -104,6 +104,7 @@ async def test_a_broadcast_puts_one_message_into_each_recipients_conversation(
     status, view = await team.call("GET", f"{BROADCASTS}/{created['id']}", owner)
     assert status == 200, view
     assert (view["status"], view["counts"]) == ("completed", _counts(sent=3))
+    assert (view["job_status"], view["job_error"]) == ("succeeded", None)
     assert view["started_at"] and view["finished_at"]
     recipients = await _recipients(team, owner, created["id"])
     assert [r["conversation_id"] for r in recipients] == targets

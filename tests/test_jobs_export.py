@@ -27,7 +27,7 @@ import orjson
 from aiohttp.test_utils import TestServer
 
 from hubbub.config import Settings
-from hubbub.exports.formats import COLUMNS
+from hubbub.exports.formats import COLUMNS, encode, header
 from hubbub.exports.links import link_for
 from hubbub.exports.plugin import prune_expired
 from hubbub.exports.store_local import LocalStore
@@ -310,3 +310,12 @@ async def test_exports_are_pruned_once_no_link_can_reach_them(
 def _files(directory: Path, job_id: str = "") -> list[Path]:
     """The files of an export (finished or being written), or every file."""
     return [path for path in directory.iterdir() if job_id in path.name]
+
+
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_made_inert() -> None:
+    typed = ['=HYPERLINK("http://evil")', "+1", "-2", "@SUM(A1)", "plain", "a=b"]
+    records = [{"type": "message", "body": body} for body in typed]
+    cells = [row["body"] for row in _csv(header("csv") + encode("csv", records))]
+    assert cells == ["'" + body for body in typed[:4]] + ["plain", "a=b"]
+    lines = encode("jsonl", records).decode().splitlines()
+    assert [orjson.loads(line)["body"] for line in lines] == typed  # JSON stays exact

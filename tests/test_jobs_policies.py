@@ -14,10 +14,12 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import psutil
+import pytest
 import ray
 from aiohttp.test_utils import TestServer
 
 from hubbub.gateway import SETTINGS
+from hubbub.jobs import sweep
 from tests.support.chat import new_team
 from tests.support.jobs import JOBS, submit, until_final, until_status, worker_pid
 
@@ -172,6 +174,27 @@ async def test_a_concurrency_limit_holds_jobs_queued_and_priority_picks_the_next
     first_job = await until_status(team, owner, first["id"], "succeeded")
     starts = [_at(job["started_at"]) for job in (high_job, low_job)]
     assert _at(first_job["finished_at"]) <= starts[0] <= starts[1]
+
+
+async def test_jobs_held_back_by_a_limit_do_not_hold_up_other_tenants_jobs(
+    gateway: TestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweep's batch is of jobs that may launch now: a tenant with many
+    jobs queued behind its concurrency limit never fills it."""
+    monkeypatch.setattr(sweep, "_BATCH", 3)
+    busy = await new_team(gateway, 1)
+    _, first = await submit(busy, busy.people[0], "test.single", {"ms": 2000})
+    await until_status(busy, busy.people[0], first["id"], "running")
+    queued = [
+        (await submit(busy, busy.people[0], "test.single", {"ms": 2000}))[1] for _ in range(7)
+    ]
+    other = await new_team(gateway, 1)
+    _, accepted = await submit(other, other.people[0], "demo.count", {"to": 1})
+    await until_status(other, other.people[0], accepted["id"], "succeeded")
+    _, page = await busy.call("GET", f"{JOBS}?status=queued", busy.people[0])
+    assert len(page["items"]) >= 5  # still waiting their turn behind the limit
+    for job in queued:
+        await busy.call("POST", f"{JOBS}/{job['id']}/cancel", busy.people[0])
 
 
 async def test_a_conflict_key_admits_one_active_job(gateway: TestServer) -> None:

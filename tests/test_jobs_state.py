@@ -328,3 +328,11 @@ def test_a_running_job_with_no_launch_on_record_can_be_found_lost() -> None:
     job.launch_id = None  # it started before launches were recorded
     [failed] = _run(job, "lost", launch_id=None)
     assert failed.data["error"]["code"] == "worker_lost"
+
+
+def test_a_job_retried_by_hand_runs_now_whatever_its_run_at() -> None:
+    job = _queued(run_at=NOW + timedelta(minutes=5))
+    _start(job, at=300)
+    _run(job, "finish", at=301, attempt=1, outcome="failed", error={"code": "x", "message": "y"})
+    _run(job, "retry", at=302, actor=CREATOR, role="member")
+    assert job.run_at is None and rules.is_waiting(job, NOW)

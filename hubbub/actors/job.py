@@ -37,9 +37,10 @@ def channel(job_id: str) -> str:
 _LOAD = "SELECT * FROM jobs WHERE id = ANY($1::uuid[])"
 _INSERT_JOB = """INSERT INTO jobs (id, tenant_id, kind, status, input, created_by,
   idempotency_key, request_hash, last_seq, created_at, updated_at, priority, conflict_key,
-  run_at, max_attempts, attempt_budget, backoff_seconds, timeout_seconds, schedule_id, private)
+  run_at, max_attempts, attempt_budget, backoff_seconds, timeout_seconds, schedule_id, private,
+  concurrency)
   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9, $10, $11, $12, $13, $13, $14, $15, $16,
-  $17)"""
+  $17, $18)"""
 _INSERT_EVENT = """INSERT INTO job_events (tenant_id, job_id, seq, type, data, created_at)
   VALUES ($1, $2, $3, $4, $5, $6)"""
 _SET_STATE = """UPDATE jobs SET status = $2, progress = $3, step = $4, done = $5, total = $6,
@@ -148,6 +149,7 @@ def state_from_row(row: asyncpg.Record) -> JobState:
         cancel_requested_at=row["cancel_requested_at"],
         schedule_id=None if row["schedule_id"] is None else str(row["schedule_id"]),
         private=row["private"],
+        concurrency=row["concurrency"],
     )
 
 
@@ -170,6 +172,7 @@ def _insert(state: JobState) -> Write:
         state.timeout_seconds,
         state.schedule_id,
         state.private,
+        state.concurrency,
     )
     return Write(_INSERT_JOB, args)
 

@@ -25,16 +25,16 @@ from hubbub.broadcasts.wire import (
     RecipientList,
     RecipientsQuery,
 )
-from hubbub.chat.access import check_body, tenant_of
+from hubbub.chat.access import check_body
 from hubbub.errors import AppError, FieldError
 from hubbub.gateway import DATABASE, ROUTER, SETTINGS
 from hubbub.http.routing import Api
 from hubbub.identity.bearer import authenticate_request
 from hubbub.ids import new_id
-from hubbub.jobs.api import idempotency_key
+from hubbub.jobs.caller import idempotency_key
 from hubbub.jobs.dispatch import job_id_for, submit_job
 from hubbub.jobs.registry import KINDS
-from hubbub.tenancy.access import Membership, authorize
+from hubbub.tenancy.access import Membership, authorize, tenant_of
 from hubbub.tenancy.creations import request_hash
 
 __all__ = ["api"]

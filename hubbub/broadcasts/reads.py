@@ -15,7 +15,8 @@ from hubbub.http.cursors import decode_cursor, encode_cursor
 
 __all__ = ["broadcast", "broadcasts", "recipients"]
 
-_WITH_COUNTS = """SELECT b.*, c.* FROM broadcasts b CROSS JOIN LATERAL (
+_WITH_COUNTS = """SELECT b.*, c.*, j.status AS job_status, j.error AS job_error
+FROM broadcasts b LEFT JOIN jobs j ON j.id = b.job_id CROSS JOIN LATERAL (
   SELECT count(*) FILTER (WHERE r.status = 'pending') AS pending,
          count(*) FILTER (WHERE r.status = 'sent') AS sent,
          count(*) FILTER (WHERE r.status = 'failed') AS failed,
@@ -77,6 +78,8 @@ def _broadcast_view(row: asyncpg.Record) -> dict[str, Any]:
         "body": row["body"],
         "label": row["label"],
         "status": row["status"],
+        "job_status": row["job_status"],
+        "job_error": row["job_error"],
         "start_at": row["start_at"],
         "total": sum(counts.values()),
         "counts": counts,

@@ -86,6 +86,11 @@ class BroadcastCounts(BaseModel):
     cancelled: int
 
 
+class RecipientError(BaseModel):
+    code: str
+    message: str
+
+
 class BroadcastView(BaseModel):
     id: UUID
     tenant_id: UUID
@@ -93,6 +98,11 @@ class BroadcastView(BaseModel):
     body: str
     label: str | None
     status: Status
+    job_status: str | None = Field(
+        description="Its job's status: `failed` or `timed_out` means sending stopped for "
+        "good, with the recipients not reached still `pending` (`job_error` says why)."
+    )
+    job_error: RecipientError | None
     start_at: datetime | None
     total: int = Field(description="Number of recipients.")
     counts: BroadcastCounts = Field(description="Recipients per status.")
@@ -105,11 +115,6 @@ class BroadcastView(BaseModel):
 class BroadcastList(BaseModel):
     items: list[BroadcastView]
     next_cursor: str | None
-
-
-class RecipientError(BaseModel):
-    code: str
-    message: str
 
 
 class RecipientView(BaseModel):

@@ -21,42 +21,13 @@ from hubbub.errors import AppError, FieldError
 from hubbub.gateway import ROUTER
 
 __all__ = [
-    "TENANT_HEADER",
     "ask_conversation",
     "check_body",
     "check_tenant_members",
     "keyed_conversation_id",
-    "tenant_of",
 ]
 
-TENANT_HEADER = "X-Tenant-Id"
 _KEYED = uuid.UUID("0b9c6a3e-4f0e-5d2c-9a51-6c1f2b7d8e40")  # namespace of keyed ids
-
-
-def tenant_of(request: web.Request, token_tenant: UUID | None = None) -> UUID:
-    """The tenant a request acts in: its token's, else ``X-Tenant-Id``."""
-    header = request.headers.get(TENANT_HEADER)
-    if header is None:
-        if token_tenant is not None:
-            return token_tenant
-        raise AppError(
-            "tenant_required",
-            f"expected an {TENANT_HEADER} header naming the tenant you act in",
-            status=400,
-            errors=(FieldError("header", TENANT_HEADER, "missing"),),
-        )
-    try:
-        tenant_id = UUID(header)
-    except ValueError:
-        raise AppError(
-            "validation_failed",
-            f"expected {TENANT_HEADER} to be a tenant id (UUID), got {header[:40]!r}",
-            status=422,
-            errors=(FieldError("header", TENANT_HEADER, "expected a UUID"),),
-        ) from None
-    if token_tenant is not None and token_tenant != tenant_id:
-        raise AppError.not_found("tenant")
-    return tenant_id
 
 
 async def check_tenant_members(

@@ -20,7 +20,6 @@ from hubbub.chat.access import (
     check_body,
     check_tenant_members,
     keyed_conversation_id,
-    tenant_of,
 )
 from hubbub.chat.reads import Filters
 from hubbub.chat.wire import (
@@ -52,7 +51,7 @@ from hubbub.gateway import DATABASE, ROUTER, SETTINGS
 from hubbub.http.routing import Api
 from hubbub.identity.bearer import authenticate_request
 from hubbub.ids import new_id
-from hubbub.tenancy.access import authorize
+from hubbub.tenancy.access import authorize, tenant_of
 
 __all__ = ["api"]
 

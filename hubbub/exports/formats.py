@@ -7,7 +7,11 @@ created_by, created_at, last_activity_at}``; a message record is ``{type:
 created_at, edited_at, deleted_at}``. JSON Lines writes each record as one
 JSON object per line (``null`` for an absent value); CSV has one header
 line with the union of the fields (:data:`COLUMNS`) and leaves the fields a
-record lacks, and absent values, empty. Times are RFC 3339 UTC.
+record lacks, and absent values, empty. Times are RFC 3339 UTC. A CSV text
+that a spreadsheet would run as a formula (it starts with ``=``, ``+``,
+``-``, ``@``, a tab or a carriage return: a message typed by anyone) is
+written with a leading ``'``, as OWASP advises; JSON Lines keeps every text
+as it is.
 """
 
 from __future__ import annotations
@@ -105,8 +109,18 @@ def encode(format: Format, records: Iterable[Record]) -> bytes:
 def _csv(records: Iterable[Record]) -> bytes:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, COLUMNS, lineterminator="\r\n")
-    writer.writerows(records)
+    writer.writerows({name: _inert(value) for name, value in r.items()} for r in records)
     return buffer.getvalue().encode()
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert(value: Any) -> Any:
+    """``value``, with a leading ``'`` if a spreadsheet would take it for a formula."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return f"'{value}"
+    return value
 
 
 def rfc3339(value: datetime | None) -> str | None:

@@ -25,7 +25,7 @@ from hubbub.gateway import DATABASE, ROUTER, SETTINGS
 from hubbub.http.routing import Api
 from hubbub.ids import new_id
 from hubbub.jobs import reads, schedules
-from hubbub.jobs.caller import IDEMPOTENCY_HEADER, Caller, idempotency_key
+from hubbub.jobs.caller import Caller, idempotency_key
 from hubbub.jobs.caller import caller as _caller
 from hubbub.jobs.dispatch import SWEEP_ROUNDS, submit_job
 from hubbub.jobs.feeds import Follower, JobFeeds
@@ -50,7 +50,7 @@ from hubbub.jobs.wire import (
 )
 from hubbub.tenancy.roles import at_least
 
-__all__ = ["FEEDS", "IDEMPOTENCY_HEADER", "api", "idempotency_key", "serve_stream"]
+__all__ = ["FEEDS", "api", "serve_stream"]
 
 api = Api("jobs", "Long-running work on Ray workers, with live progress.")
 

@@ -86,6 +86,7 @@ async def submit_job(
         "max_attempts": policy.max_attempts,
         "backoff_seconds": policy.backoff_seconds,
         "timeout_seconds": policy.timeout_seconds,
+        "concurrency": policy.concurrency,
         "schedule_id": schedule_id,
         "private": policy.private,
     }

@@ -49,6 +49,7 @@ __all__ = [
     "decide",
     "event_view",
     "is_current",
+    "is_waiting",
     "submit",
     "view",
 ]
@@ -95,6 +96,7 @@ class Submission:
     max_attempts: int = 1
     backoff_seconds: float = 1.0
     timeout_seconds: float | None = None
+    concurrency: int | None = None
     schedule_id: str | None = None
     private: bool = False
 
@@ -140,6 +142,7 @@ class JobState:
     retry_at: datetime | None = None
     deadline: datetime | None = None
     cancel_requested_at: datetime | None = None
+    concurrency: int | None = None
     schedule_id: str | None = None
     private: bool = False
 
@@ -194,6 +197,7 @@ def submit(
         attempt_budget=submission.max_attempts,
         backoff_seconds=submission.backoff_seconds,
         timeout_seconds=submission.timeout_seconds,
+        concurrency=submission.concurrency,
         schedule_id=submission.schedule_id,
         private=submission.private,
     )
@@ -428,8 +432,9 @@ def _apply_status(state: JobState, data: dict[str, Any], at: datetime) -> None:
         state.error = data["error"]
         state.retry_at = datetime.fromisoformat(data["retry_at"])
         state.launch_id = state.launched_at = state.deadline = None
-    if data.get("retry"):  # by hand: a new budget of attempts, from the start
+    if data.get("retry"):  # by hand: now, with a new budget of attempts, from the start
         state.attempt_budget = state.attempts + state.max_attempts
+        state.run_at = None
         state.progress, state.step, state.done, state.total = 0.0, None, None, None
         state.result = state.error = state.finished_at = state.retry_at = None
         state.launch_id = state.launched_at = state.cancel_requested_at = None

@@ -69,10 +69,33 @@ _BATCH = 1000
 _ACTIVE = """SELECT id, tenant_id, kind, status, launch_id, deadline, cancel_requested_at
 FROM jobs
 WHERE status = 'running' OR (status IN ('queued', 'retrying') AND launch_id IS NOT NULL)"""
-_WAITING = """SELECT id, tenant_id, kind, input FROM jobs
-WHERE status IN ('queued', 'retrying') AND launch_id IS NULL
-  AND coalesce(CASE WHEN status = 'retrying' THEN retry_at ELSE run_at END, '-infinity') <= now()
-ORDER BY priority DESC, created_at LIMIT $1"""
+# The due jobs that may launch now, in the order they should: a job of a
+# kind with a concurrency limit only if its rank among its tenant's waiting
+# jobs of that kind fits in the slots left, so jobs held back by a limit
+# never fill the batch; and tenants take turns — a job's turn is its rank
+# among its tenant's admissible jobs plus the tenant's active ones — with
+# priority, then age, deciding within a turn.
+_WAITING = """WITH active AS (
+  SELECT tenant_id, kind, count(*) AS running FROM jobs
+  WHERE status = 'running' OR (status IN ('queued', 'retrying') AND launch_id IS NOT NULL)
+  GROUP BY tenant_id, kind
+), tenant_active AS (
+  SELECT tenant_id, sum(running) AS running FROM active GROUP BY tenant_id
+), due AS (
+  SELECT id, tenant_id, kind, input, priority, created_at, concurrency,
+    row_number() OVER (PARTITION BY tenant_id, kind ORDER BY priority DESC, created_at) AS rank
+  FROM jobs
+  WHERE status IN ('queued', 'retrying') AND launch_id IS NULL
+    AND coalesce(CASE WHEN status = 'retrying' THEN retry_at ELSE run_at END, '-infinity')
+      <= now()
+), admissible AS (
+  SELECT due.* FROM due LEFT JOIN active USING (tenant_id, kind)
+  WHERE due.concurrency IS NULL OR due.rank + coalesce(active.running, 0) <= due.concurrency
+)
+SELECT admissible.*, coalesce(tenant_active.running, 0)
+    + row_number() OVER (PARTITION BY tenant_id ORDER BY priority DESC, created_at) AS turn
+FROM admissible LEFT JOIN tenant_active USING (tenant_id)
+ORDER BY turn, priority DESC, created_at LIMIT $1"""
 
 Slot = tuple[str, str]  # (tenant id, kind): what a concurrency limit counts
 
@@ -100,8 +123,9 @@ class JobSweep:
         self._launcher = launcher
         self._app = app
         self._grace = settings.job_cancel_grace_seconds
-        # Kicked by submits and by jobs that stop running, at most every 20 ms.
-        self.rounds = Periodic("job sweep", settings.job_sweep_seconds, self.sweep, gap=0.02)
+        self._backlog = settings.job_launch_backlog
+        # Kicked by submits and by jobs that stop running: at most 20 rounds a second.
+        self.rounds = Periodic("job sweep", settings.job_sweep_seconds, self.sweep, gap=0.05)
         self.failures = 0
 
     async def sweep(self) -> dict[str, int] | None:
@@ -114,15 +138,17 @@ class JobSweep:
             fired = await fire_due(conn, self._app)
             active = await conn.fetch(_ACTIVE)
             try:
-                lost, ended, busy = await self._supervise(active)
-                launched = await self._launch(await conn.fetch(_WAITING, _BATCH), busy)
+                lost, ended, still = await self._supervise(active)
+                launched = await self._launch(await conn.fetch(_WAITING, _BATCH), still)
             except AppError as error:  # the launcher restarts: what it ran is lost
                 log.warning("job sweep: launching and supervising wait: %s", error)
                 return None
         return {"lost": lost, "ended": ended, "launched": launched, "fired": fired}
 
-    async def _supervise(self, active: Sequence[asyncpg.Record]) -> tuple[int, int, Counter[Slot]]:
-        """Tell lost and overdue jobs; the slots the jobs still active take."""
+    async def _supervise(
+        self, active: Sequence[asyncpg.Record]
+    ) -> tuple[int, int, list[asyncpg.Record]]:
+        """Tell lost and overdue jobs; how many, and the jobs still active."""
         alive = await self._launcher.alive({str(r["id"]): r["launch_id"] for r in active})
         now = datetime.now(UTC)
         grace = timedelta(seconds=self._grace)
@@ -148,19 +174,26 @@ class JobSweep:
         }
         await self._launcher.kill(ended)
         gone = {str(r["id"]) for r in lost} | set(ended)
-        busy = Counter((str(r["tenant_id"]), r["kind"]) for r in active if str(r["id"]) not in gone)
-        return sum(reply is not None for reply in lost_replies), len(ended), busy
+        still = [r for r in active if str(r["id"]) not in gone]
+        return sum(reply is not None for reply in lost_replies), len(ended), still
 
-    async def _launch(self, waiting: Sequence[asyncpg.Record], busy: Counter[Slot]) -> int:
-        """Dispatch and launch the waiting jobs their kinds' limits allow, in order."""
+    async def _launch(
+        self, waiting: Sequence[asyncpg.Record], active: Sequence[asyncpg.Record]
+    ) -> int:
+        """Dispatch and launch, in order, the waiting jobs their kinds' limits
+        and the room left in Ray's queue (``HUBBUB_JOB_LAUNCH_BACKLOG``) allow."""
+        busy = Counter((str(r["tenant_id"]), r["kind"]) for r in active)
+        room = self._backlog - sum(r["status"] != "running" for r in active)
         chosen: list[tuple[asyncpg.Record, JobKind, str]] = []
         for row in waiting:
+            if len(chosen) >= room:
+                break
             kind = KINDS.find(row["kind"])
             if kind is None:
                 log.warning("job %s has kind %r, unknown to this gateway", row["id"], row["kind"])
                 continue
             slot = (str(row["tenant_id"]), kind.name)
-            limit = kind.policy.concurrency
+            limit = row["concurrency"]  # the job's own, copied from its kind at submit
             if limit is not None and busy[slot] >= limit:
                 continue
             busy[slot] += 1

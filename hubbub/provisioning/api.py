@@ -28,7 +28,8 @@ from hubbub.identity import passwords
 from hubbub.identity.signup import signup_gate
 from hubbub.identity.users import email_taken, find_for_login
 from hubbub.ids import new_id
-from hubbub.jobs.api import idempotency_key, serve_stream
+from hubbub.jobs.api import serve_stream
+from hubbub.jobs.caller import idempotency_key
 from hubbub.jobs.dispatch import job_id_for, submit_job
 from hubbub.jobs.registry import KINDS
 from hubbub.jobs.wire import JobEventView, StreamQuery

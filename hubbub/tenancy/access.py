@@ -21,6 +21,7 @@ from aiohttp import web
 
 from hubbub.actors.command import Command
 from hubbub.actors.router import Router
+from hubbub.errors import AppError, FieldError
 from hubbub.gateway import ROUTER
 from hubbub.identity.bearer import authenticate_request
 from hubbub.ratelimit import RATE_LIMITER, Limit
@@ -28,15 +29,44 @@ from hubbub.tenancy.plans import Plan, PlanCatalog
 
 __all__ = [
     "PLANS",
+    "TENANT_HEADER",
     "Membership",
     "ask_tenant",
     "authorize",
     "enforce_bucket",
     "require_feature",
     "require_member",
+    "tenant_of",
 ]
 
 PLANS = web.AppKey("plans", PlanCatalog)
+TENANT_HEADER = "X-Tenant-Id"
+
+
+def tenant_of(request: web.Request, token_tenant: UUID | None = None) -> UUID:
+    """The tenant a request acts in: its token's, else ``X-Tenant-Id``."""
+    header = request.headers.get(TENANT_HEADER)
+    if header is None:
+        if token_tenant is not None:
+            return token_tenant
+        raise AppError(
+            "tenant_required",
+            f"expected an {TENANT_HEADER} header naming the tenant you act in",
+            status=400,
+            errors=(FieldError("header", TENANT_HEADER, "missing"),),
+        )
+    try:
+        tenant_id = UUID(header)
+    except ValueError:
+        raise AppError(
+            "validation_failed",
+            f"expected {TENANT_HEADER} to be a tenant id (UUID), got {header[:40]!r}",
+            status=422,
+            errors=(FieldError("header", TENANT_HEADER, "expected a UUID"),),
+        ) from None
+    if token_tenant is not None and token_tenant != tenant_id:
+        raise AppError.not_found("tenant")
+    return tenant_id
 
 
 @dataclass(frozen=True, slots=True)

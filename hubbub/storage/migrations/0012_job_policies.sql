@@ -13,6 +13,7 @@ ALTER TABLE jobs
   ADD COLUMN attempt_budget      integer NOT NULL DEFAULT 1,
   ADD COLUMN backoff_seconds     double precision NOT NULL DEFAULT 1,
   ADD COLUMN timeout_seconds     double precision,      -- per attempt; null: none
+  ADD COLUMN concurrency         integer,               -- of its kind per tenant; null: none
   ADD COLUMN launch_id           text,                  -- the launch it waits on or runs in
   ADD COLUMN launched_at         timestamptz,
   ADD COLUMN retry_at            timestamptz,           -- a retrying job's next attempt
