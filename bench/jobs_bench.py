@@ -356,7 +356,7 @@ async def first_progress(jobs: Jobs, input: dict[str, Any]) -> Timing:
     posted = time.monotonic()
     job = await jobs.submit(input)
     accepted, running = time.monotonic(), None
-    async with jobs.stream(job) as response:
+    async with asyncio.timeout(120), jobs.stream(job) as response:
         if response.status != 200:
             raise RuntimeError(f"GET stream of {job}: HTTP {response.status}")
         async for frame in frames(response.content):
@@ -377,14 +377,19 @@ async def measure_latency(jobs: Jobs, args: argparse.Namespace) -> list[dict[str
     rows = [_latency_row("sequential", sequential)]
     for mode in ("concurrent", "concurrent, again"):  # again: do Ray's fresh workers help?
         burst = [first_progress(jobs, input) for _ in range(args.submits)]
-        rows.append(_latency_row(mode, await asyncio.gather(*burst)))
+        rows.append(_latency_row(mode, await asyncio.gather(*burst, return_exceptions=True)))
     return rows
 
 
-def _latency_row(mode: str, timings: Sequence[Timing]) -> dict[str, Any]:
+def _latency_row(mode: str, outcomes: Sequence[Timing | BaseException]) -> dict[str, Any]:
+    """Percentiles over the submits that got their first progress; the others named."""
+    timings = [t for t in outcomes if isinstance(t, Timing)]
+    failures = [str(f) for f in outcomes if not isinstance(f, Timing)]
     return {
         "mode": mode,
-        "submits": len(timings),
+        "submits": len(outcomes),
+        "failed": len(failures),
+        "failures": sorted(set(failures))[:3],
         **{
             name: percentiles([getattr(t, name) for t in timings])
             for name in ("accepted", "running", "first_progress")
@@ -565,12 +570,15 @@ def latency_table(run: Run) -> str:
         "|---|--:|--:|--:|",
     ]
     for r in run.latency:
-        cells = [f"{r['submits']} {r['mode']}"]
+        failed = f" ({r['failed']} failed)" if r["failed"] else ""
+        cells = [f"{r['submits']} {r['mode']}{failed}"]
         for name in ("accepted", "running", "first_progress"):
             p = r[name]
             cells.append(f"{_ms(p['p50'])} / {_ms(p['p99'])} / {_ms(p['max'])}")
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + f"\n\n({_load(run, 'latency')}.)"
+    failures = sorted({f for r in run.latency for f in r["failures"]})
+    notes = "".join(f"\n\nA failed submit: `{f}`" for f in failures)
+    return "\n".join(lines) + notes + f"\n\n({_load(run, 'latency')}.)"
 
 
 def throughput_table(run: Run, args: argparse.Namespace) -> str:
