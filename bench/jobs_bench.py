@@ -46,6 +46,7 @@ import asyncio
 import datetime as dt
 import os
 import shlex
+import shutil
 import signal
 import statistics
 import sys
@@ -491,6 +492,8 @@ async def bench(args: argparse.Namespace) -> Run:
             raise
         finally:
             await asyncio.to_thread(stop_server, server)
+            if args.server_log is not None:
+                shutil.copyfile(server.log, args.server_log)
     return run
 
 
@@ -706,6 +709,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--connect-concurrency", type=int, default=100, help="streams opening at once, per client")
     add("--no-pin", dest="pin", action="store_false", help="do not pin server and clients")
     add("--write", type=Path, help="update this Markdown file's jobs section")
+    add("--server-log", type=Path, help="keep the gateway's log here")
     args = parser.parse_args(argv)
     args.pin = args.pin and (os.cpu_count() or 1) >= 2
     return args

@@ -1,7 +1,8 @@
-"""Storage: migrations, the application role and tenant isolation in Postgres."""
+"""Storage: migrations, the application role and tenant isolation in Postgres; the Redis pool."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from hubbub.config import Settings
 from hubbub.storage.database import Database
 from hubbub.storage.migrate import HUBBUB_STREAM, MigrationError, discover, migrate
+from hubbub.storage.redis import MAX_CONNECTIONS, connect_redis
 from tests.conftest import TEST_STREAMS
 
 
@@ -100,3 +102,14 @@ async def test_a_pooled_connection_keeps_no_tenant_scope_from_its_last_transacti
             assert await conn.fetchval("SELECT current_user") == settings.app_role
     finally:
         await db.close()
+
+
+async def test_a_burst_of_redis_commands_past_the_pool_waits_for_free_connections(
+    migrated: Settings,
+) -> None:
+    redis = connect_redis(migrated.redis_url or "")
+    try:
+        replies = await asyncio.gather(*(redis.ping() for _ in range(3 * MAX_CONNECTIONS)))
+    finally:
+        await redis.aclose()
+    assert all(replies)

@@ -4,20 +4,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
-__all__ = ["connect_redis", "ping_redis"]
+__all__ = ["MAX_CONNECTIONS", "connect_redis", "ping_redis"]
+
+#: Connections a process's client opens at most. A command past them waits
+#: for a free one (up to ``_POOL_WAIT_SECONDS``) instead of failing at once:
+#: redis-py's default pool raised ``MaxConnectionsError`` on the 101st
+#: concurrent command, which a burst of SSE streams opening (each probes the
+#: bus) turned into HTTP 500s (bench/jobs_bench.py, docs/performance.md).
+MAX_CONNECTIONS = 100
+_POOL_WAIT_SECONDS = 10.0
 
 
 def connect_redis(url: str) -> Redis:
-    """A client with a connection pool; connections open on first use."""
-    return Redis.from_url(
+    """A client owning a connection pool; connections open on first use."""
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=_POOL_WAIT_SECONDS,
         health_check_interval=10,
         socket_connect_timeout=5,
         socket_keepalive=True,
         retry_on_timeout=True,
     )
+    return Redis.from_pool(pool)
 
 
 async def ping_redis(redis: Redis) -> dict[str, Any]:
