@@ -29,12 +29,11 @@ from hubbub.chat.access import check_body
 from hubbub.errors import AppError, FieldError
 from hubbub.gateway import DATABASE, ROUTER, SETTINGS
 from hubbub.http.routing import Api
-from hubbub.identity.bearer import authenticate_request
 from hubbub.ids import new_id
-from hubbub.jobs.caller import idempotency_key
+from hubbub.jobs.caller import Caller, idempotency_key
+from hubbub.jobs.caller import caller as _caller
 from hubbub.jobs.dispatch import job_id_for, submit_job
 from hubbub.jobs.registry import KINDS
-from hubbub.tenancy.access import Membership, authorize, tenant_of
 from hubbub.tenancy.creations import request_hash
 
 __all__ = ["api"]
@@ -47,14 +46,6 @@ BEARER = ("bearer",)
 NOT_FOUND = {404: "No such broadcast in this tenant (`not_found`)"}
 KIND = "broadcast.send"
 _KEYED = uuid.UUID("3c0f6a52-9d1e-5b84-8e27-4a6b1d9c0f73")  # namespace of keyed broadcast ids
-
-
-async def _caller(request: web.Request) -> Membership:
-    """The caller's membership of the tenant they act in."""
-    claims = await authenticate_request(request)
-    tenant_id = tenant_of(request, claims.tenant_id)
-    reply = await authorize(request.app[ROUTER], tenant_id, claims.user_id)
-    return Membership(tenant_id, claims.user_id, reply["role"], reply["plan"], reply["usage"])
 
 
 @api.post(
@@ -197,7 +188,7 @@ async def cancel_broadcast(request: web.Request, *, path: BroadcastPath) -> Broa
     return await _view(request, caller, path.broadcast_id)
 
 
-async def _cancel_job(request: web.Request, caller: Membership, view: BroadcastView) -> None:
+async def _cancel_job(request: web.Request, caller: Caller, view: BroadcastView) -> None:
     """Cancel the sending job; the job entity checks who may (the broadcast's
     creator made it). A job that ended already leaves nothing to stop."""
     args = {"actor": str(caller.user_id), "role": caller.role}
@@ -209,6 +200,6 @@ async def _cancel_job(request: web.Request, caller: Membership, view: BroadcastV
             raise
 
 
-async def _view(request: web.Request, caller: Membership, broadcast_id: UUID) -> BroadcastView:
+async def _view(request: web.Request, caller: Caller, broadcast_id: UUID) -> BroadcastView:
     async with request.app[DATABASE].tenant(caller.tenant_id) as conn:
         return BroadcastView.model_validate(await reads.broadcast(conn, str(broadcast_id)))
