@@ -8,8 +8,6 @@ SHA-256 is kept, with an expiry.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -17,6 +15,7 @@ from uuid import UUID
 import asyncpg
 
 from hubbub.errors import AppError
+from hubbub.identity.mail_tokens import hash_token, new_token
 from hubbub.storage.database import Database
 
 __all__ = [
@@ -83,23 +82,19 @@ async def forget_password(conn: asyncpg.Connection, job_id: str) -> None:
 
 async def open_stream(db: Database, job_id: UUID, lifetime: timedelta) -> tuple[str, datetime]:
     """A new token opening the job's stream for ``lifetime``, and its expiry."""
-    token = secrets.token_urlsafe(32)
+    token = new_token()
     async with db.tenant(None) as conn:
-        expires_at = await conn.fetchval(_OPEN, _hash(token), job_id, lifetime)
+        expires_at = await conn.fetchval(_OPEN, hash_token(token), job_id, lifetime)
     return token, expires_at
 
 
 async def stream_job(db: Database, token: str) -> str:
     """The job a live token opens; 404 for an unknown or expired one."""
     async with db.tenant(None) as conn:
-        job_id = await conn.fetchval(_RESOLVE, _hash(token))
+        job_id = await conn.fetchval(_RESOLVE, hash_token(token))
     if job_id is None:
         raise AppError.not_found("signup stream")
     return str(job_id)
-
-
-def _hash(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
 
 
 def _fields(s: Signup) -> tuple[object, ...]:
