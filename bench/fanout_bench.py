@@ -526,7 +526,7 @@ def _describe(event: dict[str, Any]) -> str:
 
 
 async def bench_target(name: str, workdir: Path, args: argparse.Namespace) -> TargetRun:
-    server = start_server(name, workdir)
+    server = start_server(name, workdir, HUBBUB_SETTINGS | args.settings)
     try:
         await wait_ready(server)
         progress(f"{name}: ready on port {server.port}")
@@ -708,7 +708,7 @@ Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {machine(args.pin)}.
 
 
 def scenario(args: argparse.Namespace) -> str:
-    settings = ", ".join(f"`{k}`" for k in HUBBUB_SETTINGS)
+    settings = ", ".join(f"`{k}`" for k in HUBBUB_SETTINGS | args.settings)
     return f"""{args.clients:,} Socket.IO websocket clients (one user each) on one gateway, in
 {args.clients // args.room_size} group conversations of {args.room_size}; one sender per
 conversation sends open loop at the step's total rate for {args.step_seconds:g} s (after a
@@ -766,6 +766,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--keep-going", action="store_true", help="run every rate even after a failed step")
     add("--provision-concurrency", type=int, default=4, help="hubbub signups at once")
     add("--connect-concurrency", type=int, default=50, help="handshakes and joins at once")
+    add(
+        "--set",
+        dest="settings",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="HUBBUB_NAME=VALUE",
+        help="a further hubbub setting (repeatable), e.g. HUBBUB_SHARDS=1",
+    )
     add("--no-pin", dest="pin", action="store_false", help="do not pin server and generator")
     add("--timeout", type=float, default=1800.0, help="seconds per target before giving up")
     add(
@@ -776,6 +785,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="update this Markdown file's fan-out section (default docs/performance.md)",
     )
     args = parser.parse_args(argv)
+    args.settings = dict(args.settings)
     args.pin = args.pin and shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
     if args.clients % args.room_size:
         parser.error("--clients must be a multiple of --room-size")
@@ -787,6 +797,13 @@ def _counts(text: str) -> list[int]:
     if any(count < 1 for count in counts):
         raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
     return counts
+
+
+def _setting(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not (name.startswith("HUBBUB_") and equals):
+        raise argparse.ArgumentTypeError(f"expected HUBBUB_NAME=VALUE, got {text!r}")
+    return name, value
 
 
 def _targets(text: str) -> list[str]:

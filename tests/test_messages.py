@@ -17,7 +17,15 @@ from aiohttp.test_utils import TestServer
 
 from hubbub.actors.conversation import ConversationEntity
 from hubbub.chat import messages
-from hubbub.chat.messages import ClientRef, Message, MessageRef, MessageWindow, OlderClientIds
+from hubbub.chat.messages import (
+    FALSE_POSITIVES,
+    ClientRef,
+    Message,
+    MessageRef,
+    MessageWindow,
+    OlderClientIds,
+    OlderIds,
+)
 from hubbub.gateway import SETTINGS
 from tests.support.chat import CONVERSATIONS, LocalConversations, new_team
 
@@ -295,13 +303,8 @@ async def test_a_conversation_activates_with_only_its_latest_messages(
     assert len((await chat.activated(cid)).messages) == 3
 
 
-async def test_fresh_sends_to_a_long_conversation_read_postgres_once_not_each_time(
-    small_window: LocalConversations, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    chat = small_window
-    owner, ann, _ = chat.team.people
-    cid = await chat.create(owner, ann)
-    await chat.run(*(chat.send(cid, owner, f"c{n}") for n in range(6)))  # past the window
+def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[frozenset]:
+    """The references of every read of rows outside a conversation's window, from now on."""
     reads: list[frozenset] = []
     load = ConversationEntity.load_missing
 
@@ -310,11 +313,47 @@ async def test_fresh_sends_to_a_long_conversation_read_postgres_once_not_each_ti
         return await load(conn, key, refs)
 
     monkeypatch.setattr(ConversationEntity, "load_missing", counted)
-    for n in range(10):
-        await chat.ask(chat.send(cid, ann, f"fresh {n}"))
-    # The first sends past the window read the filter over older client ids
-    # once; fresh ids pass it without a read.
+    return reads
+
+
+async def test_a_conversation_that_outgrows_its_window_while_active_reads_nothing(
+    small_window: LocalConversations, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chat = small_window
+    owner, ann, _ = chat.team.people
+    cid = await chat.create(owner, ann)
+    reads = _count_reads(monkeypatch)
+    for n in range(10):  # the window (3) held every message, so it knows what left it
+        await chat.ask(chat.send(cid, owner, f"c{n}"))
     assert reads == []
     again = await chat.ask(chat.send(cid, owner, "c0"))  # a retry still finds its message
-    assert again["seq"] == 2 and len(reads) == 1
-    assert not any(isinstance(ref, OlderClientIds) for ref in reads[0])
+    assert again["body"] == "body of c0" and len(reads) == 1
+
+
+async def test_fresh_sends_to_a_long_conversation_read_postgres_once_not_each_time(
+    small_window: LocalConversations, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chat = small_window
+    owner, ann, _ = chat.team.people
+    cid = await chat.create(owner, ann)
+    await chat.run(*(chat.send(cid, owner, f"c{n}") for n in range(6)))  # past the window
+    chat.passivate(cid)  # activated anew, it holds only the latest 3
+    reads = _count_reads(monkeypatch)
+    for n in range(10):
+        await chat.ask(chat.send(cid, ann, f"fresh {n}"))
+    # The first send reads the older client ids into the filter, once; fresh
+    # ids pass it without a read.
+    assert len(reads) == 1 and any(isinstance(ref, OlderClientIds) for ref in reads[0])
+    again = await chat.ask(chat.send(cid, owner, "c0"))  # a retry still finds its message
+    assert again["seq"] == 2 and len(reads) == 2
+    assert not any(isinstance(ref, OlderClientIds) for ref in reads[1])
+
+
+def test_the_filter_over_older_client_ids_grows_without_reading_them_again() -> None:
+    ids = OlderIds([("author", f"old {n}") for n in range(100)])
+    for n in range(20_000):  # twenty times its first capacity
+        ids.add(("author", f"new {n}"))
+    assert all(("author", f"new {n}") in ids for n in range(20_000))
+    assert ("author", "old 7") in ids
+    false_positives = sum(("other", f"fresh {n}") in ids for n in range(100_000))
+    assert false_positives <= 100_000 * FALSE_POSITIVES * 1.5

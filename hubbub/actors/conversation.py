@@ -118,7 +118,7 @@ class ConversationEntity(Entity):
         if not older:
             return messages, None
         pairs = await conn.fetch(_LOAD_OLDER_CLIENT_IDS, key, older[0])
-        return messages, window.older_client_ids([(str(a), c) for a, c in pairs])
+        return messages, OlderIds([(str(a), c) for a, c in pairs])
 
     def missing(self, command: Command) -> frozenset[Hashable]:
         return rules.missing(self.state, command.name, command.args)

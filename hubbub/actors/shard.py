@@ -182,6 +182,15 @@ class ShardHost:
             "commands_handled": self._handled,
         }
 
+    def passivate(self, tenant_id: str | None, key: str) -> bool:
+        """Drop the entity from memory (its next command loads it) unless
+        a commit of its is pending; whether it was dropped."""
+        active = self._active.get((tenant_id, key))
+        if active is None or not (active.committing is None or active.committing.done()):
+            return False
+        del self._active[(tenant_id, key)]
+        return True
+
     async def close(self) -> None:
         """Finish the work in flight, then stop."""
         self._sweeper.cancel()
@@ -434,14 +443,8 @@ class ShardHost:
         while True:
             await asyncio.sleep(period)
             horizon = time.monotonic() - self._idle_seconds
-            idle = [
-                eid
-                for eid, active in self._active.items()
-                if active.last_used < horizon
-                and (active.committing is None or active.committing.done())
-            ]
-            for eid in idle:
-                del self._active[eid]
+            for eid in [e for e, active in self._active.items() if active.last_used < horizon]:
+                self.passivate(*eid)
             if self._lease.shard == 0 and time.monotonic() >= next_prune:
                 next_prune = time.monotonic() + _PRUNE_EVERY_SECONDS
                 await self._prune_receipts()

@@ -30,7 +30,6 @@ __all__ = [
     "OlderClientIds",
     "OlderIds",
     "Ref",
-    "older_client_ids",
 ]
 
 #: Messages an active conversation keeps in memory: the largest page a client
@@ -80,20 +79,44 @@ class OlderClientIds:
 Ref = MessageRef | ClientRef | OlderClientIds
 
 #: False positives of the filter over older client ids: the share of fresh
-#: sends that still read Postgres once a conversation outgrew the window.
-FALSE_POSITIVES = 0.01
+#: sends that still read Postgres (and hold their conversation's later
+#: commands, and the replies of their whole batch, until it answers) once a
+#: conversation outgrew the window.
+FALSE_POSITIVES = 0.001
 
 
-#: A filter over client ids and how many more it takes before it is rebuilt.
-OlderIds = tuple[Bloom, int]
+class OlderIds:
+    """A filter over ``(author, client_msg_id)`` pairs that grows as they come.
 
+    A Bloom filter past its capacity passes its false-positive rate and
+    cannot be copied into a bigger one, so a full one stays and a new one,
+    twice its size, takes the next pairs. Each new filter gets half the
+    rate of the one before, so all of them together stay under
+    :data:`FALSE_POSITIVES`, and no pair is ever read again.
+    """
 
-def older_client_ids(pairs: list[tuple[str, str]]) -> OlderIds:
-    """A filter over ``pairs`` with room for as many again."""
-    capacity = max(2 * len(pairs), 1024)
-    ids = Bloom(capacity, FALSE_POSITIVES)
-    ids.update(pairs)
-    return ids, capacity - len(pairs)
+    __slots__ = ("_filters", "_rate", "_room", "_size")
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self._filters: list[Bloom] = []
+        self._size, self._rate = max(2 * len(pairs), 1024), FALSE_POSITIVES / 2
+        self._room = 0
+        self.update(pairs)
+
+    def update(self, pairs: Iterable[tuple[str, str]]) -> None:
+        for pair in pairs:
+            self.add(pair)
+
+    def add(self, pair: tuple[str, str]) -> None:
+        if self._room == 0:
+            self._filters.append(Bloom(self._size, self._rate))
+            self._room = self._size
+            self._size, self._rate = 2 * self._size, self._rate / 2
+        self._filters[-1].add(pair)
+        self._room -= 1
+
+    def __contains__(self, pair: tuple[str, str]) -> bool:
+        return any(pair in ids for ids in self._filters)
 
 
 @dataclass(slots=True)
@@ -111,10 +134,9 @@ class MessageWindow:
     absent: set[Ref] = field(default_factory=set)
     start: int = 0
     by_client: dict[tuple[str, str], Message] = field(default_factory=dict)
-    # Every (author, client_msg_id) below ``start``, once read: a fresh id is
-    # then known to be new without a read (about 1.2 bytes per message).
-    older_ids: Bloom | None = None
-    older_room: int = 0  # how many more the filter takes before it is rebuilt
+    # Every (author, client_msg_id) below ``start``, once known: a fresh id is
+    # then known to be new without a read (about 2 bytes per message).
+    older_ids: OlderIds | None = None
 
     @classmethod
     def of(cls, latest: list[Message]) -> MessageWindow:
@@ -175,7 +197,7 @@ class MessageWindow:
         """Hold what a read of ``refs`` ``found`` instead of what the last read did,
         and the filter over older client ids if it read one."""
         if older_ids is not None:
-            self.older_ids, self.older_room = older_ids
+            self.older_ids = older_ids
         for message in self.older.values():
             del self.by_client[(message.author_id, message.client_msg_id)]
         self.older, self.absent = {}, set()
@@ -187,11 +209,12 @@ class MessageWindow:
     def _evict(self, message_id: str) -> None:
         message = self.latest.pop(message_id)
         del self.by_client[(message.author_id, message.client_msg_id)]
+        if self.start == 0 and self.older_ids is None:
+            # The window held the whole conversation: what leaves it is all
+            # there is below it, so the filter starts empty, with no read.
+            self.older_ids = OlderIds([])
         if self.older_ids is not None:
             self.older_ids.add((message.author_id, message.client_msg_id))
-            self.older_room -= 1
-            if self.older_room < 0:  # full: past its false-positive rate; read anew
-                self.older_ids = None
         # It existed after all: an earlier "named nothing" about it is void.
         self.absent.discard(MessageRef(message.id))
         self.absent.discard(ClientRef(message.author_id, message.client_msg_id))

@@ -96,6 +96,10 @@ class LocalConversations:
         await self.ask(self.command(conversation_id, "create", who, **args))
         return conversation_id
 
+    def passivate(self, conversation_id: str) -> None:
+        """Drop the conversation's entity from memory, as when it idles."""
+        assert self.host.passivate(self.team.tenant_id, conversation_id)
+
     async def activated(self, conversation_id: str) -> ConversationState:
         """The state a fresh activation of the conversation starts from."""
         async with self.db.tenant(self.team.tenant_id) as conn:
