@@ -1,8 +1,9 @@
 """What a running handler gets: a :class:`JobContext` to report through.
 
 Every reporting method only records a report (no I/O, safe from the handler's thread
-or loop); the worker's reporter sends what accumulated as one batch to the
-job entity (``hubbub.jobs.worker``). ``cancelled`` turns true once the job
+or loop); the worker's reporter hears of the first report of each batch and
+sends what accumulated as one batch to the job entity (``hubbub.jobs.worker``).
+``cancelled`` turns true once the job
 was asked to stop — the reply to a batch says so — and a handler that sees
 it should stop soon, by returning or with :meth:`JobContext.raise_if_cancelled`.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from hubbub.jobs.state import Report
@@ -55,30 +57,32 @@ class JobContext:
         self.settings = settings
         self._reports: deque[Report] = deque()
         self._cancelled = False
+        #: Called (from whichever thread reports) when a report finds none unsent.
+        self.on_first_report: Callable[[], None] | None = None
 
     def progress(self, pct: float) -> None:
         """The job is ``pct`` percent done (0 to 100)."""
         if not (isinstance(pct, int | float) and math.isfinite(pct) and 0 <= pct <= 100):
             raise ValueError(f"expected a progress between 0 and 100, got {pct!r}")
-        self._reports.append(("progress", {"progress": float(pct)}))
+        self._record(("progress", {"progress": float(pct)}))
 
     def counters(self, done: int, total: int | None = None) -> None:
         """``done`` items of ``total`` (None: not known yet)."""
         if done < 0 or (total is not None and total < 0):
             raise ValueError(f"expected counts of at least 0, got done={done}, total={total}")
-        self._reports.append(("counters", {"done": int(done), "total": total}))
+        self._record(("counters", {"done": int(done), "total": total}))
 
     def step(self, name: str) -> None:
         """The job entered step ``name``."""
-        self._reports.append(("step", {"name": _text(name, "step")}))
+        self._record(("step", {"name": _text(name, "step")}))
 
     def log(self, text: str) -> None:
         """A line for the job's followers."""
-        self._reports.append(("log", {"text": _text(text, "log")}))
+        self._record(("log", {"text": _text(text, "log")}))
 
     def output(self, chunk: str) -> None:
         """A piece of streamed output (tokens, rows); a batch's chunks leave merged."""
-        self._reports.append(("output", {"chunk": _text(chunk, "output")}))
+        self._record(("output", {"chunk": _text(chunk, "output")}))
 
     @property
     def cancelled(self) -> bool:
@@ -99,6 +103,11 @@ class JobContext:
     def stop(self) -> None:
         """Mark the run cancelled (the reporter learned it from the job)."""
         self._cancelled = True
+
+    def _record(self, report: Report) -> None:
+        self._reports.append(report)
+        if len(self._reports) == 1 and self.on_first_report is not None:
+            self.on_first_report()
 
 
 def _text(value: Any, what: str) -> str:

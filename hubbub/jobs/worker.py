@@ -17,9 +17,9 @@ and the entity applies each once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -117,6 +117,21 @@ def _failed(code: str, message: str) -> dict[str, Any]:
     return {"outcome": "failed", "error": {"code": code, "message": message}}
 
 
+def _left(since: float, seconds: float) -> float:
+    """What is left of ``seconds`` counted from ``since``."""
+    return since + seconds - time.monotonic()
+
+
+async def _until(event: asyncio.Event, seconds: float, *more: asyncio.Event) -> None:
+    """Wait until ``event`` (or any of ``more``) is set, or ``seconds`` have passed."""
+    waits = [asyncio.ensure_future(e.wait()) for e in (event, *more)]
+    try:
+        await asyncio.wait(waits, timeout=max(seconds, 0), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+
+
 async def _ask(
     router: Router, launch: Launch, name: str, args: dict[str, Any], key: str | None = None
 ) -> Any:
@@ -127,6 +142,10 @@ async def _ask(
 class Reporter:
     """Owns: the task sending a run's reports to its job entity.
 
+    A report after a quiet spell leaves at once; the ones that follow it
+    within ``HUBBUB_JOB_REPORT_SECONDS`` wait out that interval and leave
+    together. A run that reports nothing still asks every
+    ``HUBBUB_JOB_CHECK_SECONDS`` whether it was cancelled.
     Concurrency: one task; one batch in flight at a time, so batches arrive
     in order. Failure: a batch the router could not deliver is logged and
     counted in ``lost`` (its events are missing from the job's stream; the
@@ -142,13 +161,17 @@ class Reporter:
         self._every = settings.job_report_seconds
         self._check_every = settings.job_check_seconds
         self._closing = asyncio.Event()
+        self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._batches = 0
-        self._last_sent = time.monotonic()
+        self._last_sent = time.monotonic()  # any batch, a check too
+        self._last_reported = -math.inf  # a batch of reports
         self.lost = 0
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        self._context.on_first_report = lambda: loop.call_soon_threadsafe(self._arrived.set)
+        self._task = loop.create_task(self._run())
 
     async def close(self) -> None:
         """Send what is left, then stop."""
@@ -159,16 +182,18 @@ class Reporter:
 
     async def _run(self) -> None:
         while not self._closing.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), self._every)
-            reports = self._context.take()
-            if reports or time.monotonic() - self._last_sent >= self._check_every:
-                await self._flush(reports)
+            await _until(self._arrived, _left(self._last_sent, self._check_every), self._closing)
+            if self._arrived.is_set():
+                await _until(self._closing, _left(self._last_reported, self._every))
+                self._arrived.clear()
+            if not self._closing.is_set():
+                await self._flush(self._context.take())
 
     async def _flush(self, reports: list[Any]) -> None:
         """One batch (empty: only a check for cancellation)."""
         self._last_sent = time.monotonic()
         if reports:
+            self._last_reported = self._last_sent
             self._batches += 1
         key = f"report:{self._launch.launch_id}:{self._batches}" if reports else None
         args = {"attempt": self._context.attempt, "reports": reports}
