@@ -146,6 +146,26 @@ async def test_a_follower_reads_back_from_postgres_what_the_bus_lost(
         await follower.close()
 
 
+async def test_a_follower_that_falls_behind_buffers_little_and_reads_the_rest_back(
+    gateway: TestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    team = await new_team(gateway, 1)
+    owner = team.people[0]
+    _, accepted = await submit(team, owner, "demo.count", {"to": 3})
+    events = await until_final(gateway, team, owner, accepted["id"])
+    monkeypatch.setattr(feeds, "MAX_LIVE", 2)
+    monkeypatch.setattr(feeds, "PAGE", 2)
+    follower = await gateway.app[FEEDS].follow(team.tenant_id, accepted["id"], 1, None)
+    try:
+        for event in (events[1], events[2], events[3], events[5], events[4]):  # nobody reads
+            follower.offer(event)
+            assert follower.buffered <= 2
+        assert await follower.next() == events[1:3]  # a page from Postgres
+        assert await follower.next() == events[3:6]  # the next, and the newest kept
+    finally:
+        await follower.close()
+
+
 async def test_a_long_backlog_is_replayed_page_by_page(
     gateway: TestServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

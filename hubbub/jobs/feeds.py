@@ -13,6 +13,11 @@ dropped (committed before the backlog read, published after it), and one
 above the next expected seq means events were lost on the bus — the missing
 range is read from Postgres and handed out first.
 
+A follower that does not keep up (its client reads slowly, or not at all)
+holds at most :data:`MAX_LIVE` live events: past that it keeps only the
+newest and reads the rest back from Postgres, a page at a time, when its
+client catches up.
+
 A finished job's stream ends with its terminal ``status`` event, which a
 follower always gets: in the backlog, live, or — when the client had seen it
 already — once more at the end of the backlog.
@@ -37,12 +42,15 @@ from hubbub.jobs.state import TERMINAL
 from hubbub.realtime.fanout import Fanout
 from hubbub.storage.database import Database
 
-__all__ = ["PAGE", "Follower", "JobFeeds", "is_final"]
+__all__ = ["MAX_LIVE", "PAGE", "Follower", "JobFeeds", "is_final"]
 
 log = logging.getLogger(__name__)
 
 #: Events read from Postgres at a time.
 PAGE = 500
+
+#: Live events one follower buffers before it drops all but the newest.
+MAX_LIVE = 256
 
 
 def is_final(event: dict[str, Any]) -> bool:
@@ -53,8 +61,9 @@ def is_final(event: dict[str, Any]) -> bool:
 class JobFeeds:
     """Owns: this gateway's job subscriptions and the followers of each job.
 
-    Concurrency: one event loop. Failure: events lost on the bus are read
-    back from Postgres at the next seq gap (``repaired`` counts them).
+    Concurrency: one event loop. Failure: events lost on the bus (or dropped
+    for a follower that fell behind) are read back from Postgres at the next
+    seq gap (``repaired`` counts them).
     """
 
     def __init__(self, redis: Redis, database: Database) -> None:
@@ -110,7 +119,8 @@ class JobFeeds:
 class Follower:
     """One client following one job.
 
-    Owns: its buffer of live events and the last seq it handed out.
+    Owns: its buffer of live events (at most :data:`MAX_LIVE`) and the last
+    seq it handed out.
     Concurrency: one consumer calls ``backlog`` until ``caught_up``, then ``next``.
     """
 
@@ -126,9 +136,16 @@ class Follower:
         self._interrupted = False
         self._closed = False
 
+    @property
+    def buffered(self) -> int:
+        """Live events waiting to be handed out."""
+        return len(self._live)
+
     def offer(self, event: dict[str, Any]) -> None:
         """A live event from the bus (any order the bus gives)."""
         self._live.append(event)
+        if len(self._live) > MAX_LIVE:  # Postgres has them all: keep the newest
+            self._live = deque([max(self._live, key=lambda e: e["seq"])])
         self._arrived.set()
 
     async def backlog(self, limit: int | None = None) -> list[dict[str, Any]]:
@@ -165,7 +182,12 @@ class Follower:
             seq = event["seq"]
             if seq <= self.last_seq:
                 continue
-            events = [*await self._missed(seq), event]
+            missed = await self._missed(seq)
+            if missed and missed[-1]["seq"] < seq - 1:  # one page of a longer gap
+                self._live.appendleft(event)
+                events = missed
+            else:
+                events = [*missed, event]
             self._advance(events)
             return events
 
@@ -191,13 +213,15 @@ class Follower:
             return []
         async with self._feeds.database.tenant(self.tenant_id) as conn:
             missed = await reads.stream_after(
-                conn, self.job_id, self.last_seq, before - self.last_seq - 1, before
+                conn, self.job_id, self.last_seq, min(before - self.last_seq - 1, PAGE), before
             )
         self._feeds.repaired += len(missed)
-        log.warning(
-            "job %s: read seqs %d..%d back from Postgres (lost on the bus)",
-            self.job_id,
-            self.last_seq + 1,
-            before - 1,
-        )
+        if missed:
+            log.warning(
+                "job %s: read seqs %d..%d back from Postgres (lost on the bus, or dropped "
+                "while the client read slowly)",
+                self.job_id,
+                missed[0]["seq"],
+                missed[-1]["seq"],
+            )
         return missed
