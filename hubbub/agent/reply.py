@@ -32,7 +32,6 @@ from hubbub.config import Settings
 from hubbub.errors import AppError
 from hubbub.jobs.context import JobCancelled, JobContext
 from hubbub.jobs.registry import Policy, job_kind
-from hubbub.storage.database import Database
 from hubbub.storage.redis import connect_redis
 
 __all__ = ["KIND", "ReplyInput", "reply", "reply_client_msg_id"]
@@ -104,14 +103,9 @@ def _settings(context: JobContext) -> Settings:
 async def _history(
     settings: Settings, context: JobContext, conversation_id: str, reply_to: str
 ) -> list[Turn]:
-    # A pool of one for one read: the run's loop is its own, and a reply is long.
-    database = await Database.connect(settings.database_url or "", role=settings.app_role, size=1)
-    try:
-        async with database.tenant(context.tenant_id) as conn:
-            limit = settings.agent_history_messages
-            return await history(conn, context.job_id, conversation_id, reply_to, limit)
-    finally:
-        await database.close()
+    async with context.database() as database, database.tenant(context.tenant_id) as conn:
+        limit = settings.agent_history_messages
+        return await history(conn, context.job_id, conversation_id, reply_to, limit)
 
 
 async def _write(

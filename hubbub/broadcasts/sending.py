@@ -58,13 +58,10 @@ def client_msg_id(broadcast_id: str) -> str:
 async def send(context: JobContext, input: SendInput) -> dict[str, int]:
     """Send a broadcast's message into each of its pending recipients' conversations."""
     settings = context.settings
-    assert settings is not None and settings.database_url, "a worker gets resolved settings"
-    db = await Database.connect(settings.database_url, role=settings.app_role, size=1)
-    try:
+    assert settings is not None, "a worker gets resolved settings"
+    async with context.database() as db:
         run = Sending(context, db, str(input.broadcast_id), settings.broadcast_batch_size)
         return await run.all()
-    finally:
-        await db.close()
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,8 +104,7 @@ async def _export(
 ) -> tuple[int, int]:
     """``(rows, bytes)`` of the file written."""
     scope = rows.Scope(input.conversation_ids, input.since)
-    db = await Database.connect(settings.database_url or "", role=settings.app_role, size=1)
-    try:
+    async with context.database() as db:
         await _require_manager(context, db)
         async with (
             open_store(settings).create(name) as sink,
@@ -116,8 +115,6 @@ async def _export(
             context.counters(0, total)
             context.step("writing")
             written = await _write(context, conn, scope, input.format, sink, total)
-    finally:
-        await db.close()
     return written, sink.size
 
 

@@ -10,12 +10,14 @@ it should stop soon, by returning or with :meth:`JobContext.raise_if_cancelled`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from hubbub.jobs.state import Report
+from hubbub.storage.database import Database
 
 if TYPE_CHECKING:
     from hubbub.actors.router import Router
@@ -88,6 +90,19 @@ class JobContext:
     def cancelled(self) -> bool:
         """Whether the job was asked to stop (or is no longer this run's)."""
         return self._cancelled
+
+    @contextlib.asynccontextmanager
+    async def database(self, size: int = 1) -> AsyncIterator[Database]:
+        """A pool of ``size`` connections to the deployment's Postgres, as the
+        application role, for this run (its loop is its own); closed after."""
+        settings = self.settings
+        if settings is None or not settings.database_url:
+            raise RuntimeError("a job's run gets the deployment's resolved settings")
+        db = await Database.connect(settings.database_url, role=settings.app_role, size=size)
+        try:
+            yield db
+        finally:
+            await db.close()
 
     def raise_if_cancelled(self) -> None:
         if self._cancelled:

@@ -63,14 +63,11 @@ _GENERAL = uuid.UUID("0b7d5c1e-3f2a-5e4b-9c8d-7a6f5e4d3c2b")  # namespace of see
 async def provision(context: JobContext, input: ProvisionInput) -> dict[str, Any]:
     """Create an async signup's account, tenant and first session."""
     settings = context.settings
-    assert settings is not None and settings.database_url, "a worker has resolved settings"
+    assert settings is not None, "a worker has resolved settings"
     # A small pool of the run's own: signups are rare, and users and sessions
     # have no entity to send commands to.
-    db = await Database.connect(settings.database_url, role=settings.app_role, size=2)
-    try:
+    async with context.database(size=2) as db:
         return await _provision(context, input, db, settings)
-    finally:
-        await db.close()
 
 
 async def _provision(
