@@ -146,6 +146,32 @@ async def test_a_follower_reads_back_from_postgres_what_the_bus_lost(
         await follower.close()
 
 
+async def test_only_a_topics_first_follower_waits_for_a_probe_of_the_bus(
+    gateway: TestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    team = await new_team(gateway, 1)
+    owner = team.people[0]
+    _, accepted = await submit(team, owner, "demo.count", {"to": 1})
+    await until_final(gateway, team, owner, accepted["id"])
+    job_feeds = gateway.app[FEEDS]
+    probes: list[dict] = []
+    probe = job_feeds.fanout.probe
+
+    async def counted() -> dict:
+        probes.append(await probe())
+        return probes[-1]
+
+    monkeypatch.setattr(job_feeds.fanout, "probe", counted)
+    first = await job_feeds.follow(team.tenant_id, accepted["id"], 0, None)
+    second = await job_feeds.follow(team.tenant_id, accepted["id"], 0, None)
+    assert len(probes) == 1  # the second found the topic's subscription proven
+    await first.close()
+    await second.close()  # the topic is unsubscribed: a new follower proves it again
+    third = await job_feeds.follow(team.tenant_id, accepted["id"], 0, None)
+    assert len(probes) == 2
+    await third.close()
+
+
 async def test_a_follower_that_falls_behind_buffers_little_and_reads_the_rest_back(
     gateway: TestServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -107,8 +107,7 @@ class ConversationRooms:
         self._joined.setdefault(sid, set()).add(conversation_id)
         self._sockets[conversation_id] += 1
         self._users[sid] = user_id
-        await self.fanout.watch(channel(conversation_id))
-        await self.fanout.probe()
+        await self.fanout.subscribe(channel(conversation_id))
 
     def finish_join(self, sid: str, conversation_id: str, floor: int) -> None:
         """Go live after the ack: buffered events above ``floor``, then the room."""

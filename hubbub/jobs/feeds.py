@@ -3,8 +3,9 @@ bus, in seq order, with no gap and no duplicate — for SSE streams and
 Socket.IO subscriptions alike.
 
 Following a job takes three steps. :meth:`JobFeeds.follow` subscribes the
-gateway to the job's bus topic (a probe round trip through the same Redis
-connection proves the SUBSCRIBE was processed) and starts buffering every
+gateway to the job's bus topic (for the topic's first follower, a probe round
+trip through the same Redis connection proves the SUBSCRIBE was processed)
+and starts buffering every
 event of the job for the new :class:`Follower`. Then the follower's
 :meth:`~Follower.backlog` reads what was committed after the client's
 ``after_seq`` from Postgres, a page at a time. Finally :meth:`~Follower.next` hands out the
@@ -94,8 +95,7 @@ class JobFeeds:
         follower = Follower(self, tenant_id, job_id, after_seq)
         self._followers.setdefault(job_id, set()).add(follower)
         try:
-            await self.fanout.watch(channel(job_id))
-            await self.fanout.probe()
+            await self.fanout.subscribe(channel(job_id))
         except BaseException:
             await follower.close()
             raise

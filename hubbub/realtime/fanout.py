@@ -8,7 +8,9 @@ own reconnect, or here if that gives up); events lost
 meanwhile are repaired by receivers from their seq gaps, and ``on_rebuilt``
 hears of the rebuild so a receiver without seqs can drop what it trusted.
 A probe round trip through Redis tells readiness whether the subscription
-really delivers.
+really delivers, and :meth:`Fanout.subscribe` whether a topic's new
+SUBSCRIBE took effect (once per topic and subscription: later subscribers of
+a topic already proven pay no round trip).
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ class Fanout:
         self._deliver = deliver
         self._on_rebuilt = on_rebuilt
         self._watchers: Counter[str] = Counter()
+        self._proven: set[str] = set()  # watched topics known to deliver
+        self._subscription = 0  # counts rebuilds: a proof holds for one subscription
         self._probe_topic = f"probe:{uuid.uuid4().hex}"
         self._probes: dict[str, asyncio.Future[None]] = {}
         self._pubsub: PubSub | None = None
@@ -85,12 +89,24 @@ class Fanout:
         if self._watchers[topic] == 1 and self._pubsub is not None:
             await self._pubsub.subscribe(pubsub.channel_name(topic))
 
+    async def subscribe(self, topic: str) -> None:
+        """Watch ``topic``; on return its events are known to arrive (a probe
+        round trip proves it, unless one did for this topic already)."""
+        await self.watch(topic)
+        if topic in self._proven:
+            return
+        subscription = self._subscription
+        await self.probe()
+        if subscription == self._subscription and topic in self._watchers:
+            self._proven.add(topic)
+
     async def unwatch(self, topic: str) -> None:
         if self._watchers[topic] <= 0:
             return
         self._watchers[topic] -= 1
         if self._watchers[topic] == 0:
             del self._watchers[topic]
+            self._proven.discard(topic)
             if self._pubsub is not None:
                 with contextlib.suppress(RedisError):
                     await self._pubsub.unsubscribe(pubsub.channel_name(topic))
@@ -125,6 +141,8 @@ class Fanout:
         self._rebuilt()
 
     def _rebuilt(self) -> None:
+        self._subscription += 1
+        self._proven.clear()
         if self._on_rebuilt is not None:
             self._on_rebuilt()
 
