@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestServer
 from hubbub.jobs import feeds
 from hubbub.jobs.api import FEEDS
 from tests.support.chat import new_team
-from tests.support.jobs import JOBS, SseEvent, open_stream, submit, until_final
+from tests.support.jobs import JOBS, SseEvent, finished_count, open_stream, submit, until_final
 from tests.support.tenants import call
 
 
@@ -83,12 +83,9 @@ async def test_resuming_with_last_event_id_gets_every_later_event_once_in_order(
 async def test_a_finished_job_streams_its_final_status_even_to_one_who_saw_it(
     gateway: TestServer,
 ) -> None:
-    team = await new_team(gateway, 1)
-    owner = team.people[0]
-    _, accepted = await submit(team, owner, "demo.count", {"to": 2})
-    events = await until_final(gateway, team, owner, accepted["id"])
+    team, owner, job_id, events = await finished_count(gateway, 2)
     last = str(events[-1]["seq"])
-    async with open_stream(gateway, team, owner, accepted["id"], **{"Last-Event-ID": last}) as s:
+    async with open_stream(gateway, team, owner, job_id, **{"Last-Event-ID": last}) as s:
         [final] = await s.events()
     assert (final.id, final.event, final.json()) == (last, "status", events[-1])
 
@@ -128,12 +125,9 @@ async def test_a_bad_or_unreached_last_event_id_is_refused(gateway: TestServer) 
 async def test_a_follower_reads_back_from_postgres_what_the_bus_lost(
     gateway: TestServer,
 ) -> None:
-    team = await new_team(gateway, 1)
-    owner = team.people[0]
-    _, accepted = await submit(team, owner, "demo.count", {"to": 3})
-    events = await until_final(gateway, team, owner, accepted["id"])
+    team, _, job_id, events = await finished_count(gateway, 3)
     feeds = gateway.app[FEEDS]
-    follower = await feeds.follow(team.tenant_id, accepted["id"], 1, None)
+    follower = await feeds.follow(team.tenant_id, job_id, 1, None)
     try:
         repaired = feeds.repaired
         follower.offer(events[4])  # seqs 2..4 never came
@@ -149,10 +143,7 @@ async def test_a_follower_reads_back_from_postgres_what_the_bus_lost(
 async def test_only_a_topics_first_follower_waits_for_a_probe_of_the_bus(
     gateway: TestServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    team = await new_team(gateway, 1)
-    owner = team.people[0]
-    _, accepted = await submit(team, owner, "demo.count", {"to": 1})
-    await until_final(gateway, team, owner, accepted["id"])
+    team, _, job_id, _ = await finished_count(gateway, 1)
     job_feeds = gateway.app[FEEDS]
     probes: list[dict] = []
     probe = job_feeds.fanout.probe
@@ -162,12 +153,12 @@ async def test_only_a_topics_first_follower_waits_for_a_probe_of_the_bus(
         return probes[-1]
 
     monkeypatch.setattr(job_feeds.fanout, "probe", counted)
-    first = await job_feeds.follow(team.tenant_id, accepted["id"], 0, None)
-    second = await job_feeds.follow(team.tenant_id, accepted["id"], 0, None)
+    first = await job_feeds.follow(team.tenant_id, job_id, 0, None)
+    second = await job_feeds.follow(team.tenant_id, job_id, 0, None)
     assert len(probes) == 1  # the second found the topic's subscription proven
     await first.close()
     await second.close()  # the topic is unsubscribed: a new follower proves it again
-    third = await job_feeds.follow(team.tenant_id, accepted["id"], 0, None)
+    third = await job_feeds.follow(team.tenant_id, job_id, 0, None)
     assert len(probes) == 2
     await third.close()
 
@@ -175,13 +166,10 @@ async def test_only_a_topics_first_follower_waits_for_a_probe_of_the_bus(
 async def test_a_follower_that_falls_behind_buffers_little_and_reads_the_rest_back(
     gateway: TestServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    team = await new_team(gateway, 1)
-    owner = team.people[0]
-    _, accepted = await submit(team, owner, "demo.count", {"to": 3})
-    events = await until_final(gateway, team, owner, accepted["id"])
+    team, _, job_id, events = await finished_count(gateway, 3)
     monkeypatch.setattr(feeds, "MAX_LIVE", 2)
     monkeypatch.setattr(feeds, "PAGE", 2)
-    follower = await gateway.app[FEEDS].follow(team.tenant_id, accepted["id"], 1, None)
+    follower = await gateway.app[FEEDS].follow(team.tenant_id, job_id, 1, None)
     try:
         for event in (events[1], events[2], events[3], events[5], events[4]):  # nobody reads
             follower.offer(event)
@@ -195,11 +183,8 @@ async def test_a_follower_that_falls_behind_buffers_little_and_reads_the_rest_ba
 async def test_a_long_backlog_is_replayed_page_by_page(
     gateway: TestServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    team = await new_team(gateway, 1)
-    owner = team.people[0]
-    _, accepted = await submit(team, owner, "demo.count", {"to": 20})
-    events = await until_final(gateway, team, owner, accepted["id"])
+    team, owner, job_id, events = await finished_count(gateway, 20)
     monkeypatch.setattr(feeds, "PAGE", 2)
-    async with open_stream(gateway, team, owner, accepted["id"], "?after_seq=1") as stream:
+    async with open_stream(gateway, team, owner, job_id, "?after_seq=1") as stream:
         replayed = [frame.json() for frame in await stream.events()]
     assert replayed == events[1:]

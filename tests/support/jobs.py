@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from hubbub.errors import AppError
 from hubbub.jobs.context import JobContext
 from hubbub.jobs.registry import Policy, job_kind
-from tests.support.chat import Team
+from tests.support.chat import Team, new_team
 from tests.support.tenants import Account
 
 __all__ = [
@@ -252,6 +252,14 @@ async def until_final(server: TestServer, team: Team, who: Account, job_id: str)
     """Every event of the job, from an SSE stream followed to its end."""
     async with open_stream(server, team, who, job_id) as stream:
         return [frame.json() for frame in await stream.events()]
+
+
+async def finished_count(server: TestServer, to: int) -> tuple[Team, Account, str, list[dict]]:
+    """A new team's owner, a ``demo.count`` job of theirs counted to ``to``, and its events."""
+    team = await new_team(server, 1)
+    owner = team.people[0]
+    _, accepted = await submit(team, owner, "demo.count", {"to": to})
+    return team, owner, accepted["id"], await until_final(server, team, owner, accepted["id"])
 
 
 async def until_status(team: Team, who: Account, job_id: str, *statuses: str) -> dict:
