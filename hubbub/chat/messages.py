@@ -135,7 +135,7 @@ class MessageWindow:
     start: int = 0
     by_client: dict[tuple[str, str], Message] = field(default_factory=dict)
     # Every (author, client_msg_id) below ``start``, once known: a fresh id is
-    # then known to be new without a read (about 2 bytes per message).
+    # then known to be new without a read (about 2 to 4 bytes per message).
     older_ids: OlderIds | None = None
 
     @classmethod

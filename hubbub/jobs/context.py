@@ -1,11 +1,11 @@
 """What a running handler gets: a :class:`JobContext` to report through.
 
-Every reporting method only records a report (no I/O, safe from the handler's thread
-or loop); the worker's reporter hears of the first report of each batch and
-sends what accumulated as one batch to the job entity (``hubbub.jobs.worker``).
-``cancelled`` turns true once the job
-was asked to stop — the reply to a batch says so — and a handler that sees
-it should stop soon, by returning or with :meth:`JobContext.raise_if_cancelled`.
+Every reporting method only records a report (no I/O, safe from the handler's
+thread or loop); the worker's reporter hears of the first report of each batch
+and sends what accumulated as one batch to the job entity
+(``hubbub.jobs.worker``). ``cancelled`` turns true once the job was asked to
+stop — the reply to a batch says so — and a handler that sees it should stop
+soon, by returning or with :meth:`JobContext.raise_if_cancelled`.
 """
 
 from __future__ import annotations

@@ -5,11 +5,11 @@ Socket.IO subscriptions alike.
 Following a job takes three steps. :meth:`JobFeeds.follow` subscribes the
 gateway to the job's bus topic (for the topic's first follower, a probe round
 trip through the same Redis connection proves the SUBSCRIBE was processed)
-and starts buffering every
-event of the job for the new :class:`Follower`. Then the follower's
-:meth:`~Follower.backlog` reads what was committed after the client's
-``after_seq`` from Postgres, a page at a time. Finally :meth:`~Follower.next` hands out the
-buffered and live events: those at or below the last seq handed out are
+and starts buffering every event of the job for the new :class:`Follower`.
+Then the follower's :meth:`~Follower.backlog` reads what was committed after
+the client's ``after_seq`` from Postgres, a page at a time. Finally
+:meth:`~Follower.next` hands out the buffered and live events: those at or
+below the last seq handed out are
 dropped (committed before the backlog read, published after it), and one
 above the next expected seq means events were lost on the bus — the missing
 range is read from Postgres and handed out first.
