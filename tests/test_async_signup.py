@@ -1,10 +1,10 @@
 """Async signup (Fostr's ``signup/async``): one POST answers 202 with a job
 and a stream link; the link alone — no bearer token — opens the job's
 Server-Sent Events, which walk through validating → creating_user →
-creating_tenant → running_migrations → seeding and end with the account's
-tokens and its new tenant. The password never reaches the job, the tokens
-are readable only through the link, the link expires, and a retried
-request or run creates nothing twice."""
+creating_tenant → running_migrations → seeding and end with the new tenant
+and, the first time a link delivers that end, the account's tokens. The
+password never reaches the job, the tokens are stored nowhere, the link
+expires, and a retried request or run creates nothing twice."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ from hubbub.gateway import ROUTER, SETTINGS
 from hubbub.jobs.context import JobContext
 from hubbub.provisioning import SIGNUP_JOBS
 from hubbub.provisioning.provision import STEPS, provision
+from hubbub.provisioning.signups import prune_streams
 from hubbub.provisioning.wire import ProvisionInput
+from hubbub.storage.database import Database
 from tests.support.accounts import PASSWORD, sign_up
 from tests.support.jobs import JOBS, SseEvent
 from tests.support.signups import (
@@ -48,6 +50,11 @@ def _result(frames: list[SseEvent]) -> dict[str, Any]:
     final = frames[-1].json()
     assert (final["type"], final["data"]["status"]) == ("status", "succeeded"), final
     return final["data"]["result"]
+
+
+def _account(result: dict[str, Any]) -> dict[str, Any]:
+    """A signup's result without the tokens one link delivered."""
+    return {k: result[k] for k in ("tenant_id", "tenant_name", "tenant_slug", "user_id")}
 
 
 async def test_the_stream_shows_each_step_in_order_and_ends_with_tokens_that_work(
@@ -99,18 +106,21 @@ async def test_resuming_with_last_event_id_gets_the_rest_once_then_the_tokens(
     assert _result(rest)["access_token"]
 
 
-async def test_the_password_stays_out_of_the_job_and_its_hash_leaves_once_the_account_exists(
+async def test_neither_the_password_nor_the_tokens_are_stored_with_the_job(
     gateway: TestServer, owner_conn: Any
 ) -> None:
-    accepted, _ = await _signed_up(gateway, new_signup_body())
+    accepted, frames = await _signed_up(gateway, new_signup_body())
+    tokens = _result(frames)
     job = await owner_conn.fetchrow(
         "SELECT * FROM jobs WHERE id = $1", uuid.UUID(accepted["job_id"])
     )
     assert set(job["input"]) == {"user_id", "tenant_id", "email", "name", "tenant_name"}
+    assert set(job["result"]) == {"tenant_id", "tenant_name", "tenant_slug", "user_id"}
     events = await owner_conn.fetch(
         "SELECT data::text FROM job_events WHERE job_id = $1", job["id"]
     )
-    assert not any(PASSWORD in row["data"] for row in events)
+    for secret in (PASSWORD, tokens["access_token"], tokens["refresh_token"]):
+        assert not any(secret in row["data"] for row in events)
     signup = await owner_conn.fetchrow(
         "SELECT password_hash FROM account_signups WHERE job_id = $1", job["id"]
     )
@@ -178,6 +188,61 @@ async def test_an_email_with_an_account_is_409_as_the_sync_signup_answers(
     assert (status, problem["code"]) == (409, "email_taken"), problem
 
 
+async def test_a_link_hands_out_the_tokens_once_and_a_retry_with_the_key_gets_a_fresh_link(
+    gateway: TestServer,
+) -> None:
+    body, key = new_signup_body(), f"signup-{uuid.uuid4().hex}"
+    status, accepted = await start_signup(gateway, body, key)
+    assert status == 202, accepted
+    async with signup_stream(gateway, accepted["stream_url"]) as stream:
+        first = _result(await stream.events())
+    async with signup_stream(gateway, accepted["stream_url"]) as stream:
+        replayed = _result(await stream.events())
+    assert replayed == _account(first)  # the same end, without tokens this time
+    # A client that lost its tokens logs in, or retries with its key and password.
+    status, retried = await start_signup(gateway, body, key)
+    assert status == 202, retried
+    async with signup_stream(gateway, retried["stream_url"]) as stream:
+        fresh = _result(await stream.events())
+    status, me = await call(gateway, "GET", "/api/v1/auth/me", fresh["access_token"])
+    assert (status, me["id"]) == (200, first["user_id"])
+
+
+async def test_two_streams_of_one_link_at_once_hand_out_one_set_of_tokens(
+    gateway: TestServer,
+) -> None:
+    status, accepted = await start_signup(gateway, new_signup_body())
+    assert status == 202, accepted
+
+    async def follow() -> dict[str, Any]:
+        async with signup_stream(gateway, accepted["stream_url"]) as stream:
+            return _result(await stream.events())
+
+    results = await asyncio.gather(follow(), follow())
+    assert sorted("refresh_token" in result for result in results) == [False, True]
+
+
+async def test_expired_links_are_pruned_and_live_ones_kept(
+    serve: Callable[..., Awaitable[TestServer]], gateway: TestServer, db: Database, owner_conn: Any
+) -> None:
+    short = await serve(signup_stream_minutes=0.0005)  # 30 ms
+    links = []
+    for server in (short, gateway):
+        status, accepted = await start_signup(server, new_signup_body())
+        assert status == 202, accepted
+        links.append(accepted)
+    expired, live = links
+    # Wait out the short link (the server's clock is this one); no time is asserted.
+    wait = datetime.fromisoformat(expired["expires_at"]) - datetime.now(UTC)
+    await asyncio.sleep(wait.total_seconds() + 0.01)
+    assert await prune_streams(db) >= 1
+    left = await owner_conn.fetch(
+        "SELECT job_id::text FROM signup_streams WHERE job_id = ANY($1::uuid[])",
+        [expired["job_id"], live["job_id"]],
+    )
+    assert [row["job_id"] for row in left] == [live["job_id"]]
+
+
 async def test_an_unknown_link_is_404(gateway: TestServer) -> None:
     for token in ("nope", "A" * 43):
         status, problem = await stream_status(gateway, f"{SIGNUP}/{token}/stream")
@@ -210,7 +275,9 @@ async def test_a_retried_signup_with_the_same_key_is_the_same_job_and_creates_no
     status, late = await start_signup(gateway, body, key)
     assert (status, late["job_id"]) == (202, first["job_id"])
     async with signup_stream(gateway, late["stream_url"]) as stream:
-        assert _result(await stream.events()) == result
+        again = _result(await stream.events())
+    assert _account(again) == _account(result)
+    assert again["refresh_token"] != result["refresh_token"]  # the fresh link's own session
     users = await owner_conn.fetchval(
         "SELECT count(*) FROM users WHERE lower(email) = lower($1)", body["email"]
     )
@@ -242,10 +309,7 @@ async def test_a_retried_run_finds_its_account_and_tenant_instead_of_making_new_
     app = gateway.app
     context = JobContext(accepted["job_id"], 2, str(SIGNUP_JOBS), app[ROUTER], app[SETTINGS])
     again = await provision(context, ProvisionInput.model_validate(job["input"]))
-    assert {k: again[k] for k in ("tenant_id", "user_id", "tenant_slug")} == {
-        k: first[k] for k in ("tenant_id", "user_id", "tenant_slug")
-    }
-    assert again["refresh_token"] != first["refresh_token"]  # a session of its own
+    assert again == _account(first)
     members = await owner_conn.fetchval(
         "SELECT count(*) FROM tenant_members WHERE user_id = $1", uuid.UUID(first["user_id"])
     )

@@ -36,9 +36,11 @@ else sends it commands. Keep this table true.
 | which local SSE streams and sockets follow   | the gateway's ``JobFeeds`` and          |
 | which job, their last seqs                   | ``JobSubscriptions`` (``hubbub/jobs``)  |
 | an async signup's filed password hash and   | its ``account_signups`` / ``signup_streams`` |
-| stream links                                 | rows: filed by the gateway, the hash    |
-|                                              | dropped by its ``tenant.provision`` run |
-|                                              | (``hubbub/provisioning``)               |
+| stream links (and whether a link handed     | rows: filed by the gateway, the hash    |
+| out the account's tokens)                    | dropped by its ``tenant.provision`` run,|
+|                                              | a link claimed by the stream that first |
+|                                              | delivers the success (conditional SQL;  |
+|                                              | ``hubbub/provisioning``)                |
 | an export file (written once, then only      | the export run that writes it           |
 | read through signed links)                   | (``hubbub/exports/job.py``)             |
 | the export link key file (``.link-key``)     | created once by whichever process needs |

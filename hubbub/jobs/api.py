@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -50,7 +51,11 @@ from hubbub.jobs.wire import (
 )
 from hubbub.tenancy.roles import at_least
 
-__all__ = ["FEEDS", "api", "serve_stream"]
+__all__ = ["FEEDS", "EventRewrite", "api", "serve_stream"]
+
+#: What one stream's client gets instead of a job event (the event itself
+#: unchanged for all others): async signup hands its tokens out this way.
+EventRewrite = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 api = Api("jobs", "Long-running work on Ray workers, with live progress.")
 
@@ -268,9 +273,11 @@ async def serve_stream(
     query: StreamQuery,
     viewer: Viewer | None,
     headers: dict[str, str] | None = None,
+    rewrite: EventRewrite | None = None,
 ) -> web.StreamResponse:
     """The job's SSE stream for ``viewer`` (None: one already allowed to
-    follow it; ``headers``: more response headers)."""
+    follow it; ``headers``: more response headers; ``rewrite``: what this
+    client gets instead of each event)."""
     after = _resume_point(request, query)
     follower = await request.app[FEEDS].follow(tenant_id, job_id, after, viewer)
     try:
@@ -280,7 +287,7 @@ async def serve_stream(
             request, headers=headers, ping_interval=heartbeat, allow_all_methods=True
         ) as stream:
             with contextlib.suppress(ConnectionResetError):  # the client left: nothing to do
-                await _relay(follower, stream)
+                await _relay(follower, stream, rewrite)
         return stream
     finally:
         await follower.close()
@@ -301,7 +308,9 @@ def _resume_point(request: web.Request, query: StreamQuery) -> int:
     return int(header)
 
 
-async def _relay(follower: Follower, stream: EventSourceResponse) -> None:
+async def _relay(
+    follower: Follower, stream: EventSourceResponse, rewrite: EventRewrite | None
+) -> None:
     """Send the backlog, then live events, until the job's final event or the
     client leaves (its heartbeat fails: the follower is interrupted)."""
     gone = asyncio.get_running_loop().create_task(stream.wait())
@@ -309,19 +318,23 @@ async def _relay(follower: Follower, stream: EventSourceResponse) -> None:
     try:
         while not follower.caught_up:
             for event in await follower.backlog():
-                await _send(stream, event)
+                await _send(stream, event, rewrite)
         while not follower.finished:
             events = await follower.next()
             if not events:  # interrupted: the client left
                 return
             for event in events:
-                await _send(stream, event)
+                await _send(stream, event, rewrite)
     finally:
         gone.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await gone
 
 
-async def _send(stream: EventSourceResponse, event: dict[str, Any]) -> None:
+async def _send(
+    stream: EventSourceResponse, event: dict[str, Any], rewrite: EventRewrite | None
+) -> None:
+    if rewrite is not None:
+        event = await rewrite(event)
     data = orjson.dumps(event).decode()
     await stream.send(data, id=str(event["seq"]), event=event["type"])

@@ -7,6 +7,9 @@ does: signup tells who has an account either way), hashes the password here
 ``tenant.provision`` job. The answer's ``stream_url`` carries a fresh
 256-bit token: the job's SSE stream opens with it alone, until it expires
 (``HUBBUB_SIGNUP_STREAM_MINUTES``); then, like an unknown token, it is 404.
+The first time a link delivers the job's success it opens the account's
+session and adds the tokens to that final event, for that client alone:
+the job itself never holds them.
 
 With an ``Idempotency-Key``, a retry with the same email, key and password
 finds the same signup, hence the same job, and gets a fresh link to its
@@ -25,8 +28,10 @@ from hubbub.errors import AppError
 from hubbub.gateway import DATABASE, SETTINGS
 from hubbub.http.routing import Api
 from hubbub.identity import passwords
+from hubbub.identity.sessions import create_session
+from hubbub.identity.sign_in import refresh_lifetime, token_answer
 from hubbub.identity.signup import signup_gate
-from hubbub.identity.users import email_taken, find_for_login
+from hubbub.identity.users import email_taken, find_for_login, get_user
 from hubbub.ids import new_id
 from hubbub.jobs.api import serve_stream
 from hubbub.jobs.caller import idempotency_key
@@ -34,7 +39,14 @@ from hubbub.jobs.dispatch import job_id_for, submit_job
 from hubbub.jobs.registry import KINDS
 from hubbub.jobs.wire import JobEventView, StreamQuery
 from hubbub.provisioning import PROVISION, SIGNUP_JOBS
-from hubbub.provisioning.signups import Signup, file_signup, find_by_key, open_stream, stream_job
+from hubbub.provisioning.signups import (
+    Signup,
+    claim_stream,
+    file_signup,
+    find_by_key,
+    open_stream,
+    stream_job,
+)
 from hubbub.provisioning.wire import AsyncSignup, SignupAccepted, StreamPath
 from hubbub.storage.database import Database
 from hubbub.tenancy.directory import find_user_id
@@ -163,6 +175,36 @@ async def stream_signup(
 ) -> web.StreamResponse:
     """Server-Sent Events of the signup's job, as `GET /jobs/{id}/stream` sends
     them: steps, progress, and the final `status` whose `result` holds the
-    tenant id and the account's tokens."""
+    new tenant and — the first time this link delivers it — the account's tokens."""
     job_id = await stream_job(request.app[DATABASE], path.stream_token)
-    return await serve_stream(request, str(SIGNUP_JOBS), job_id, query, None)  # the link is the key
+
+    async def signed_in(event: dict[str, Any]) -> dict[str, Any]:
+        return await _signed_in(request, path.stream_token, event)
+
+    # The link is the key: no viewer to check.
+    return await serve_stream(request, str(SIGNUP_JOBS), job_id, query, None, rewrite=signed_in)
+
+
+async def _signed_in(request: web.Request, token: str, event: dict[str, Any]) -> dict[str, Any]:
+    """The job's success with the account's first tokens added, if this link
+    has not handed them out yet; any other event as it is."""
+    data = event["data"]
+    if event["type"] != "status" or data.get("status") != "succeeded":
+        return event
+    async with request.app[DATABASE].tenant(None) as conn:
+        signup = await claim_stream(conn, token)
+        if signup is None:  # claimed before: the client logs in with its password
+            return event
+        user = await get_user(conn, signup.user_id)
+        if user is None:  # deleted since (a staff action): nothing to sign in to
+            return event
+        session_id, refresh_token = await create_session(
+            conn,
+            user.id,
+            device=signup.device,
+            ip=signup.ip,
+            lifetime=refresh_lifetime(request),
+        )
+    tokens = await token_answer(request, user, session_id, refresh_token)
+    result = data["result"] | tokens.model_dump(mode="json", exclude={"user"})
+    return event | {"data": data | {"result": result}}

@@ -1,12 +1,32 @@
-"""Async signup as a gateway plugin: its routes. Its job kind is one of the
-jobs plugin's ``BUILTIN_KINDS``; this plugin is installed after the jobs
-plugin, whose job feeds its stream uses."""
+"""Async signup as a gateway plugin: its routes and the pruning of expired
+stream links. Its job kind is one of the jobs plugin's ``BUILTIN_KINDS``;
+this plugin is installed after the jobs plugin, whose job feeds its stream
+uses."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from hubbub.gateway import DATABASE
+from hubbub.periodic import Periodic
 from hubbub.plugin import Plugin
 from hubbub.provisioning.api import api
+from hubbub.provisioning.signups import prune_streams
 
-__all__ = ["plugin"]
+__all__ = ["PRUNE_SECONDS", "plugin"]
 
-plugin = Plugin("provisioning", apis=(api,))
+#: How often each gateway deletes the stream links that have expired.
+PRUNE_SECONDS = 3600.0
+
+
+async def _pruning(app: web.Application) -> AsyncIterator[None]:
+    db = app[DATABASE]
+    pruning = Periodic("signup link pruning", PRUNE_SECONDS, lambda: prune_streams(db))
+    pruning.start()
+    yield
+    await pruning.close()
+
+
+plugin = Plugin("provisioning", apis=(api,), cleanup_ctx=(_pruning,))

@@ -15,24 +15,21 @@ Steps, each reported as a ``step`` event with progress:
    release than the database fails the job instead of half-provisioning);
 5. ``seeding`` — the tenant's public ``general`` channel.
 
-Then the account's first session is opened and its tokens are the job's
-result. A retried run repeats nothing: the ids are fixed, the account and
-tenant steps recognise their own earlier work, and the tenant and channel
-commands carry idempotency keys.
+The result names the account and its tenant, and holds no secret: the
+signup's stream link opens the account's first session when it delivers
+that result (``api.py``). A retried run repeats nothing: the ids are fixed,
+the account and tenant steps recognise their own earlier work, and the
+tenant and channel commands carry idempotency keys.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from typing import Any
 
 from hubbub.actors.command import Command
 from hubbub.config import Settings
 from hubbub.errors import AppError
-from hubbub.identity.keys import KeyRing
-from hubbub.identity.sessions import create_session
-from hubbub.identity.sign_in import issue_tokens
 from hubbub.identity.users import User, create_user, email_taken, get_user
 from hubbub.jobs.context import JobContext
 from hubbub.jobs.registry import Policy, job_kind
@@ -61,7 +58,7 @@ _GENERAL = uuid.UUID("0b7d5c1e-3f2a-5e4b-9c8d-7a6f5e4d3c2b")  # namespace of see
     policy=Policy(max_attempts=3, backoff_seconds=1.0, timeout_seconds=120.0),
 )
 async def provision(context: JobContext, input: ProvisionInput) -> dict[str, Any]:
-    """Create an async signup's account, tenant and first session."""
+    """Create an async signup's account and its tenant."""
     settings = context.settings
     assert settings is not None, "a worker has resolved settings"
     # A small pool of the run's own: signups are rare, and users and sessions
@@ -83,14 +80,12 @@ async def _provision(
     await _check_schema(db)
     _enter(context, "seeding")
     await _seed(context, input)
-    tokens = await _sign_in(user, signup, db, settings)
     context.progress(100)
     return {
         "tenant_id": str(input.tenant_id),
         "tenant_name": input.tenant_name,
         "tenant_slug": slug,
         "user_id": str(user.id),
-        **tokens,
     }
 
 
@@ -206,15 +201,3 @@ async def _seed(context: JobContext, input: ProvisionInput) -> None:
     }
     key = f"{context.job_id}:seed"
     await context.router.send(Command("conversation", channel_id, "create", args, tenant_id, key))
-
-
-async def _sign_in(user: User, signup: Signup, db: Database, settings: Settings) -> dict[str, Any]:
-    """The account's first session, opened for the device that signed up."""
-    lifetime = timedelta(days=settings.refresh_token_days)
-    async with db.tenant(None) as conn:
-        session_id, refresh_token = await create_session(
-            conn, user.id, device=signup.device, ip=signup.ip, lifetime=lifetime
-        )
-    keys = KeyRing(db, verify_for=timedelta(minutes=settings.access_token_minutes))
-    answer = await issue_tokens(keys, settings, user, session_id, refresh_token)
-    return answer.model_dump(mode="json", exclude={"user"})

@@ -1,9 +1,12 @@
-"""The rows of async signups (migration 0015): what a provisioning job needs
-beyond its input, and the links that open its stream.
+"""The rows of async signups (migrations 0015, 0016): what a provisioning job
+needs beyond its input, and the links that open its stream.
 
 Both tables hold platform rows (no tenant), read and written in the
 no-tenant scope. A stream token is 256 random bits, shown once; only its
-SHA-256 is kept, with an expiry.
+SHA-256 is kept, with an expiry. The account's bearer tokens are stored
+nowhere: the first time a link delivers the job's success it is *claimed*,
+and only then is the account's session opened and its tokens made, for that
+one client (:func:`claim_stream`).
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ from hubbub.storage.database import Database
 
 __all__ = [
     "Signup",
+    "claim_stream",
     "file_signup",
     "find_by_key",
     "forget_password",
     "get_signup",
     "open_stream",
+    "prune_streams",
     "stream_job",
 ]
 
@@ -38,6 +43,11 @@ _FORGET = "UPDATE account_signups SET password_hash = NULL WHERE job_id = $1"
 _OPEN = """INSERT INTO signup_streams (token_hash, job_id, expires_at)
 VALUES ($1, $2, now() + $3::interval) RETURNING expires_at"""
 _RESOLVE = "SELECT job_id FROM signup_streams WHERE token_hash = $1 AND expires_at > now()"
+# The signup's device and address, for the session the claim opens.
+_CLAIM = f"""UPDATE signup_streams l SET claimed_at = now() FROM account_signups s
+WHERE l.token_hash = $1 AND l.claimed_at IS NULL AND s.job_id = l.job_id
+RETURNING {", ".join(f"s.{column}" for column in _COLUMNS.split(", "))}"""
+_PRUNE = "DELETE FROM signup_streams WHERE expires_at < now()"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +105,19 @@ async def stream_job(db: Database, token: str) -> str:
     if job_id is None:
         raise AppError.not_found("signup stream")
     return str(job_id)
+
+
+async def claim_stream(conn: asyncpg.Connection, token: str) -> Signup | None:
+    """Claim the link ``token`` for its tokens: its signup, or None if claimed before."""
+    row = await conn.fetchrow(_CLAIM, hash_token(token))
+    return None if row is None else Signup(**row)
+
+
+async def prune_streams(db: Database) -> int:
+    """Delete the links that have expired; how many there were."""
+    async with db.tenant(None) as conn:
+        status = await conn.execute(_PRUNE)
+    return int(status.split()[-1])
 
 
 def _fields(s: Signup) -> tuple[object, ...]:
