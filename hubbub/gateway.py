@@ -6,7 +6,8 @@ database and Redis URLs) and its plugins. Every resource is one
 reverse: Postgres, Redis, the shards and router, then the fan-out
 subscription; plugins' own resources come after Redis, before the shards.
 Each adds its check to the readiness report. The Socket.IO authenticator is
-the first one a plugin provides (identity's, built in) unless one is given.
+the first one a plugin provides (identity's, built in) unless one is given;
+so is the authenticator of requests to routes that declare a security scheme.
 Ray must be connected before the app starts (``hubbub.actors.runtime.connect_ray``).
 """
 
@@ -21,9 +22,10 @@ from redis.asyncio import Redis
 
 from hubbub.actors.router import Router
 from hubbub.actors.runtime import open_shards, ray_status
-from hubbub.config import Settings
+from hubbub.config import ConfigError, Settings
 from hubbub.http.app import create_http_app
 from hubbub.http.health import Readiness
+from hubbub.http.routing import REQUEST_AUTHENTICATOR
 from hubbub.plugin import Plugin
 from hubbub.realtime.handshake import Authenticator, anonymous
 from hubbub.realtime.server import Realtime
@@ -50,8 +52,14 @@ def create_app(
         authenticate = provided[0] if provided else anonymous
     assert settings.database_url and settings.redis_url, "resolve embedded services first"
     readiness = Readiness()
-    app = create_http_app(settings, [api for p in plugins for api in p.apis], readiness)
+    apis = [api for p in plugins for api in p.apis]
+    app = create_http_app(settings, apis, readiness)
     app[SETTINGS] = settings
+    request_authenticators = [p.request_authenticator for p in plugins if p.request_authenticator]
+    if request_authenticators:
+        app[REQUEST_AUTHENTICATOR] = request_authenticators[0]
+    elif any(route.security for api in apis for route in api.routes):
+        raise ConfigError("routes declare a security scheme but no plugin authenticates requests")
     app[REDIS] = connect_redis(settings.redis_url)
     realtime = app[REALTIME] = Realtime(settings, app[REDIS], authenticate)
     for plugin in plugins:

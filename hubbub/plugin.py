@@ -20,7 +20,7 @@ from aiohttp import web
 
 from hubbub.actors.entity import Entity
 from hubbub.config import ConfigError
-from hubbub.http.routing import Api
+from hubbub.http.routing import Api, RequestAuthenticator
 from hubbub.realtime.handshake import Authenticator
 from hubbub.realtime.server import SocketHandler
 from hubbub.storage.migrate import HUBBUB_STREAM
@@ -41,6 +41,8 @@ class Plugin:
     cleanup_ctx: tuple[CleanupContext, ...] = ()
     #: Who a socket is; the gateway uses the first plugin that provides one.
     authenticator: Authenticator | None = None
+    #: Who a request to a route that declares a security scheme is (likewise).
+    request_authenticator: RequestAuthenticator | None = None
 
 
 def migration_streams(plugins: Iterable[Plugin]) -> list[tuple[str, Path]]:

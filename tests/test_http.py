@@ -25,7 +25,9 @@ from hubbub.config import Settings, load_settings
 from hubbub.errors import AppError
 from hubbub.http.app import create_http_app
 from hubbub.http.health import Readiness
-from hubbub.http.routing import Api
+from hubbub.http.routing import REQUEST_AUTHENTICATOR, Api
+from hubbub.identity.bearer import authenticate_request
+from hubbub.plugin import load_plugins
 
 MAX_BODY_BYTES = 2048
 ALLOWED_ORIGIN = "https://app.example"
@@ -559,6 +561,25 @@ async def test_liveness_is_200_even_when_readiness_checks_fail(client: TestClien
     problem = await problem_of(readiness)
     assert problem["code"] == "not_ready"
     assert problem["checks"] == {"postgres": {"ok": False, "error": "postgres is down"}}
+
+
+async def test_every_route_that_declares_a_scheme_refuses_a_request_without_credentials_first(
+    http_settings: Settings,
+) -> None:
+    """The routing layer, not each handler, enforces a declared scheme: no
+    credentials is 401 before the input is parsed (no body here, which would
+    be 422) and before the handler runs (which would need storage)."""
+    apis = [api for plugin in load_plugins([]) for api in plugin.apis]
+    app = create_http_app(http_settings, apis, Readiness())
+    app[REQUEST_AUTHENTICATOR] = authenticate_request
+    secured = [route for api in apis for route in api.routes if route.security]
+    assert len(secured) > 50
+    async with TestClient(TestServer(app)) as client:
+        for route in secured:
+            path = re.sub(r"\{\w+\}", "0190a1b2-0000-7000-8000-000000000001", route.path)
+            response = await client.request(route.method, path)
+            problem = await problem_of(response)
+            assert (response.status, problem["code"]) == (401, "unauthenticated"), route.path
 
 
 async def test_the_whole_gateways_openapi_document_resolves_and_names_operations_once(

@@ -17,10 +17,13 @@ they declared, as keyword arguments::
         ...
 
 ``security=("bearer",)`` declares that a route needs a bearer token; it is
-documented in OpenAPI (with its 401 answer). The handler itself checks the
-token (``hubbub.identity.bearer.authenticate_request``). ``("bearer",
-"api_key")`` also accepts an ``X-API-Key``: the route's schemes are left in
-``request[ROUTE_SECURITY]`` for the authenticator to honour.
+documented in OpenAPI (with its 401 answer) and enforced here: the app's
+``REQUEST_AUTHENTICATOR`` (``hubbub.identity.bearer.authenticate_request``)
+runs before any input is parsed, so a request without valid credentials
+gets its 401 whatever else is wrong with it, and no handler can forget the
+check. ``("bearer", "api_key")`` also accepts an ``X-API-Key``: the route's
+schemes are left in ``request[ROUTE_SECURITY]`` for the authenticator to
+honour.
 """
 
 from __future__ import annotations
@@ -35,10 +38,22 @@ from pydantic import BaseModel, ValidationError
 
 from hubbub.errors import AppError, FieldError
 
-__all__ = ["ROUTE_SECURITY", "Api", "Route", "validation_error"]
+__all__ = [
+    "REQUEST_AUTHENTICATOR",
+    "ROUTE_SECURITY",
+    "Api",
+    "RequestAuthenticator",
+    "Route",
+    "validation_error",
+]
 
 #: ``request[ROUTE_SECURITY]``: the security schemes the matched route declared.
 ROUTE_SECURITY = web.RequestKey("route_security", tuple[str, ...])
+
+#: Who a request is; raises the AppError (401, 403) of missing or bad credentials.
+RequestAuthenticator = Callable[[web.Request], Awaitable[object]]
+#: ``app[REQUEST_AUTHENTICATOR]``: run before every route that declares a scheme.
+REQUEST_AUTHENTICATOR = web.AppKey("request_authenticator", RequestAuthenticator)
 
 Handler = Callable[..., Awaitable[BaseModel | web.StreamResponse | None]]
 
@@ -116,6 +131,8 @@ def validation_error(errors: list[FieldError]) -> AppError:
 def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def endpoint(request: web.Request) -> web.StreamResponse:
         request[ROUTE_SECURITY] = route.security
+        if route.security:
+            await request.app[REQUEST_AUTHENTICATOR](request)
         inputs = await _inputs(route, request)
         result = await route.handler(request, **inputs)
         if isinstance(result, web.StreamResponse):

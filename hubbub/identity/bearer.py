@@ -33,11 +33,21 @@ __all__ = ["authenticate_request", "authenticate_socket"]
 
 
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
+_CLAIMS = web.RequestKey("access_claims", AccessClaims)
 
 
 async def authenticate_request(request: web.Request) -> AccessClaims:
     """The claims of ``Authorization: Bearer <token>`` or, where the route
-    accepts keys, of ``X-API-Key``; AppError 401 (or 403 for a key's scope)."""
+    accepts keys, of ``X-API-Key``; AppError 401 (or 403 for a key's scope).
+    Checked once per request: the routing layer checks every route that
+    declares a scheme before its handler runs, and the handler asks again."""
+    claims = request.get(_CLAIMS)
+    if claims is None:
+        claims = request[_CLAIMS] = await _credentials(request)
+    return claims
+
+
+async def _credentials(request: web.Request) -> AccessClaims:
     header = request.headers.get("Authorization")
     if not header and api_keys.HEADER in request.headers:
         return await _api_key_request(request)

@@ -1,4 +1,5 @@
-"""Identity as a gateway plugin: its routes, its key ring and the socket authenticator."""
+"""Identity as a gateway plugin: its routes, its key ring and the authenticators
+of sockets and of requests."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from aiohttp import web
 
 from hubbub.gateway import DATABASE, REDIS, SETTINGS
 from hubbub.identity.api import api, jwks_api
-from hubbub.identity.bearer import authenticate_socket
+from hubbub.identity.bearer import authenticate_request, authenticate_socket
 from hubbub.identity.keys import KEYRING, KeyRing, ensure_signing_key
 from hubbub.identity.login_guard import LOGIN_GUARD, LoginGuard
 from hubbub.identity.recovery import recovery_api
@@ -46,4 +47,5 @@ plugin = Plugin(
     apis=(api, recovery_api, two_factor_api, staff_api, signup_api, jwks_api),
     cleanup_ctx=(_key_ring, _rate_limiter, mail_delivery, revocation_listener),
     authenticator=authenticate_socket,
+    request_authenticator=authenticate_request,
 )
