@@ -20,6 +20,7 @@ stream; another password, name or tenant name with that key is 422
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -177,10 +178,7 @@ async def stream_signup(
     them: steps, progress, and the final `status` whose `result` holds the
     new tenant and — the first time this link delivers it — the account's tokens."""
     job_id = await stream_job(request.app[DATABASE], path.stream_token)
-
-    async def signed_in(event: dict[str, Any]) -> dict[str, Any]:
-        return await _signed_in(request, path.stream_token, event)
-
+    signed_in = partial(_signed_in, request, path.stream_token)
     # The link is the key: no viewer to check.
     return await serve_stream(request, str(SIGNUP_JOBS), job_id, query, None, rewrite=signed_in)
 
