@@ -169,6 +169,13 @@ class Settings(BaseSettings):
         "as in hubbub/tenancy/plans.py. The first plan is the one new tenants get.",
     )
     invite_days: float = Field(7.0, gt=0, le=90, description="Lifetime of a tenant invite.")
+    auth_retention_days: float = Field(
+        90.0,
+        ge=1,
+        le=3650,
+        description="How long sessions, refresh tokens, mail tokens and mails are kept "
+        "after they ended (expired, revoked, used or sent).",
+    )
     signup_stream_minutes: float = Field(
         60.0, gt=0, le=1440, description="Lifetime of the stream link of an async signup."
     )

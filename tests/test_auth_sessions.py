@@ -16,6 +16,7 @@ import socketio
 from aiohttp.test_utils import TestServer
 
 from hubbub.identity.keys import KEYRING, load_signing_keys, rotate_signing_key
+from hubbub.identity.retention import prune_auth
 from hubbub.identity.tokens import issue_access_token
 from hubbub.storage.database import Database
 from tests.support.accounts import PASSWORD, sign_up, unique_email
@@ -289,13 +290,56 @@ async def test_openapi_declares_bearer_security_on_authenticated_routes(
         ("post", f"{AUTH}/password/change"),
     }
     assert secured >= expected
-    for method, path in expected:  # declared and enforced agree
-        if "requestBody" in document["paths"][path][method]:
-            continue  # a bad body answers 422 first; its own tests send a valid one
+    for method, path in expected:  # declared and enforced (before the body is read) agree
         concrete = path.replace("{session_id}", str(uuid.uuid4()))
         status, problem, response = await call(gateway, method.upper(), concrete)
         assert_refused(status, problem, response, "unauthenticated")
         assert "401" in document["paths"][path][method]["responses"]
+
+
+async def test_what_ended_longer_ago_than_the_retention_is_deleted_and_nothing_else(
+    gateway: TestServer, db: Database, owner_conn: asyncpg.Connection
+) -> None:
+    """Every gateway prunes hourly (``hubbub.identity.retention``); here one run,
+    a row at a time, over rows backdated past the 90-day retention."""
+    ended, recent, live = [await new_account(gateway) for _ in range(3)]
+    for account in (ended, recent):
+        status, _, _ = await call(gateway, "POST", f"{AUTH}/logout", account["access_token"])
+        assert status == 204
+    body = {"refresh_token": live["refresh_token"]}
+    status, rotated, _ = await call(gateway, "POST", f"{AUTH}/refresh", json=body)
+    assert status == 200, rotated
+    user = {name: uuid.UUID(a["user"]["id"]) for name, a in [("ended", ended), ("live", live)]}
+    await owner_conn.execute(
+        "UPDATE sessions SET revoked_at = now() - interval '91 days' WHERE user_id = $1",
+        user["ended"],
+    )
+    await owner_conn.execute(
+        """UPDATE refresh_tokens SET used_at = now() - interval '91 days' WHERE used_at IS NOT NULL
+           AND session_id IN (SELECT id FROM sessions WHERE user_id = $1)""",
+        user["live"],
+    )
+
+    assert await prune_auth(db, timedelta(days=90), batch=1) >= 2
+
+    async def left(account: dict[str, Any]) -> tuple[int, int]:
+        user_id = uuid.UUID(account["user"]["id"])
+        sessions = await owner_conn.fetchval(
+            "SELECT count(*) FROM sessions WHERE user_id = $1", user_id
+        )
+        tokens = await owner_conn.fetchval(
+            """SELECT count(*) FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
+               WHERE s.user_id = $1""",
+            user_id,
+        )
+        return sessions, tokens
+
+    assert await left(ended) == (0, 0)
+    assert await left(recent) == (1, 1)  # logged out, but only just
+    assert await left(live) == (1, 1)  # the rotated-away token went; the current one stays
+    body = {"refresh_token": rotated["refresh_token"]}
+    status, _, _ = await call(gateway, "POST", f"{AUTH}/refresh", json=body)
+    assert status == 200
 
 
 async def test_the_app_role_cannot_delete_accounts_or_sessions(db: Database) -> None:

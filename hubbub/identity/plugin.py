@@ -14,6 +14,7 @@ from hubbub.identity.bearer import authenticate_request, authenticate_socket
 from hubbub.identity.keys import KEYRING, KeyRing, ensure_signing_key
 from hubbub.identity.login_guard import LOGIN_GUARD, LoginGuard
 from hubbub.identity.recovery import recovery_api
+from hubbub.identity.retention import auth_retention
 from hubbub.identity.revocation import revocation_listener
 from hubbub.identity.signup import api as signup_api
 from hubbub.identity.staff_api import staff_api
@@ -45,7 +46,7 @@ async def _rate_limiter(app: web.Application) -> AsyncIterator[None]:
 plugin = Plugin(
     "identity",
     apis=(api, recovery_api, two_factor_api, staff_api, signup_api, jwks_api),
-    cleanup_ctx=(_key_ring, _rate_limiter, mail_delivery, revocation_listener),
+    cleanup_ctx=(_key_ring, _rate_limiter, mail_delivery, revocation_listener, auth_retention),
     authenticator=authenticate_socket,
     request_authenticator=authenticate_request,
 )
