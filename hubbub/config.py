@@ -173,8 +173,8 @@ class Settings(BaseSettings):
         90.0,
         ge=1,
         le=3650,
-        description="How long sessions, refresh tokens, mail tokens and mails are kept "
-        "after they ended (expired, revoked, used or sent).",
+        description="How long sessions, refresh tokens, mail tokens, mails and async signups "
+        "are kept after they ended (expired, revoked, used, sent or filed).",
     )
     signup_stream_minutes: float = Field(
         60.0, gt=0, le=1440, description="Lifetime of the stream link of an async signup."

@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -23,7 +23,7 @@ from hubbub.gateway import ROUTER, SETTINGS
 from hubbub.jobs.context import JobContext
 from hubbub.provisioning import SIGNUP_JOBS
 from hubbub.provisioning.provision import STEPS, provision
-from hubbub.provisioning.signups import prune_streams
+from hubbub.provisioning.signups import prune_signups
 from hubbub.provisioning.wire import ProvisionInput
 from hubbub.storage.database import Database
 from tests.support.accounts import PASSWORD, sign_up
@@ -222,25 +222,34 @@ async def test_two_streams_of_one_link_at_once_hand_out_one_set_of_tokens(
     assert sorted("refresh_token" in result for result in results) == [False, True]
 
 
-async def test_expired_links_are_pruned_and_live_ones_kept(
+async def test_expired_links_and_signups_past_the_retention_are_pruned_and_nothing_else(
     serve: Callable[..., Awaitable[TestServer]], gateway: TestServer, db: Database, owner_conn: Any
 ) -> None:
     short = await serve(signup_stream_minutes=0.0005)  # 30 ms
     links = []
-    for server in (short, gateway):
+    for server in (short, gateway, short):
         status, accepted = await start_signup(server, new_signup_body())
         assert status == 202, accepted
         links.append(accepted)
-    expired, live = links
-    # Wait out the short link (the server's clock is this one); no time is asserted.
-    wait = datetime.fromisoformat(expired["expires_at"]) - datetime.now(UTC)
-    await asyncio.sleep(wait.total_seconds() + 0.01)
-    assert await prune_streams(db) >= 1
-    left = await owner_conn.fetch(
-        "SELECT job_id::text FROM signup_streams WHERE job_id = ANY($1::uuid[])",
-        [expired["job_id"], live["job_id"]],
+    expired, live, old = links
+    await owner_conn.execute(
+        "UPDATE account_signups SET created_at = now() - interval '91 days' WHERE job_id = $1",
+        uuid.UUID(old["job_id"]),
     )
-    assert [row["job_id"] for row in left] == [live["job_id"]]
+    # Wait out the short links (the server's clock is this one); no time is asserted.
+    wait = datetime.fromisoformat(old["expires_at"]) - datetime.now(UTC)
+    await asyncio.sleep(wait.total_seconds() + 0.01)
+
+    assert await prune_signups(db, timedelta(days=90)) >= 3  # two links and a signup
+    jobs = [uuid.UUID(link["job_id"]) for link in links]
+    kept_links = await owner_conn.fetch(
+        "SELECT job_id FROM signup_streams WHERE job_id = ANY($1::uuid[])", jobs
+    )
+    kept_signups = await owner_conn.fetch(
+        "SELECT job_id FROM account_signups WHERE job_id = ANY($1::uuid[])", jobs
+    )
+    assert [str(row["job_id"]) for row in kept_links] == [live["job_id"]]
+    assert {str(row["job_id"]) for row in kept_signups} == {expired["job_id"], live["job_id"]}
 
 
 async def test_an_unknown_link_is_404(gateway: TestServer) -> None:

@@ -1,29 +1,30 @@
 """Async signup as a gateway plugin: its routes and the pruning of expired
-stream links. Its job kind is one of the jobs plugin's ``BUILTIN_KINDS``;
+stream links and old signups. Its job kind is one of the jobs plugin's ``BUILTIN_KINDS``;
 this plugin is installed after the jobs plugin, whose job feeds its stream
 uses."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from aiohttp import web
 
-from hubbub.gateway import DATABASE
+from hubbub.gateway import DATABASE, SETTINGS
 from hubbub.periodic import Periodic
 from hubbub.plugin import Plugin
 from hubbub.provisioning.api import api
-from hubbub.provisioning.signups import prune_streams
+from hubbub.provisioning.signups import prune_signups
 
 __all__ = ["PRUNE_SECONDS", "plugin"]
 
-#: How often each gateway deletes the stream links that have expired.
+#: How often each gateway deletes expired stream links and old signups.
 PRUNE_SECONDS = 3600.0
 
 
 async def _pruning(app: web.Application) -> AsyncIterator[None]:
-    db = app[DATABASE]
-    pruning = Periodic("signup link pruning", PRUNE_SECONDS, lambda: prune_streams(db))
+    db, retention = app[DATABASE], timedelta(days=app[SETTINGS].auth_retention_days)
+    pruning = Periodic("signup pruning", PRUNE_SECONDS, lambda: prune_signups(db, retention))
     pruning.start()
     yield
     await pruning.close()

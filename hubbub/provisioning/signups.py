@@ -3,10 +3,11 @@ needs beyond its input, and the links that open its stream.
 
 Both tables hold platform rows (no tenant), read and written in the
 no-tenant scope. A stream token is 256 random bits, shown once; only its
-SHA-256 is kept, with an expiry. The account's bearer tokens are stored
-nowhere: the first time a link delivers the job's success it is *claimed*,
-and only then is the account's session opened and its tokens made, for that
-one client (:func:`claim_stream`).
+SHA-256 is kept, with an expiry. Expired links go hourly, and signups once
+``HUBBUB_AUTH_RETENTION_DAYS`` old (:func:`prune_signups`). The account's
+bearer tokens are stored nowhere: the first time a link delivers the job's
+success it is *claimed*, and only then is the account's session opened and
+its tokens made, for that one client (:func:`claim_stream`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ __all__ = [
     "forget_password",
     "get_signup",
     "open_stream",
-    "prune_streams",
+    "prune_signups",
     "stream_job",
 ]
 
@@ -47,7 +48,9 @@ _RESOLVE = "SELECT job_id FROM signup_streams WHERE token_hash = $1 AND expires_
 _CLAIM = f"""UPDATE signup_streams l SET claimed_at = now() FROM account_signups s
 WHERE l.token_hash = $1 AND l.claimed_at IS NULL AND s.job_id = l.job_id
 RETURNING {", ".join(f"s.{column}" for column in _COLUMNS.split(", "))}"""
-_PRUNE = "DELETE FROM signup_streams WHERE expires_at < now()"
+_PRUNE_LINKS = "DELETE FROM signup_streams WHERE expires_at < now()"
+_PRUNE_SIGNUPS = """DELETE FROM account_signups s WHERE created_at < now() - $1::interval
+AND NOT EXISTS (SELECT 1 FROM signup_streams l WHERE l.job_id = s.job_id)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,11 +116,13 @@ async def claim_stream(conn: asyncpg.Connection, token: str) -> Signup | None:
     return None if row is None else Signup(**row)
 
 
-async def prune_streams(db: Database) -> int:
-    """Delete the links that have expired; how many there were."""
+async def prune_signups(db: Database, retention: timedelta) -> int:
+    """Delete the links that have expired, and the signups filed longer than
+    ``retention`` ago that no link opens any more; how many rows that was."""
     async with db.tenant(None) as conn:
-        status = await conn.execute(_PRUNE)
-    return int(status.split()[-1])
+        links = await conn.execute(_PRUNE_LINKS)
+        signups = await conn.execute(_PRUNE_SIGNUPS, retention)
+    return sum(int(status.split()[-1]) for status in (links, signups))
 
 
 def _fields(s: Signup) -> tuple[object, ...]:
