@@ -1,7 +1,8 @@
 """A round of work repeated every interval in the background, until closed.
 
 Used by the sweeps every gateway runs (snoozed conversations, tenant
-purges): a round that fails is logged and the next one runs as usual.
+purges, pruning): a round that fails is logged and the next one runs as
+usual. :func:`every` makes one a gateway resource.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
-__all__ = ["Periodic"]
+from aiohttp import web
+
+__all__ = ["Periodic", "every"]
 
 log = logging.getLogger(__name__)
 
@@ -62,3 +65,18 @@ class Periodic:
                 self.failures += 1
                 log.exception("%s failed; trying again in %.1fs", self.name, self._interval)
             await asyncio.sleep(self._gap)
+
+
+def every(
+    name: str, interval: float, round: Callable[[web.Application], Awaitable[object]]
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A ``cleanup_ctx`` that runs ``round(app)`` every ``interval`` seconds
+    (the first an interval after start-up) while the gateway runs."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        rounds = Periodic(name, interval, lambda: round(app))
+        rounds.start()
+        yield
+        await rounds.close()
+
+    return context

@@ -15,7 +15,7 @@ from hubbub.exports.api import STORE, api
 from hubbub.exports.links import load_key
 from hubbub.exports.store import FileStore, open_store
 from hubbub.gateway import SETTINGS
-from hubbub.periodic import Periodic
+from hubbub.periodic import every
 from hubbub.plugin import Plugin
 
 __all__ = ["JOB_KINDS", "PRUNE_SECONDS", "plugin", "prune_expired"]
@@ -36,14 +36,19 @@ async def prune_expired(store: FileStore, settings: Settings) -> int:
 
 
 async def _store(app: web.Application) -> AsyncIterator[None]:
-    """The export store, the link key read once off the event loop, and pruning."""
+    """The export store, and the link key read once off the event loop."""
     settings = app[SETTINGS]
-    store = app[STORE] = open_store(settings)
+    app[STORE] = open_store(settings)
     await asyncio.to_thread(load_key, settings)
-    pruning = Periodic("export pruning", PRUNE_SECONDS, lambda: prune_expired(store, settings))
-    pruning.start()
     yield
-    await pruning.close()
 
 
-plugin = Plugin("exports", apis=(api,), cleanup_ctx=(_store,))
+async def _prune(app: web.Application) -> int:
+    return await prune_expired(app[STORE], app[SETTINGS])
+
+
+plugin = Plugin(
+    "exports",
+    apis=(api,),
+    cleanup_ctx=(_store, every("export pruning", PRUNE_SECONDS, _prune)),
+)

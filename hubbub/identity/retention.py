@@ -13,13 +13,12 @@ at it at a time.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from aiohttp import web
 
 from hubbub.gateway import DATABASE, SETTINGS
-from hubbub.periodic import Periodic
+from hubbub.periodic import every
 from hubbub.storage.database import Database
 
 __all__ = ["BATCH", "PRUNE_SECONDS", "auth_retention", "prune_auth"]
@@ -46,10 +45,9 @@ async def prune_auth(db: Database, retention: timedelta, batch: int = BATCH) -> 
             return batches
 
 
-async def auth_retention(app: web.Application) -> AsyncIterator[None]:
-    """A ``cleanup_ctx``: this gateway's hourly pruning (first round an hour in)."""
-    db, retention = app[DATABASE], timedelta(days=app[SETTINGS].auth_retention_days)
-    rounds = Periodic("identity retention", PRUNE_SECONDS, lambda: prune_auth(db, retention))
-    rounds.start()
-    yield
-    await rounds.close()
+async def _prune(app: web.Application) -> int | None:
+    return await prune_auth(app[DATABASE], timedelta(days=app[SETTINGS].auth_retention_days))
+
+
+#: A ``cleanup_ctx``: this gateway's hourly pruning (first round an hour in).
+auth_retention = every("identity retention", PRUNE_SECONDS, _prune)

@@ -1,17 +1,16 @@
 """Async signup as a gateway plugin: its routes and the pruning of expired
-stream links and old signups. Its job kind is one of the jobs plugin's ``BUILTIN_KINDS``;
-this plugin is installed after the jobs plugin, whose job feeds its stream
-uses."""
+stream links and old signups. Its job kind is one of the jobs plugin's
+``BUILTIN_KINDS``; this plugin is installed after the jobs plugin, whose job
+feeds its stream uses."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from aiohttp import web
 
 from hubbub.gateway import DATABASE, SETTINGS
-from hubbub.periodic import Periodic
+from hubbub.periodic import every
 from hubbub.plugin import Plugin
 from hubbub.provisioning.api import api
 from hubbub.provisioning.signups import prune_signups
@@ -22,12 +21,11 @@ __all__ = ["PRUNE_SECONDS", "plugin"]
 PRUNE_SECONDS = 3600.0
 
 
-async def _pruning(app: web.Application) -> AsyncIterator[None]:
-    db, retention = app[DATABASE], timedelta(days=app[SETTINGS].auth_retention_days)
-    pruning = Periodic("signup pruning", PRUNE_SECONDS, lambda: prune_signups(db, retention))
-    pruning.start()
-    yield
-    await pruning.close()
+async def _prune(app: web.Application) -> int:
+    retention = timedelta(days=app[SETTINGS].auth_retention_days)
+    return await prune_signups(app[DATABASE], retention)
 
 
-plugin = Plugin("provisioning", apis=(api,), cleanup_ctx=(_pruning,))
+plugin = Plugin(
+    "provisioning", apis=(api,), cleanup_ctx=(every("signup pruning", PRUNE_SECONDS, _prune),)
+)
