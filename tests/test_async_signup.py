@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -250,6 +251,21 @@ async def test_expired_links_and_signups_past_the_retention_are_pruned_and_nothi
     )
     assert [str(row["job_id"]) for row in kept_links] == [live["job_id"]]
     assert {str(row["job_id"]) for row in kept_signups} == {expired["job_id"], live["job_id"]}
+
+
+async def test_the_access_log_shows_the_links_route_never_its_token(
+    gateway: TestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    status, accepted = await start_signup(gateway, new_signup_body())
+    assert status == 202, accepted
+    token = accepted["stream_url"].split("/")[-2]
+    with caplog.at_level(logging.INFO, logger="hubbub.access"):
+        async with signup_stream(gateway, accepted["stream_url"]) as stream:
+            await stream.events()
+        await stream_status(gateway, f"{SIGNUP}/{token}x/stream")  # a wrong link too
+    paths = [r.__dict__["path"] for r in caplog.records if r.name == "hubbub.access"]
+    assert paths == [f"{SIGNUP}/{{stream_token}}/stream"] * 2
+    assert not any(token in r.getMessage() for r in caplog.records)
 
 
 async def test_an_unknown_link_is_404(gateway: TestServer) -> None:

@@ -19,12 +19,15 @@ from hubbub.errors import AppError
 from hubbub.http.problem import problem_response
 from hubbub.log import request_id_var
 
-__all__ = ["REQUEST_ID_HEADER", "middlewares"]
+__all__ = ["LOGGED_PATH", "REQUEST_ID_HEADER", "middlewares"]
 
 log = logging.getLogger("hubbub.http")
 access_log = logging.getLogger("hubbub.access")
 
 REQUEST_ID_HEADER = "X-Request-Id"
+#: ``request[LOGGED_PATH]``: the path as the access log shows it, when it must
+#: not show the real one (a route whose path carries a secret sets it).
+LOGGED_PATH = web.RequestKey("logged_path", str)
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _CODES = {
     404: "not_found",
@@ -64,14 +67,15 @@ async def _request_id(request: web.Request, handler: Handler) -> web.StreamRespo
 async def _access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     response = await handler(request)
+    path = _logged_path(request)
     access_log.info(
         "%s %s %d",
         request.method,
-        request.path,
+        path,
         response.status,
         extra={
             "method": request.method,
-            "path": request.path,
+            "path": path,
             "status": response.status,
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
         },
@@ -91,7 +95,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise  # redirects and the like are not errors
         return _from_http_exception(exc, request_id)
     except Exception:
-        log.exception("unhandled error in %s %s", request.method, request.path)
+        log.exception("unhandled error in %s %s", request.method, _logged_path(request))
         error = AppError("internal_error", "an unexpected error occurred", status=500)
         return problem_response(error, request_id)
 
@@ -105,3 +109,7 @@ def _from_http_exception(exc: web.HTTPException, request_id: str | None) -> web.
     if exc.status == 404:
         detail = "no such resource"
     return problem_response(AppError(code, detail, status=exc.status), request_id, headers)
+
+
+def _logged_path(request: web.Request) -> str:
+    return request.get(LOGGED_PATH, request.path)

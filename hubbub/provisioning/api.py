@@ -163,6 +163,7 @@ def _input(signup: Signup, body: AsyncSignup) -> dict[str, Any]:
 @api.get(
     f"{BASE}/{{stream_token}}/stream",
     params=StreamPath,
+    secret_params=("stream_token",),
     query=StreamQuery,
     response=JobEventView,
     content_type="text/event-stream",
