@@ -1,6 +1,7 @@
 """Issue 4's delivery guarantees under failure: a conversation shard's process
-killed while several senders stream, every gateway restarted under a joined
-client, and a fan-out publication lost on the bus and repaired from Postgres.
+killed while several senders stream (or just before a send), every gateway
+restarted under a joined client, and a fan-out publication lost on the bus
+and repaired from Postgres.
 
 Readiness reflecting a dead pub/sub subscription is covered by
 ``tests/test_gateway.py::test_readiness_names_the_dependency_that_is_down``.
@@ -131,6 +132,31 @@ async def test_killing_the_shard_process_mid_stream_loses_and_reorders_nothing(
     every_ack = [reply for replies in acked.values() for reply in replies] + [last]
     assert {(reply["id"], reply["seq"]) for reply in every_ack} == stored
     assert received == list(range(2, total + 2))  # the listener: once each, in order
+
+
+async def test_a_send_during_a_shard_restart_is_resent_by_the_router_and_committed_once(
+    gateway: TestServer, owner_conn: asyncpg.Connection
+) -> None:
+    """A send carries no idempotency key (the conversation dedupes it by its
+    ``client_msg_id``), yet the router resends it through the restart: the
+    client gets its message, not a 503 to retry."""
+    team = await new_team(gateway, 2)
+    owner, other = team.people
+    conversation_id = (await team.conversation(owner, "group", other))["id"]
+    shards = gateway.app[ROUTER].shards("conversation")
+    victim = shards[shard_index(conversation_id, len(shards))]
+    before = await victim.stats()
+    os.kill(before["pid"], signal.SIGKILL)
+    body = {"body": "through the restart", "client_msg_id": "restart-1"}
+    path = f"/api/v1/conversations/{conversation_id}/messages"
+    status, message = await team.call("POST", path, owner, body)
+    assert status == 201, message
+    assert (await victim.stats())["pid"] != before["pid"]
+    stored = await owner_conn.fetch(
+        "SELECT id::text FROM conversation_messages WHERE conversation_id = $1",
+        uuid.UUID(conversation_id),
+    )
+    assert [row["id"] for row in stored] == [message["id"]]
 
 
 async def test_a_client_resumes_on_a_new_gateway_after_every_gateway_restarted(

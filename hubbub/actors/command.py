@@ -34,8 +34,11 @@ class Command:
     """One request to one entity.
 
     ``idempotency_key``: a client-chosen key; the same key sent again to the
-    same entity returns the first reply and changes nothing. Only commands
-    with a key are retried by the router after a shard failure.
+    same entity returns the first reply and changes nothing. ``retry_safe``:
+    the entity itself answers this command the same when it arrives twice
+    (a conversation dedupes a send by its ``client_msg_id``), so it needs no
+    key or receipt. Only commands with a key or marked retry-safe are
+    retried by the router after a shard failure.
     """
 
     kind: str
@@ -44,6 +47,7 @@ class Command:
     args: dict[str, Any] = field(default_factory=dict)
     tenant_id: str | None = None
     idempotency_key: str | None = None
+    retry_safe: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +66,10 @@ class Outcome:
 
 def encode_commands(commands: Sequence[Command]) -> bytes:
     return orjson.dumps(
-        [(c.kind, c.key, c.name, c.args, c.tenant_id, c.idempotency_key) for c in commands]
+        [
+            (c.kind, c.key, c.name, c.args, c.tenant_id, c.idempotency_key, c.retry_safe)
+            for c in commands
+        ]
     )
 
 

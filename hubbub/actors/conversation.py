@@ -37,7 +37,11 @@ from hubbub.chat.messages import (
 )
 from hubbub.chat.state import ConversationState, Member, message_view
 
-__all__ = ["ConversationEntity", "channel"]
+__all__ = ["DEDUPED", "ConversationEntity", "channel"]
+
+#: Commands a conversation answers the same when they arrive twice: it
+#: dedupes them by author and ``client_msg_id``, so they are retry-safe.
+DEDUPED = frozenset({"send", "post_assistant_message"})
 
 
 def channel(conversation_id: str) -> str:
@@ -207,7 +211,7 @@ def _reply(command: Command, state: ConversationState | None, events: list[rules
     assert state is not None  # a command on no conversation was refused by decide
     actor = str(command.args.get("actor"))
     name = command.name
-    if name in ("send", "post_assistant_message"):
+    if name in DEDUPED:
         author = rules.ASSISTANT_ID if name == "post_assistant_message" else actor
         sent = state.messages.sent(author, str(command.args["client_msg_id"]))
         assert sent is not None  # decide sent it now or before

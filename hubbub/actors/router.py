@@ -3,10 +3,11 @@
 A key maps to its shard by a stable hash (the same on every gateway and
 across restarts). Commands bound for one shard are coalesced into one Ray
 call — it leaves when full or after ``router_flush_ms`` — and each caller
-gets its own outcome back. A command that carries an idempotency key is
-retried, until its deadline, when its shard is unavailable (dead, restarting
-or fenced); any other command fails with a clear retriable error, because
-it may or may not have been applied.
+gets its own outcome back. A command that carries an idempotency key, or
+that its entity dedupes itself (``retry_safe``), is retried, until its
+deadline, when its shard is unavailable (dead, restarting or fenced); any
+other command fails with a clear retriable error, because it may or may not
+have been applied.
 """
 
 from __future__ import annotations
@@ -101,14 +102,19 @@ def _should_retry(command: Command, outcome: Outcome, deadline: float, delay: fl
     return (
         error is not None
         and error.retriable
-        and command.idempotency_key is not None
+        and _repeatable(command)
         and time.monotonic() + delay < deadline
     )
 
 
+def _repeatable(command: Command) -> bool:
+    """Whether sending ``command`` again cannot apply it twice."""
+    return command.idempotency_key is not None or command.retry_safe
+
+
 def _explain(command: Command, outcome: Outcome) -> Outcome:
     error = outcome.error
-    if error is None or error.code not in _OUTCOME_UNKNOWN or command.idempotency_key:
+    if error is None or error.code not in _OUTCOME_UNKNOWN or _repeatable(command):
         return outcome
     message = f"{error.message}; the command may not have been applied, retry it with an "
     message += "idempotency key to apply it exactly once"

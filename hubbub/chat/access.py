@@ -16,6 +16,7 @@ from uuid import UUID
 from aiohttp import web
 
 from hubbub.actors.command import Command
+from hubbub.actors.conversation import DEDUPED
 from hubbub.actors.router import Router
 from hubbub.errors import AppError, FieldError
 from hubbub.gateway import ROUTER
@@ -64,10 +65,17 @@ async def ask_conversation(
     idempotency_key: str | None = None,
     **args: Any,
 ) -> Any:
-    """Send command ``name`` to the conversation, in the tenant's scope; its reply."""
+    """Send command ``name`` to the conversation, in the tenant's scope; its reply.
+    A command the conversation dedupes itself is resent through a shard restart."""
     args["actor"] = actor
     command = Command(
-        "conversation", str(conversation_id), name, args, str(tenant_id), idempotency_key
+        "conversation",
+        str(conversation_id),
+        name,
+        args,
+        str(tenant_id),
+        idempotency_key,
+        retry_safe=name in DEDUPED,
     )
     return await router.send(command)
 
