@@ -43,6 +43,7 @@ from hubbub.actors.command import Command
 from hubbub.actors.conversation import ConversationEntity
 from hubbub.actors.router import Router
 from hubbub.actors.runtime import connect_ray, disconnect_ray, open_shards
+from hubbub.actors.untyped import Untyped
 from hubbub.config import Settings, load_settings
 from hubbub.ids import new_id
 from hubbub.plugin import load_plugins, migration_streams
@@ -99,7 +100,9 @@ async def create_rooms(router: Router, users: list[str], count: int, size: int) 
             "actor": members[0],
         }
         rooms.append(room)
-        await router.send(Command("conversation", room.conversation_id, "create", args, tenant_id))
+        await router.send(
+            Command("conversation", room.conversation_id, Untyped("create", args), tenant_id)
+        )
     return rooms
 
 
@@ -117,7 +120,9 @@ def sends(rooms: Sequence[Room], count: int, seed: int = 7) -> list[Command]:
             "reply_to": None,
             "message_id": str(new_id()),
         }
-        commands.append(Command("conversation", room.conversation_id, "send", args, room.tenant_id))
+        commands.append(
+            Command("conversation", room.conversation_id, Untyped("send", args), room.tenant_id)
+        )
     return commands
 
 

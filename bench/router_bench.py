@@ -48,7 +48,7 @@ from hubbub.storage.database import connect_owner
 from hubbub.storage.embedded import EmbeddedPostgres, EmbeddedRedis
 from hubbub.storage.migrate import migrate
 from tests.support import probe
-from tests.support.tally import Tally
+from tests.support.tally import Add, Get, Tally
 
 __all__ = ["Result", "main"]
 
@@ -125,9 +125,9 @@ def one_call_each(refs: Sequence[ShardRef]) -> Send:
 def command_mix(name: str, count: int, keys: int, seed: int = 7) -> list[Command]:
     """``count`` commands over ``keys`` entities of one tenant, in a seeded order."""
     tenant, prefix, rng = str(uuid.uuid4()), uuid.uuid4().hex[:8], random.Random(seed)
-    args = {"amount": 1} if name == "add" else {}
+    body = Add(1) if name == "add" else Get()
     return [
-        Command("tally", f"bench-{prefix}-{rng.randrange(keys)}", name, args, tenant_id=tenant)
+        Command("tally", f"bench-{prefix}-{rng.randrange(keys)}", body, tenant_id=tenant)
         for _ in range(count)
     ]
 

@@ -12,6 +12,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from hubbub.actors.command import Command
+from hubbub.actors.untyped import Untyped
 from hubbub.chat import state as rules
 from hubbub.chat.state import ASSISTANT_ID
 from hubbub.errors import AppError
@@ -111,8 +112,7 @@ async def test_agent_conversations_over_http_sockets_and_the_router(gateway: Tes
         command = Command(
             "conversation",
             created["id"],
-            "post_assistant_message",
-            args,
+            Untyped("post_assistant_message", args),
             team.tenant_id,
             "assistant:job-7:reply",
         )
@@ -127,8 +127,7 @@ async def test_agent_conversations_over_http_sockets_and_the_router(gateway: Tes
         again = Command(
             "conversation",
             created["id"],
-            "post_assistant_message",
-            args | {"message_id": str(uuid.uuid4())},
+            Untyped("post_assistant_message", args | {"message_id": str(uuid.uuid4())}),
             team.tenant_id,
         )
         assert await gateway.app[ROUTER].send(again) == reply  # same client_msg_id: same one
@@ -146,6 +145,8 @@ async def test_agent_conversations_over_http_sockets_and_the_router(gateway: Tes
     group = await team.conversation(user, "group", other)
     with pytest.raises(AppError) as refused:
         await gateway.app[ROUTER].send(
-            Command("conversation", group["id"], "post_assistant_message", args, team.tenant_id)
+            Command(
+                "conversation", group["id"], Untyped("post_assistant_message", args), team.tenant_id
+            )
         )
     assert refused.value.code == "not_agent_conversation"

@@ -17,8 +17,8 @@ import pytest
 
 from hubbub.actors.command import (
     Command,
+    CommandCodec,
     Outcome,
-    decode_commands,
     decode_outcomes,
     encode_commands,
     encode_outcomes,
@@ -33,7 +33,7 @@ from hubbub.config import Settings
 from hubbub.errors import AppError, FieldError
 from hubbub.storage.database import Database
 from hubbub.storage.redis import connect_redis
-from tests.support.tally import Tally
+from tests.support.tally import Add, Corrupt, Entry, Get, Tally, TallyCommand
 
 TENANT = str(uuid.uuid4())
 
@@ -41,8 +41,7 @@ TENANT = str(uuid.uuid4())
 def add(
     key: str, amount: int = 1, *, idem: str | None = None, sender: str | None = None
 ) -> Command:
-    args = {"amount": amount, "sender": sender}
-    return Command("tally", key, "add", args, tenant_id=TENANT, idempotency_key=idem)
+    return Command("tally", key, Add(amount, sender), tenant_id=TENANT, idempotency_key=idem)
 
 
 @pytest.fixture(scope="module")
@@ -111,10 +110,10 @@ async def test_a_repeated_idempotency_key_takes_effect_once(router: Router, owne
 async def test_a_refused_command_changes_nothing(router: Router, owner_conn) -> None:
     key = f"refused-{uuid.uuid4().hex}"
     with pytest.raises(AppError) as refused:
-        await router.send(Command("tally", key, "add", {"amount": "lots"}, tenant_id=TENANT))
+        await router.send(Command("tally", key, Add("lots"), tenant_id=TENANT))  # type: ignore[arg-type]
     assert refused.value.code == "validation_failed"
     assert refused.value.errors[0].field == "amount"
-    assert await router.send(Command("tally", key, "get", tenant_id=TENANT)) == {
+    assert await router.send(Command("tally", key, Get(), tenant_id=TENANT)) == {
         "seq": 0,
         "total": 0,
     }
@@ -124,7 +123,7 @@ async def test_a_refused_command_changes_nothing(router: Router, owner_conn) -> 
 async def test_tenants_never_share_an_entity(router: Router) -> None:
     key = f"shared-name-{uuid.uuid4().hex}"
     await router.send(add(key, 3))
-    other = Command("tally", key, "get", tenant_id=str(uuid.uuid4()))
+    other = Command("tally", key, Get(), tenant_id=str(uuid.uuid4()))
     assert await router.send(other) == {"seq": 0, "total": 0}
 
 
@@ -171,8 +170,8 @@ def test_group_commit_sends_each_statement_once_for_many_entities_in_each_entity
 
 
 def test_batches_cross_the_ray_boundary_unchanged() -> None:
-    commands = [add("a", 3, idem="k1", sender="s"), Command("tally", "b", "get")]
-    assert decode_commands(encode_commands(commands)) == commands
+    commands = [add("a", 3, idem="k1", sender="s"), Command("tally", "b", Get())]
+    assert CommandCodec(TallyCommand).decode(encode_commands(commands)) == commands
     refused = AppError(
         "validation_failed",
         "bad",
@@ -197,7 +196,7 @@ async def test_a_bug_in_an_entity_fails_its_command_and_reloads_it(
     lease = await acquire_lease(db.pool, "tally", 901, "owner")
     host = ShardHost(Tally, lease, db, redis, idle_seconds=60, idempotency_window_hours=1)
     key = f"buggy-{uuid.uuid4().hex}"
-    corrupt = Command("tally", key, "corrupt", tenant_id=TENANT)
+    corrupt = Command("tally", key, Corrupt(), tenant_id=TENANT)
     try:
         first, broken, after = await host.handle([add(key, 5), corrupt, add(key, 1)])
         assert first.reply == {"seq": 1, "total": 5}
@@ -218,7 +217,7 @@ async def test_an_entity_reloaded_after_a_bug_sees_its_earlier_commit_still_in_f
     lease = await acquire_lease(db.pool, "tally", 902, "owner")
     host = ShardHost(Tally, lease, db, redis, idle_seconds=60, idempotency_window_hours=1)
     key = f"buggy-{uuid.uuid4().hex}"
-    corrupt = Command("tally", key, "corrupt", tenant_id=TENANT)
+    corrupt = Command("tally", key, Corrupt(), tenant_id=TENANT)
     try:
         await host.handle([add(key, 0)])  # active, so the next calls decide at once
         async with owner_conn.transaction():
@@ -237,7 +236,7 @@ async def test_an_entity_reloaded_after_a_bug_sees_its_earlier_commit_still_in_f
 
 
 def entry(key: str, seq: object) -> Command:
-    return Command("tally", key, "entry", {"seq": seq}, tenant_id=TENANT)
+    return Command("tally", key, Entry(seq), tenant_id=TENANT)  # type: ignore[arg-type]
 
 
 async def test_rows_outside_memory_are_read_after_the_pending_commit_and_in_order(
@@ -250,7 +249,7 @@ async def test_rows_outside_memory_are_read_after_the_pending_commit_and_in_orde
     lease = await acquire_lease(db.pool, "tally", 902, "owner")
     host = ShardHost(Tally, lease, db, redis, idle_seconds=60, idempotency_window_hours=1)
     key = f"faulting-{uuid.uuid4().hex}"
-    get = Command("tally", key, "get", tenant_id=TENANT)
+    get = Command("tally", key, Get(), tenant_id=TENANT)
     try:
         outcomes = await host.handle([add(key, 5), entry(key, 1), add(key, 2), entry(key, 3), get])
         assert [o.reply for o in outcomes[:3]] == [

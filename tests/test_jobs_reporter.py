@@ -28,8 +28,8 @@ class _RecordingRouter:
         self.arrived = asyncio.Event()
 
     async def send(self, command: Command) -> dict[str, Any]:
-        assert (command.kind, command.key, command.name) == ("job", "job-1", "report")
-        self.batches.append(command.args["reports"])
+        assert (command.kind, command.key, command.body.name) == ("job", "job-1", "report")
+        self.batches.append(command.body.args["reports"])
         self.arrived.set()
         return {"current": True, "cancel_requested": self.cancel}
 

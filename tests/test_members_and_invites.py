@@ -17,6 +17,7 @@ import socketio
 from aiohttp.test_utils import TestServer
 
 from hubbub.actors.command import Command
+from hubbub.actors.untyped import Untyped
 from hubbub.config import Settings
 from hubbub.errors import AppError
 from hubbub.gateway import ROUTER, create_app
@@ -121,15 +122,17 @@ async def test_invite_token_errors_have_distinct_codes(gateway: TestServer) -> N
         Command(
             "tenant",
             tenant["id"],
-            "create_invite",
-            {
-                "actor": owner.user_id,
-                "invite_id": str(uuid.uuid4()),
-                "email": invitee.email,
-                "role": "member",
-                "token_hash": hashlib.sha256(token.encode()).hexdigest(),
-                "invite_days": -1,
-            },
+            Untyped(
+                "create_invite",
+                {
+                    "actor": owner.user_id,
+                    "invite_id": str(uuid.uuid4()),
+                    "email": invitee.email,
+                    "role": "member",
+                    "token_hash": hashlib.sha256(token.encode()).hexdigest(),
+                    "invite_days": -1,
+                },
+            ),
             tenant["id"],
         )
     )

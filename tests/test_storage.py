@@ -12,6 +12,7 @@ from hubbub.config import Settings
 from hubbub.storage.database import Database
 from hubbub.storage.migrate import HUBBUB_STREAM, MigrationError, discover, migrate
 from hubbub.storage.redis import MAX_CONNECTIONS, connect_redis
+from hubbub.storage.table import Table
 from tests.conftest import TEST_STREAMS
 
 
@@ -113,3 +114,24 @@ async def test_a_burst_of_redis_commands_past_the_pool_waits_for_free_connection
     finally:
         await redis.aclose()
     assert all(replies)
+
+
+def test_a_table_builds_its_statements_and_rows_from_one_column_list() -> None:
+    jobs = Table("jobs", ("id", "tenant_id", "status", "progress"))
+    assert jobs.insert() == (
+        "INSERT INTO jobs (id, tenant_id, status, progress) VALUES ($1, $2, $3, $4)"
+    )
+    assert jobs.update(["status", "progress"]) == (
+        "UPDATE jobs SET status = $2, progress = $3 WHERE id = $1"
+    )
+    values = {"id": "j1", "tenant_id": "t1", "status": "running", "progress": 0.5, "extra": 1}
+    assert jobs.row(values) == ("j1", "t1", "running", 0.5)
+    assert jobs.update_row(values, ["status", "progress"]) == ("j1", "running", 0.5)
+    members = Table("members", ("tenant_id", "user_id", "role"), key=("tenant_id", "user_id"))
+    assert members.update(["role"]) == (
+        "UPDATE members SET role = $3 WHERE tenant_id = $1 AND user_id = $2"
+    )
+    with pytest.raises(ValueError, match="no columns"):
+        jobs.update(["nope"])
+    with pytest.raises(ValueError, match="key columns"):
+        Table("t", ("a",), key=("id",))

@@ -12,6 +12,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from hubbub.actors.command import Command
+from hubbub.actors.untyped import Untyped
 from hubbub.gateway import ROUTER
 from hubbub.storage.database import Database
 from hubbub.tenancy.directory import acting_as
@@ -35,7 +36,7 @@ async def world(gateway: TestServer) -> dict:
         path = f"{TENANTS}/{tenant['id']}/settings"
         assert (await call(gateway, "PUT", path, owner.token, {"secret": name}))[0] == 200
         await gateway.app[ROUTER].send(
-            Command("tenant", tenant["id"], "set_plan", {"plan": "business"}, tenant["id"])
+            Command("tenant", tenant["id"], Untyped("set_plan", {"plan": "business"}), tenant["id"])
         )
         uses = f"{TENANTS}/{tenant['id']}/features/ai/uses"
         assert (await call(gateway, "POST", uses, owner.token))[0] == 200

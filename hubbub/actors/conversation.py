@@ -24,6 +24,7 @@ import asyncpg
 
 from hubbub.actors.command import Command
 from hubbub.actors.entity import Decision, Entity, Publication, Write
+from hubbub.actors.untyped import Untyped
 from hubbub.chat import messages as window
 from hubbub.chat import state as rules
 from hubbub.chat.messages import (
@@ -85,6 +86,7 @@ class ConversationEntity(Entity):
     """
 
     kind = "conversation"
+    commands = Untyped
     state: ConversationState | None
 
     @classmethod
@@ -125,7 +127,7 @@ class ConversationEntity(Entity):
         return messages, OlderIds([(str(a), c) for a, c in pairs])
 
     def missing(self, command: Command) -> frozenset[Hashable]:
-        return rules.missing(self.state, command.name, command.args)
+        return rules.missing(self.state, command.body.name, command.body.args)
 
     def merge(
         self, refs: frozenset[Hashable], loaded: tuple[list[Message], OlderIds | None]
@@ -134,7 +136,7 @@ class ConversationEntity(Entity):
         self.state.messages.merge(cast("frozenset[Ref]", refs), *loaded)
 
     def handle(self, command: Command, now: datetime) -> Decision:
-        events = rules.decide(self.state, command.name, command.args, now)
+        events = rules.decide(self.state, command.body.name, command.body.args, now)
         state, writes, publications = self.state, [], []
         for event in events:
             state = rules.apply(state, event)
@@ -209,15 +211,15 @@ def _message(row: asyncpg.Record) -> Message:
 
 def _reply(command: Command, state: ConversationState | None, events: list[rules.Event]) -> Any:
     assert state is not None  # a command on no conversation was refused by decide
-    actor = str(command.args.get("actor"))
-    name = command.name
+    actor = str(command.body.args.get("actor"))
+    name = command.body.name
     if name in DEDUPED:
         author = rules.ASSISTANT_ID if name == "post_assistant_message" else actor
-        sent = state.messages.sent(author, str(command.args["client_msg_id"]))
+        sent = state.messages.sent(author, str(command.body.args["client_msg_id"]))
         assert sent is not None  # decide sent it now or before
         return message_view(state.id, sent)
     if name in ("edit", "delete", "react"):
-        return message_view(state.id, state.messages[str(command.args["message_id"])])
+        return message_view(state.id, state.messages[str(command.body.args["message_id"])])
     if name == "membership":
         member = state.members[actor]
         return {

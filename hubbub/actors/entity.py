@@ -73,6 +73,8 @@ class Entity(ABC):
     """
 
     kind: ClassVar[str]
+    #: The kind's commands: the union of its :class:`CommandBody` types.
+    commands: ClassVar[Any]
 
     def __init__(self, key: str, tenant_id: str | None, state: Any) -> None:
         self.key = key

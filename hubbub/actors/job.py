@@ -17,6 +17,7 @@ import asyncpg
 
 from hubbub.actors.command import Command
 from hubbub.actors.entity import Decision, Entity, Publication, Write
+from hubbub.actors.untyped import Untyped
 from hubbub.jobs import state as rules
 from hubbub.jobs.state import JobEvent, JobState, Submission
 
@@ -61,6 +62,7 @@ class JobEntity(Entity):
     """
 
     kind = "job"
+    commands = Untyped
     state: JobState | None
 
     @classmethod
@@ -70,13 +72,13 @@ class JobEntity(Entity):
     def handle(self, command: Command, now: datetime) -> Decision:
         writes: list[Write] = []
         was_running = self.state is not None and self.state.status == "running"
-        if command.name == "submit":
-            submission = Submission.from_args(command.args)
+        if command.body.name == "submit":
+            submission = Submission.from_args(command.body.args)
             state, events = rules.submit(self.state, submission, now)
             if events:
                 writes.append(_insert(state))
         else:
-            events = rules.decide(self.state, command.name, command.args, now)
+            events = rules.decide(self.state, command.body.name, command.body.args, now)
             assert self.state is not None  # decide refuses a job that does not exist
             state = self.state
         publications = []
@@ -100,13 +102,13 @@ def _reply(command: Command, state: JobState) -> dict[str, Any]:
     """The job's view; a worker's commands also learn whether to go on, and
     the sweep which launch the job waits on."""
     reply = rules.view(state)
-    if command.name == "start":
+    if command.body.name == "start":
         reply["current"] = rules.is_current(state, state.attempts) and (
-            state.launch_id == command.args["launch_id"]
+            state.launch_id == command.body.args["launch_id"]
         )
-    elif command.name in ("report", "finish"):
-        reply["current"] = rules.is_current(state, command.args["attempt"])
-    elif command.name == "dispatch":
+    elif command.body.name in ("report", "finish"):
+        reply["current"] = rules.is_current(state, command.body.args["attempt"])
+    elif command.body.name == "dispatch":
         reply["launch_id"] = state.launch_id
     return reply
 

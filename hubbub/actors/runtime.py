@@ -24,7 +24,6 @@ from ray.actor import ActorHandle
 from hubbub.actors.command import (
     Command,
     Outcome,
-    decode_commands,
     decode_outcomes,
     encode_commands,
     encode_outcomes,
@@ -107,7 +106,7 @@ class ShardActor:
         """Run batch ``number`` of router ``origin``, after its predecessors."""
         host = await self._open()
         await self._sequencer.admit(origin, number)
-        return encode_outcomes(await asyncio.gather(*host.enqueue(decode_commands(commands))))
+        return encode_outcomes(await asyncio.gather(*host.enqueue(host.codec.decode(commands))))
 
     async def stats(self) -> dict[str, Any]:
         return (await self._open()).stats()

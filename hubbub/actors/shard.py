@@ -19,7 +19,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Coroutine, Hashable
+from collections.abc import Callable, Coroutine, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,7 +28,7 @@ import orjson
 from redis.asyncio import Redis
 
 from hubbub.actors.batcher import Batcher
-from hubbub.actors.command import Command, Outcome
+from hubbub.actors.command import Command, CommandCodec, Outcome
 from hubbub.actors.entity import Entity, Publication, Write
 from hubbub.actors.group_commit import CommitRequest, commit_group
 from hubbub.actors.lease import Lease
@@ -130,6 +130,8 @@ class ShardHost:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.kind = entity_cls.kind
+        #: Reads the batches the router sends, against this kind's commands.
+        self.codec = CommandCodec(entity_cls.commands)
         self._entity_cls = entity_cls
         self._lease = lease
         self._db = db
@@ -154,20 +156,27 @@ class ShardHost:
         )
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_idle())
 
-    def enqueue(self, commands: list[Command]) -> list[asyncio.Future[Outcome]]:
-        """Take ``commands`` in order; one future outcome each. Synchronous."""
+    def enqueue(self, commands: Sequence[Command | AppError]) -> list[asyncio.Future[Outcome]]:
+        """Take ``commands`` in order; one future outcome each. Synchronous.
+
+        An AppError in place of a command (one :attr:`codec` could not read)
+        is that command's answer.
+        """
         loop = asyncio.get_running_loop()
         group = self._new_group()
         futures: list[asyncio.Future[Outcome]] = []
         for command in commands:
             future: asyncio.Future[Outcome] = loop.create_future()
             futures.append(future)
-            self._route(command, future, group)
+            if isinstance(command, AppError):
+                future.set_result(Outcome(error=command))
+            else:
+                self._route(command, future, group)
         self._finish(group)
         self._handled += len(commands)
         return futures
 
-    async def handle(self, commands: list[Command]) -> list[Outcome]:
+    async def handle(self, commands: Sequence[Command | AppError]) -> list[Outcome]:
         """Run ``commands``; one outcome each, in order."""
         return list(await asyncio.gather(*self.enqueue(commands)))
 

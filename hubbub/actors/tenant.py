@@ -21,6 +21,7 @@ import asyncpg
 
 from hubbub.actors.command import Command
 from hubbub.actors.entity import Decision, Entity, Publication, Write
+from hubbub.actors.untyped import Untyped
 from hubbub.errors import AppError
 from hubbub.identity.staff import AUDIT_INSERT, audit_row
 from hubbub.tenancy import state as rules
@@ -61,6 +62,7 @@ class TenantEntity(Entity):
     """
 
     kind = "tenant"
+    commands = Untyped
     state: TenantState | None
 
     @classmethod
@@ -79,11 +81,13 @@ class TenantEntity(Entity):
         return tenants
 
     def handle(self, command: Command, now: datetime) -> Decision:
-        if views.is_query(command.name):
-            return Decision(reply=views.query(self.state, command.name, command.args, now))
-        if command.name == "create" and command.args.get("tenant_id") != self.key:
+        if views.is_query(command.body.name):
+            return Decision(
+                reply=views.query(self.state, command.body.name, command.body.args, now)
+            )
+        if command.body.name == "create" and command.body.args.get("tenant_id") != self.key:
             raise AppError("validation_failed", "tenant_id must be the entity key", status=422)
-        events = rules.decide(self.state, command.name, command.args, now)
+        events = rules.decide(self.state, command.body.name, command.body.args, now)
         state, writes, publications = self.state, [], []
         for event in events:
             previous, state = state, rules.apply(state, event)
@@ -95,7 +99,7 @@ class TenantEntity(Entity):
         self.state = state
         if state is None:  # purged: every row is gone, the entity knows nothing more
             return Decision(reply=None, writes=writes)
-        reply = views.reply_for(command.name, state, events, command.args, now)
+        reply = views.reply_for(command.body.name, state, events, command.body.args, now)
         return Decision(reply=reply, writes=writes, publications=publications)
 
 

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from hubbub.actors.command import Command
+from hubbub.actors.untyped import Untyped
 from hubbub.agent.deltas import Deltas
 from hubbub.agent.history import history
 from hubbub.agent.provider import Provider, ProviderName, Turn, provider_for
@@ -161,6 +162,10 @@ async def _commit(
         "reply_to": reply_to,
     }
     command = Command(
-        "conversation", conversation_id, "post_assistant_message", args, context.tenant_id, key
+        "conversation",
+        conversation_id,
+        Untyped("post_assistant_message", args),
+        context.tenant_id,
+        key,
     )
     return await context.router.send(command)

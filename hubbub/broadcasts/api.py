@@ -15,6 +15,7 @@ from uuid import UUID
 from aiohttp import web
 
 from hubbub.actors.command import Command
+from hubbub.actors.untyped import Untyped
 from hubbub.broadcasts import ledger, reads
 from hubbub.broadcasts.wire import (
     BroadcastList,
@@ -192,7 +193,7 @@ async def _cancel_job(request: web.Request, caller: Caller, view: BroadcastView)
     """Cancel the sending job; the job entity checks who may (the broadcast's
     creator made it). A job that ended already leaves nothing to stop."""
     args = {"actor": str(caller.user_id), "role": caller.role}
-    command = Command("job", str(view.job_id), "cancel", args, str(caller.tenant_id))
+    command = Command("job", str(view.job_id), Untyped("cancel", args), str(caller.tenant_id))
     try:
         await request.app[ROUTER].send(command)
     except AppError as error:

@@ -18,6 +18,7 @@ from aiohttp import web
 from hubbub.actors.command import Command
 from hubbub.actors.conversation import DEDUPED
 from hubbub.actors.router import Router
+from hubbub.actors.untyped import Untyped
 from hubbub.errors import AppError, FieldError
 from hubbub.gateway import ROUTER
 
@@ -42,7 +43,7 @@ async def check_tenant_members(
     if not user_ids:
         return
     args = {"actor": str(actor)}
-    command = Command("tenant", str(tenant_id), "members", args, str(tenant_id))
+    command = Command("tenant", str(tenant_id), Untyped("members", args), str(tenant_id))
     roster = {m["user_id"] for m in await request.app[ROUTER].send(command)}
     strangers = [u for u in user_ids if str(u) not in roster]
     if strangers:
@@ -71,11 +72,9 @@ async def ask_conversation(
     command = Command(
         "conversation",
         str(conversation_id),
-        name,
-        args,
+        Untyped(name, args, deduped=name in DEDUPED),
         str(tenant_id),
         idempotency_key,
-        retry_safe=name in DEDUPED,
     )
     return await router.send(command)
 

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from hubbub.actors.command import Command
 from hubbub.actors.router import Router
+from hubbub.actors.untyped import Untyped
 from hubbub.errors import AppError
 from hubbub.gateway import DATABASE, ROUTER, SETTINGS
 from hubbub.periodic import Periodic
@@ -68,7 +69,9 @@ class SnoozeSweep:
         return sum(outcomes)
 
     async def _wake(self, tenant_id: str, conversation_id: str) -> int:
-        command = Command("conversation", conversation_id, "wake", {"actor": None}, tenant_id)
+        command = Command(
+            "conversation", conversation_id, Untyped("wake", {"actor": None}), tenant_id
+        )
         try:
             await self._router().send(command)
         except AppError as error:

@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
 from hubbub.actors.command import Command
+from hubbub.actors.untyped import Untyped
 from hubbub.errors import AppError, FieldError
 from hubbub.gateway import DATABASE, ROUTER, SETTINGS
 from hubbub.http.routing import Api
@@ -163,7 +164,7 @@ async def retry_job(request: web.Request, *, path: JobPath) -> JobView:
 async def _ask_job(request: web.Request, path: JobPath, name: str) -> JobView:
     caller = await _caller(request)
     args = {"actor": caller.user_id, "role": caller.role}
-    command = Command("job", str(path.job_id), name, args, caller.tenant_id)
+    command = Command("job", str(path.job_id), Untyped(name, args), caller.tenant_id)
     job = await request.app[ROUTER].send(command)
     if job["status"] == "queued":
         request.app[SWEEP_ROUNDS].kick()

@@ -23,6 +23,7 @@ from uuid import UUID
 from aiohttp import web
 
 from hubbub.actors.command import Command
+from hubbub.actors.untyped import Untyped
 from hubbub.errors import AppError
 from hubbub.gateway import DATABASE, ROUTER
 from hubbub.ids import new_id
@@ -91,7 +92,7 @@ async def submit_job(
         "private": policy.private,
     }
     # No receipt key: the entity itself answers a retry, with the job as it is now.
-    command = Command("job", job_id, "submit", args, tenant_id)
+    command = Command("job", job_id, Untyped("submit", args), tenant_id)
     if conflict_key is None:
         job = await app[ROUTER].send(command)
     else:

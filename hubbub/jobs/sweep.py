@@ -47,6 +47,7 @@ from aiohttp import web
 from hubbub.actors.command import Command
 from hubbub.actors.router import Router
 from hubbub.actors.runtime import Launcher, Task, open_launcher
+from hubbub.actors.untyped import Untyped
 from hubbub.config import Settings
 from hubbub.errors import AppError
 from hubbub.gateway import DATABASE, ROUTER, SETTINGS
@@ -215,7 +216,7 @@ class JobSweep:
         async def one(
             row: asyncpg.Record, name: str, args: dict[str, Any]
         ) -> dict[str, Any] | None:
-            job = Command("job", str(row["id"]), name, args, str(row["tenant_id"]))
+            job = Command("job", str(row["id"]), Untyped(name, args), str(row["tenant_id"]))
             try:
                 return await self._router().send(job)
             except AppError as error:

@@ -28,6 +28,7 @@ import orjson
 
 from hubbub.actors.command import Command
 from hubbub.actors.router import Router
+from hubbub.actors.untyped import Untyped
 from hubbub.config import Settings
 from hubbub.errors import AppError
 from hubbub.jobs.context import JobCancelled, JobContext
@@ -135,7 +136,7 @@ async def _until(event: asyncio.Event, seconds: float, *more: asyncio.Event) -> 
 async def _ask(
     router: Router, launch: Launch, name: str, args: dict[str, Any], key: str | None = None
 ) -> Any:
-    command = Command("job", launch.job_id, name, args, launch.tenant_id, key)
+    command = Command("job", launch.job_id, Untyped(name, args), launch.tenant_id, key)
     return await router.send(command)
 
 

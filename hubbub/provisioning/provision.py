@@ -28,6 +28,7 @@ import uuid
 from typing import Any
 
 from hubbub.actors.command import Command
+from hubbub.actors.untyped import Untyped
 from hubbub.config import Settings
 from hubbub.errors import AppError
 from hubbub.identity.users import User, create_user, email_taken, get_user
@@ -159,14 +160,14 @@ async def _create_tenant(
     key = f"{context.job_id}:create"
     try:
         return await context.router.send(
-            Command("tenant", tenant_id, "create", args, tenant_id, key)
+            Command("tenant", tenant_id, Untyped("create", args), tenant_id, key)
         )
     except AppError as error:
         if error.code != "tenant_exists":
             raise
     # Made by an earlier run whose receipt expired: ours if the account is in it
     # (404 otherwise).
-    get = Command("tenant", tenant_id, "get", {"actor": actor}, tenant_id)
+    get = Command("tenant", tenant_id, Untyped("get", {"actor": actor}), tenant_id)
     return await context.router.send(get)
 
 
@@ -200,4 +201,6 @@ async def _seed(context: JobContext, input: ProvisionInput) -> None:
         "actor": str(input.user_id),
     }
     key = f"{context.job_id}:seed"
-    await context.router.send(Command("conversation", channel_id, "create", args, tenant_id, key))
+    await context.router.send(
+        Command("conversation", channel_id, Untyped("create", args), tenant_id, key)
+    )

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from hubbub.actors.command import Command
 from hubbub.actors.router import Router
+from hubbub.actors.untyped import Untyped
 from hubbub.errors import AppError, FieldError
 from hubbub.gateway import ROUTER
 from hubbub.identity.bearer import authenticate_request
@@ -100,7 +101,7 @@ async def ask_tenant(
     key = request.headers.get("Idempotency-Key") if idempotent else None
     if key:
         key = f"{actor}:{name}:{key[:200]}"
-    command = Command("tenant", str(tenant_id), name, args, str(tenant_id), key)
+    command = Command("tenant", str(tenant_id), Untyped(name, args), str(tenant_id), key)
     return await request.app[ROUTER].send(command)
 
 
@@ -110,7 +111,9 @@ async def authorize(
     """The tenant entity's ``{role, plan, usage}`` for member ``user_id`` with at
     least ``minimum``; AppError 404 when not a member, 403 below ``minimum``."""
     args = {"actor": str(user_id), "minimum": minimum}
-    return await router.send(Command("tenant", str(tenant_id), "authorize", args, str(tenant_id)))
+    return await router.send(
+        Command("tenant", str(tenant_id), Untyped("authorize", args), str(tenant_id))
+    )
 
 
 async def require_member(

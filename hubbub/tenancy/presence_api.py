@@ -24,6 +24,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from hubbub.actors.command import Command
+from hubbub.actors.untyped import Untyped
 from hubbub.errors import AppError
 from hubbub.gateway import REALTIME, REDIS, ROUTER, SETTINGS
 from hubbub.http.routing import Api
@@ -81,7 +82,7 @@ Model = TypeVar("Model", bound=BaseModel)
 
 async def _roster(app: web.Application, tenant_id: str, actor: str) -> list[str]:
     """The tenant's member ids; 404 ``not_found`` unless ``actor`` is one."""
-    command = Command("tenant", tenant_id, "members", {"actor": actor}, tenant_id)
+    command = Command("tenant", tenant_id, Untyped("members", {"actor": actor}), tenant_id)
     return [member["user_id"] for member in await app[ROUTER].send(command)]
 
 

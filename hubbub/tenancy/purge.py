@@ -23,6 +23,7 @@ from aiohttp import web
 
 from hubbub.actors.command import Command
 from hubbub.actors.router import Router
+from hubbub.actors.untyped import Untyped
 from hubbub.errors import AppError
 from hubbub.gateway import DATABASE, ROUTER, SETTINGS
 from hubbub.periodic import Periodic
@@ -80,7 +81,7 @@ class PurgeSweep:
 
     async def _purge(self, tenant_id: str) -> int:
         try:
-            await self._router().send(Command("tenant", tenant_id, "purge", {}, tenant_id))
+            await self._router().send(Command("tenant", tenant_id, Untyped("purge", {}), tenant_id))
         except AppError as error:
             self.failures += 1
             log.warning("purging tenant %s failed (%s); next round retries", tenant_id, error)

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from hubbub.actors.command import Command
+from hubbub.actors.untyped import Untyped
 from hubbub.gateway import DATABASE, ROUTER
 from hubbub.http.routing import Api
 from hubbub.jobs.api import serve_stream
@@ -102,7 +103,7 @@ async def cancel_workflow_run(request: web.Request, *, path: WorkflowRunPath) ->
     async with request.app[DATABASE].tenant(who.tenant_id) as conn:
         await runs.find_run(conn, run_id, who.viewer)  # 404 unless it is a run of this tenant
     args = {"actor": who.user_id, "role": who.role}
-    await request.app[ROUTER].send(Command("job", run_id, "cancel", args, who.tenant_id))
+    await request.app[ROUTER].send(Command("job", run_id, Untyped("cancel", args), who.tenant_id))
     return await _run(request, who, run_id)
 
 

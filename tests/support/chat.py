@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestServer
 from hubbub.actors.command import Command, Outcome
 from hubbub.actors.conversation import ConversationEntity
 from hubbub.actors.shard import ShardHost
+from hubbub.actors.untyped import Untyped
 from hubbub.chat.state import ConversationState
 from hubbub.storage.database import Database
 from tests.support.tenants import Account, add_member, call, new_account, new_tenant
@@ -71,7 +72,7 @@ class LocalConversations:
 
     def command(self, conversation_id: str, name: str, who: Account, /, **args: Any) -> Command:
         args["actor"] = who.user_id
-        return Command("conversation", conversation_id, name, args, self.team.tenant_id)
+        return Command("conversation", conversation_id, Untyped(name, args), self.team.tenant_id)
 
     def send(
         self, conversation_id: str, who: Account, client_msg_id: str, /, **extra: Any

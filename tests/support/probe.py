@@ -19,7 +19,7 @@ from hubbub.gateway import ROUTER
 from hubbub.http.routing import Api
 from hubbub.plugin import Plugin
 from hubbub.realtime.server import SocketContext
-from tests.support.tally import Tally
+from tests.support.tally import Add, Get, Tally
 
 __all__ = ["plugin"]
 
@@ -52,8 +52,7 @@ async def add_to_tally(request: web.Request, *, path: TallyPath, body: AddToTall
     command = Command(
         "tally",
         path.key,
-        "add",
-        body.model_dump(),
+        Add(body.amount, body.sender),
         tenant_id=_tenant(request),
         idempotency_key=request.headers.get("Idempotency-Key"),
     )
@@ -63,7 +62,7 @@ async def add_to_tally(request: web.Request, *, path: TallyPath, body: AddToTall
 @api.get("/api/v1/tallies/{key}", params=TallyPath, response=TallyState)
 async def get_tally(request: web.Request, *, path: TallyPath) -> TallyState:
     """Read a tally."""
-    command = Command("tally", path.key, "get", tenant_id=_tenant(request))
+    command = Command("tally", path.key, Get(), tenant_id=_tenant(request))
     return TallyState.model_validate(await request.app[ROUTER].send(command))
 
 

@@ -17,11 +17,33 @@ from typing import Any
 
 import asyncpg
 
-from hubbub.actors.command import Command
+from hubbub.actors.command import Command, CommandBody
 from hubbub.actors.entity import Decision, Entity, Publication, Write
-from hubbub.errors import AppError, FieldError
+from hubbub.errors import AppError
 
-__all__ = ["Tally", "TallyState"]
+__all__ = ["Add", "Corrupt", "Entry", "Get", "Tally", "TallyCommand", "TallyState"]
+
+
+class Add(CommandBody, frozen=True):
+    amount: int
+    sender: str | None = None
+
+
+class Get(CommandBody, frozen=True):
+    pass
+
+
+class Entry(CommandBody, frozen=True):
+    """The amount of entry ``seq``, which memory does not hold."""
+
+    seq: int
+
+
+class Corrupt(CommandBody, frozen=True):
+    """A bug: spoils the state, then raises."""
+
+
+TallyCommand = Add | Get | Entry | Corrupt
 
 
 _INSERT = (
@@ -37,6 +59,7 @@ class TallyState:
 
 class Tally(Entity):
     kind = "tally"
+    commands = TallyCommand
     state: TallyState
 
     def __init__(self, key: str, tenant_id: str | None, state: TallyState | None) -> None:
@@ -55,10 +78,10 @@ class Tally(Entity):
         return {row["seq"]: row["amount"] for row in rows}
 
     def missing(self, command: Command) -> frozenset[Hashable]:
-        seq = command.args.get("seq")
-        return (
-            frozenset({seq}) if command.name == "entry" and seq not in self.entries else frozenset()
-        )
+        body = command.body
+        if isinstance(body, Entry) and body.seq not in self.entries:
+            return frozenset({body.seq})
+        return frozenset()
 
     def merge(self, refs: frozenset[Hashable], loaded: dict[Hashable, int]) -> None:
         self.entries = {seq: loaded.get(seq) for seq in refs}
@@ -73,32 +96,26 @@ class Tally(Entity):
         return {row["tally"]: TallyState(row["seq"], int(row["total"])) for row in rows}
 
     def handle(self, command: Command, now: datetime) -> Decision:
-        if command.name == "get":
-            return Decision(reply={"seq": self.state.seq, "total": self.state.total})
-        if command.name == "add":
-            return self._add(command)
-        if command.name == "entry":
-            amount = self.entries[command.args["seq"]]
-            if amount is None:
-                raise AppError.not_found("entry")
-            return Decision(reply={"seq": command.args["seq"], "amount": amount})
-        if command.name == "corrupt":  # a bug: state changed, then a crash
-            self.state = replace(self.state, total=-1)
-            raise RuntimeError("tally bug")
-        raise AppError("unknown_command", f"tally has no command {command.name!r}")
+        match command.body:
+            case Get():
+                return Decision(reply={"seq": self.state.seq, "total": self.state.total})
+            case Add() as add:
+                return self._add(add)
+            case Entry(seq=seq):
+                amount = self.entries[seq]
+                if amount is None:
+                    raise AppError.not_found("entry")
+                return Decision(reply={"seq": seq, "amount": amount})
+            case Corrupt():  # a bug: state changed, then a crash
+                self.state = replace(self.state, total=-1)
+                raise RuntimeError("tally bug")
+        raise AppError("unknown_command", f"tally has no command {command.body!r}")
 
-    def _add(self, command: Command) -> Decision:
-        amount = command.args.get("amount")
-        if not isinstance(amount, int) or isinstance(amount, bool):
-            raise AppError(
-                "validation_failed",
-                "amount must be an integer",
-                status=422,
-                errors=(FieldError("body", "amount", f"expected an integer, got {amount!r}"),),
-            )
+    def _add(self, add: Add) -> Decision:
+        amount = add.amount
         self.state = replace(self.state, seq=self.state.seq + 1, total=self.state.total + amount)
         self.entries.pop(self.state.seq, None)  # a read that found no such entry is out of date
-        seq, sender = self.state.seq, command.args.get("sender")
+        seq, sender = self.state.seq, add.sender
         entry = {"tally": self.key, "seq": seq, "amount": amount, "total": self.state.total}
         return Decision(
             reply={"seq": seq, "total": self.state.total},
