@@ -187,6 +187,15 @@ def test_batches_cross_the_ray_boundary_unchanged() -> None:
     assert decoded[2].error.status == 422
 
 
+def test_a_malformed_body_fails_its_own_command_not_the_batch() -> None:
+    good, bad = add("a", 3), Command("tally", "b", Add("lots"))  # type: ignore[arg-type]
+    decoded = CommandCodec(TallyCommand).decode(encode_commands([good, bad, good]))
+    assert decoded[0] == decoded[2] == good
+    assert isinstance(decoded[1], AppError)
+    assert decoded[1].code == "validation_failed" and decoded[1].status == 422
+    assert [(e.location, e.field) for e in decoded[1].errors] == [("body", "amount")]
+
+
 async def test_a_bug_in_an_entity_fails_its_command_and_reloads_it(
     migrated: Settings, db: Database, owner_conn
 ) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import msgspec
 import orjson
@@ -50,8 +50,10 @@ class CommandBody(msgspec.Struct, frozen=True, tag=True):
     retry_safe: ClassVar[bool] = False
 
 
-@dataclass(frozen=True, slots=True)
-class Command:
+Body = TypeVar("Body", bound=CommandBody)
+
+
+class Command(msgspec.Struct, Generic[Body], frozen=True, array_like=True):
     """One request to one entity.
 
     ``idempotency_key``: a client-chosen key; the same key sent again to the
@@ -62,7 +64,7 @@ class Command:
 
     kind: str
     key: str
-    body: CommandBody
+    body: Body
     tenant_id: str | None = None
     idempotency_key: str | None = None
 
@@ -91,20 +93,26 @@ _envelopes = msgspec.json.Decoder(list[_Envelope])
 
 
 def encode_commands(commands: Sequence[Command]) -> bytes:
-    return _encoder.encode(
-        [(c.kind, c.key, c.body, c.tenant_id, c.idempotency_key) for c in commands]
-    )
+    return _encoder.encode(commands)
 
 
 class CommandCodec:
     """Decodes a batch of one kind's commands against that kind's union of bodies."""
 
     def __init__(self, bodies: Any) -> None:
+        self._batch = msgspec.json.Decoder(list[Command[bodies]])  # type: ignore[valid-type]
         self._bodies = msgspec.json.Decoder(bodies)
 
     def decode(self, data: bytes) -> list[Command | AppError]:
-        """Each command of the batch, or the error its malformed body is answered with."""
-        return [self._command(*envelope) for envelope in _envelopes.decode(data)]
+        """Each command of the batch, or the error its malformed body is answered with.
+
+        The whole batch is decoded at once; only a batch with a malformed
+        body is decoded again command by command, to find which.
+        """
+        try:
+            return list(self._batch.decode(data))
+        except msgspec.ValidationError:
+            return [self._command(*envelope) for envelope in _envelopes.decode(data)]
 
     def _command(
         self, kind: str, key: str, body: msgspec.Raw, tenant: str | None, idem: str | None
