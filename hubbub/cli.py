@@ -183,14 +183,16 @@ async def _staff(settings: Settings, action: str, email: str) -> int:
 
 async def _rotate_keys(settings: Settings) -> int:
     """Start signing with a new key; the old one verifies until its tokens expire."""
-    from hubbub.identity.keys import rotate_signing_key
+    from hubbub.identity.keys import rotate_signing_key, signing_key_box
     from hubbub.storage.database import connect_owner
 
     async with storage_services(settings, redis=False) as ready:
         assert ready.database_url is not None
         conn = await connect_owner(ready.database_url)
         try:
-            kid = await rotate_signing_key(conn)
+            secret = settings.two_factor_key
+            box = signing_key_box(None if secret is None else secret.get_secret_value())
+            kid = await rotate_signing_key(conn, box)
         finally:
             await conn.close()
     minutes = settings.access_token_minutes

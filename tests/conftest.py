@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
+from pydantic import SecretStr
 
 from hubbub.actors.conversation import ConversationEntity
 from hubbub.actors.lease import acquire_lease
@@ -36,6 +37,8 @@ from tests.support.chat import LocalConversations, new_team
 TEST_STREAMS = migration_streams([probe.plugin])
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+#: The suite's HUBBUB_TWO_FACTOR_KEY (secrets at rest are sealed under it).
+TWO_FACTOR_KEY = "k" * 40
 
 
 @pytest.fixture(scope="session")
@@ -94,6 +97,9 @@ def settings(
         # One recipient per round, so a test can cancel a broadcast mid-way
         # (workers take the deployment's settings, from the launcher).
         broadcast_batch_size=1,
+        # Every gateway of the suite shares one database, so one key: a gateway
+        # with it seals the token signing keys that all of them read.
+        two_factor_key=SecretStr(TWO_FACTOR_KEY),
     )
 
 

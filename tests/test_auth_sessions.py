@@ -14,11 +14,22 @@ import jwt
 import pytest
 import socketio
 from aiohttp.test_utils import TestServer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from hubbub.identity.keys import KEYRING, load_signing_keys, rotate_signing_key
+from hubbub.config import ConfigError
+from hubbub.identity.keys import (
+    KEYRING,
+    ensure_signing_key,
+    load_signing_keys,
+    rotate_signing_key,
+    signing_key_box,
+)
 from hubbub.identity.retention import prune_auth
+from hubbub.identity.sealing import SecretBox, is_sealed
 from hubbub.identity.tokens import issue_access_token
 from hubbub.storage.database import Database
+from tests.conftest import TWO_FACTOR_KEY
 from tests.support.accounts import PASSWORD, sign_up, unique_email
 
 AUTH = "/api/v1/auth"
@@ -238,7 +249,7 @@ async def test_missing_malformed_and_expired_access_tokens_are_refused(
 
     tokens = await new_account(gateway)
     claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
-    key = (await load_signing_keys(db, timedelta(minutes=15)))[0]
+    key = (await load_signing_keys(db, timedelta(minutes=15), suite_box()))[0]
     expired = issue_access_token(
         key,
         uuid.UUID(claims["sub"]),
@@ -368,13 +379,47 @@ async def test_a_socket_connects_with_a_valid_token_only(gateway: TestServer) ->
         assert errors[0]["data"]["code"] == code, errors
 
 
+def suite_box() -> SecretBox:
+    return signing_key_box(TWO_FACTOR_KEY)
+
+
+async def test_signing_keys_are_sealed_at_rest(
+    gateway: TestServer, db: Database, owner_conn: asyncpg.Connection
+) -> None:
+    """No private key is readable in Postgres; one stored plainly before the key
+    was set is sealed at the next start-up; without the key none loads."""
+    await new_account(gateway)  # the active key signs and verifies
+    plain_kid = f"plain-{uuid.uuid4().hex[:8]}"
+    pem = (
+        Ed25519PrivateKey.generate()
+        .private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+        .decode()
+    )
+    await owner_conn.execute(
+        "INSERT INTO signing_keys (kid, private_key, retired_at) VALUES ($1, $2, now())",
+        plain_kid,
+        signing_key_box(None).seal(pem, plain_kid),
+    )
+    await ensure_signing_key(db, suite_box())  # what every gateway does at start-up
+    stored = await owner_conn.fetch("SELECT kid, private_key FROM signing_keys")
+    assert stored and all(is_sealed(row["private_key"]) for row in stored)
+    assert not any(b"PRIVATE KEY" in row["private_key"] for row in stored)
+    loaded = await load_signing_keys(db, timedelta(minutes=15), suite_box())
+    assert plain_kid in {key.kid for key in loaded}
+    with pytest.raises(ConfigError, match="HUBBUB_TWO_FACTOR_KEY"):
+        await load_signing_keys(db, timedelta(minutes=15), signing_key_box(None))
+    await owner_conn.execute(
+        "UPDATE signing_keys SET retired_at = now() - interval '1 day' WHERE kid = $1", plain_kid
+    )
+
+
 async def test_a_rotated_key_verifies_until_its_tokens_expire(
     gateway: TestServer, db: Database, owner_conn: asyncpg.Connection
 ) -> None:
     """Last in this module: it retires the key the other tests signed with."""
     before = await new_account(gateway)
     old_kid = jwt.get_unverified_header(before["access_token"])["kid"]
-    new_kid = await rotate_signing_key(owner_conn)
+    new_kid = await rotate_signing_key(owner_conn, suite_box())
     await gateway.app[KEYRING].reload()  # as every gateway does within RELOAD_SECONDS
 
     status, _, _ = await call(gateway, "GET", f"{AUTH}/me", before["access_token"])

@@ -18,20 +18,21 @@ from pydantic import SecretStr
 
 from hubbub.config import Settings
 from hubbub.gateway import create_app
+from hubbub.identity import two_factor
+from hubbub.identity.sealing import SecretBox, SecretUnreadable
 from hubbub.identity.totp import (
-    SecretBox,
-    SecretUnreadable,
     match_step,
     new_recovery_codes,
     new_secret,
     recovery_code_hash,
 )
 from hubbub.plugin import load_plugins
+from tests.conftest import TWO_FACTOR_KEY
 from tests.support.accounts import PASSWORD
 from tests.test_auth_sessions import call, login, new_account
 
 TWO_FA = "/api/v1/auth/2fa"
-KEY = "k" * 40
+KEY = TWO_FACTOR_KEY  # the suite's: every gateway of it reads the same signing keys
 
 # ---------------------------------------------------------------- pure parts
 
@@ -344,15 +345,18 @@ async def test_every_2fa_route_needs_a_bearer_token(sealed_gateway: TestServer) 
         assert (status, problem["code"]) == (401, "unauthenticated"), route
 
 
-async def test_plain_storage_works_on_a_gateway_without_a_key(
+async def test_plain_storage_works_without_a_key(
     gateway: TestServer, owner_conn: asyncpg.Connection
 ) -> None:
+    """A deployment without HUBBUB_TWO_FACTOR_KEY stores secrets plainly and they
+    work. (Every gateway of the suite has the key, since they share the token
+    signing keys; so this runs the setup's storage path with a keyless box.)"""
     tokens = await new_account(gateway)
-    secret, _ = await enable(gateway, tokens)
-    stored = await owner_conn.fetchval(
-        "SELECT secret FROM two_factor WHERE user_id = $1", uuid.UUID(tokens["user"]["id"])
-    )
+    user_id = uuid.UUID(tokens["user"]["id"])
+    secret, keyless = new_secret(), SecretBox(None)
+    async with owner_conn.transaction():
+        await two_factor.begin_setup(owner_conn, user_id, keyless.seal(secret, user_id))
+        await two_factor.confirm(owner_conn, keyless, user_id, code_at(secret), time.time())
+    stored = await owner_conn.fetchval("SELECT secret FROM two_factor WHERE user_id = $1", user_id)
     assert stored == b"\x00" + secret.encode()
-    token = await challenge(gateway, tokens["user"]["email"])
-    status, _ = await verify(gateway, token, code=code_at(secret, 1))
-    assert status == 200
+    assert SecretBox(KEY).open(stored, user_id) == secret  # a key set later still reads it

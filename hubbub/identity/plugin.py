@@ -11,7 +11,7 @@ from aiohttp import web
 from hubbub.gateway import DATABASE, REDIS, SETTINGS
 from hubbub.identity.api import api, jwks_api
 from hubbub.identity.bearer import authenticate_request, authenticate_socket
-from hubbub.identity.keys import KEYRING, KeyRing, ensure_signing_key
+from hubbub.identity.keys import KEYRING, KeyRing, ensure_signing_key, signing_key_box
 from hubbub.identity.login_guard import LOGIN_GUARD, LoginGuard
 from hubbub.identity.recovery import recovery_api
 from hubbub.identity.retention import auth_retention
@@ -28,9 +28,11 @@ __all__ = ["plugin"]
 
 async def _key_ring(app: web.Application) -> AsyncIterator[None]:
     """Make sure a signing key exists, then load the keys (after Postgres is up)."""
-    db = app[DATABASE]
-    await ensure_signing_key(db)
-    keys = KeyRing(db, verify_for=timedelta(minutes=app[SETTINGS].access_token_minutes))
+    db, settings = app[DATABASE], app[SETTINGS]
+    secret = settings.two_factor_key
+    box = signing_key_box(None if secret is None else secret.get_secret_value())
+    await ensure_signing_key(db, box)
+    keys = KeyRing(db, timedelta(minutes=settings.access_token_minutes), box)
     await keys.reload()
     app[KEYRING] = keys
     yield

@@ -7,33 +7,22 @@ steps, via pyotp). A code is accepted for its own step and one step either
 side (clock drift); :func:`match_step` says which step it matched, so the
 caller can refuse a step at or before the last one accepted (no replay).
 
-Secrets at rest: with a key (``HUBBUB_TWO_FACTOR_KEY``) a secret is sealed
-with AES-256-GCM under a key derived by HKDF-SHA256, the user id as
-associated data (a sealed secret copied to another account does not open);
-without one it is stored plainly. The first byte of a stored secret says
-which, so setting a key later keeps older plain secrets readable.
+TOTP secrets are sealed at rest by :mod:`hubbub.identity.sealing`, with the
+user id as associated data.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
-from uuid import UUID
 
 import pyotp
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 __all__ = [
     "ISSUER",
     "RECOVERY_CODE_COUNT",
     "STEP_SECONDS",
-    "SecretBox",
-    "SecretUnreadable",
     "match_step",
     "new_recovery_codes",
     "new_secret",
@@ -48,12 +37,6 @@ DRIFT_STEPS = 1
 RECOVERY_CODE_COUNT = 10
 _RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i look-alikes
 _RECOVERY_GROUPS, _RECOVERY_GROUP_LEN = 4, 4  # 16 characters, about 79 bits
-_PLAIN, _SEALED = b"\x00", b"\x01"
-_NONCE_BYTES = 12
-
-
-class SecretUnreadable(Exception):
-    """A sealed secret does not open with the configured key (or there is none)."""
 
 
 def new_secret() -> str:
@@ -75,41 +58,6 @@ def match_step(secret: str, code: str, now: float) -> int | None:
         if hmac.compare_digest(totp.at(step * STEP_SECONDS), code):
             return step
     return None
-
-
-class SecretBox:
-    """Seals and opens TOTP secrets; ``key`` None stores them plainly."""
-
-    def __init__(self, key: str | None) -> None:
-        self._aead = None if key is None else AESGCM(_derive(key))
-
-    @property
-    def seals(self) -> bool:
-        return self._aead is not None
-
-    def seal(self, secret: str, user_id: UUID) -> bytes:
-        if self._aead is None:
-            return _PLAIN + secret.encode()
-        nonce = os.urandom(_NONCE_BYTES)
-        return _SEALED + nonce + self._aead.encrypt(nonce, secret.encode(), user_id.bytes)
-
-    def open(self, stored: bytes, user_id: UUID) -> str:
-        """The secret; SecretUnreadable if it was sealed under another key or none."""
-        kind, body = stored[:1], stored[1:]
-        if kind == _PLAIN:
-            return body.decode()
-        if self._aead is None:
-            raise SecretUnreadable("the secret is sealed but no key is configured")
-        try:
-            nonce, sealed = body[:_NONCE_BYTES], body[_NONCE_BYTES:]
-            return self._aead.decrypt(nonce, sealed, user_id.bytes).decode()
-        except InvalidTag:
-            raise SecretUnreadable("the secret was sealed under another key") from None
-
-
-def _derive(key: str) -> bytes:
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"hubbub totp secret v1")
-    return hkdf.derive(key.encode())
 
 
 def new_recovery_codes(count: int = RECOVERY_CODE_COUNT) -> list[str]:

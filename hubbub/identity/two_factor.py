@@ -24,9 +24,8 @@ from uuid import UUID
 import asyncpg
 
 from hubbub.errors import AppError
+from hubbub.identity.sealing import SecretBox, SecretUnreadable
 from hubbub.identity.totp import (
-    SecretBox,
-    SecretUnreadable,
     match_step,
     new_recovery_codes,
     recovery_code_hash,

@@ -22,9 +22,10 @@ from hubbub.gateway import DATABASE, SETTINGS
 from hubbub.http.routing import Api
 from hubbub.identity import passwords, two_factor
 from hubbub.identity.bearer import authenticate_request
+from hubbub.identity.sealing import SecretBox
 from hubbub.identity.sign_in import open_session, token_answer
 from hubbub.identity.standing import refuse_if_barred
-from hubbub.identity.totp import SecretBox, new_secret, otpauth_url
+from hubbub.identity.totp import new_secret, otpauth_url
 from hubbub.identity.users import get_user
 from hubbub.identity.wire import AuthTokens
 
