@@ -189,8 +189,16 @@ async def call(
         return Answer(response.status, body, response.headers)
 
 
-async def login(server: TestServer, email: str, password: str = PASSWORD, ip: str = "") -> Answer:
+async def login(
+    server: TestServer,
+    email: str,
+    password: str = PASSWORD,
+    ip: str = "",
+    device_token: str | None = None,
+) -> Answer:
     body = {"email": email, "password": password}
+    if device_token is not None:
+        body["device_token"] = device_token
     return await call(server, f"{AUTH}/login", body, ip=ip or client_ip())
 
 
@@ -234,6 +242,32 @@ async def test_failed_logins_lock_the_account_until_the_lock_ends(
     # The lock ends on its own: here, by expiring its key early.
     await redis.delete(f"hubbub:login:locked:{account_key(email)}")
     assert (await login(server, email)).status == 200
+
+
+async def test_a_stranger_cannot_lock_the_owner_out_of_a_known_device(
+    server: TestServer,
+) -> None:
+    """The lock holds back unknown devices only: the owner's device, which kept the
+    device token of an earlier sign-in, still signs in; failures from a known
+    device forget it instead of locking the account."""
+    email = (await sign_up(str(server.make_url("")).rstrip("/")))["user"]["email"]
+    first = await login(server, email)
+    device_token = first.body["device_token"]
+    assert device_token.startswith("hbd_")
+    other = (await sign_up(str(server.make_url("")).rstrip("/")))["user"]["email"]
+    others_device = (await login(server, other)).body["device_token"]
+
+    for _ in range(LOCKOUT_FAILURES):  # a stranger, from anywhere
+        assert (await login(server, email, "wrong password")).code == "invalid_credentials"
+    assert_limited(await login(server, email), "account_locked", 423)
+    assert_limited(await login(server, email, device_token=others_device), "account_locked", 423)
+    again = await login(server, email, device_token=device_token)
+    assert again.status == 200 and again.body["device_token"] == device_token
+
+    for _ in range(LOCKOUT_FAILURES):  # guessing from the known device itself
+        wrong = await login(server, email, "wrong password", device_token=device_token)
+        assert wrong.code == "invalid_credentials"
+    assert_limited(await login(server, email, device_token=device_token), "account_locked", 423)
 
 
 async def test_a_successful_login_resets_the_failure_count(server: TestServer) -> None:

@@ -95,25 +95,28 @@ async def register(request: web.Request, *, body: NewAccount) -> AuthTokens | we
 async def login(request: web.Request, *, body: Credentials) -> AuthTokens | web.Response:
     """Log in with email and password: a new session, or a 2FA challenge."""
     guard = request.app[LOGIN_GUARD]
-    await guard.check(body.email, request.remote)
+    device = await guard.known_device(body.email, body.device_token)
+    await guard.check(body.email, request.remote, device)
     async with request.app[DATABASE].pool.acquire() as conn:
         found = await find_for_login(conn, body.email)
     if found is None:
         await passwords.waste_a_verification(body.password)
-        await guard.failed(body.email)
+        await guard.failed(body.email, device)
         raise _bad_credentials()
     user, password_hash = found
     if not await passwords.verify_password(password_hash, body.password):
-        await guard.failed(body.email)
+        await guard.failed(body.email, device)
         raise _bad_credentials()
-    await guard.succeeded(body.email)
+    await guard.succeeded(body.email, device)
     async with request.app[DATABASE].pool.acquire() as conn, conn.transaction():
         await refuse_if_barred(conn, user.id)
         challenge = await challenge_if_enabled(conn, user.id)
         if challenge is not None:
             return challenge
         session_id, refresh_token = await open_session(request, conn, user.id)
-    return await token_answer(request, user, session_id, refresh_token)
+    answer = await token_answer(request, user, session_id, refresh_token)
+    answer.device_token = await guard.remember_device(body.email, body.device_token)
+    return answer
 
 
 @api.post(

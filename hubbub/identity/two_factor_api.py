@@ -22,12 +22,13 @@ from hubbub.gateway import DATABASE, SETTINGS
 from hubbub.http.routing import Api
 from hubbub.identity import passwords, two_factor
 from hubbub.identity.bearer import authenticate_request
+from hubbub.identity.login_guard import LOGIN_GUARD
 from hubbub.identity.sealing import SecretBox
 from hubbub.identity.sign_in import open_session, token_answer
 from hubbub.identity.standing import refuse_if_barred
 from hubbub.identity.totp import new_secret, otpauth_url
 from hubbub.identity.users import get_user
-from hubbub.identity.wire import AuthTokens
+from hubbub.identity.wire import AuthTokens, DeviceToken
 
 __all__ = ["TwoFactorChallenge", "challenge_if_enabled", "two_factor_api"]
 
@@ -66,6 +67,7 @@ class ChallengeAnswer(_Input):
     challenge_token: Annotated[str, Field(min_length=1, max_length=512)]
     code: TotpCode | None = None
     recovery_code: RecoveryCode | None = None
+    device_token: DeviceToken = None
 
     @model_validator(mode="after")
     def _one_proof(self) -> Self:
@@ -174,7 +176,10 @@ async def verify_two_factor(request: web.Request, *, body: ChallengeAnswer) -> A
         user = await get_user(conn, user_id)
         assert user is not None, "a challenge always belongs to an existing user"
         session_id, refresh_token = await open_session(request, conn, user_id)
-    return await token_answer(request, user, session_id, refresh_token)
+    answer = await token_answer(request, user, session_id, refresh_token)
+    guard = request.app[LOGIN_GUARD]
+    answer.device_token = await guard.remember_device(user.email, body.device_token)
+    return answer
 
 
 @two_factor_api.post(

@@ -57,9 +57,21 @@ class NewAccount(_Input):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 
 
+DeviceToken = Annotated[
+    str | None,
+    Field(
+        None,
+        max_length=128,
+        description="The `device_token` of an earlier sign-in on this device: a known device "
+        "signs in even while the account is locked against unknown ones (docs/auth.md).",
+    ),
+]
+
+
 class Credentials(_Input):
     email: Email
     password: Annotated[str, Field(min_length=1, max_length=256)]
+    device_token: DeviceToken = None
 
 
 class RefreshRequest(_Input):
@@ -94,6 +106,11 @@ class AuthTokens(BaseModel):
     token_type: Literal["Bearer"] = "Bearer"
     expires_in: int = Field(description="Seconds until the access token expires.")
     user: UserView
+    device_token: str | None = Field(
+        None,
+        description="Set on a login: keep it on this device (also after logging out) and send "
+        "it with the next login, so a lock against unknown devices does not hold it back.",
+    )
 
 
 class SessionView(BaseModel):
