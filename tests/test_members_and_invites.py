@@ -16,14 +16,14 @@ import pytest
 import socketio
 from aiohttp.test_utils import TestServer
 
-from hubbub.actors.command import Command
-from hubbub.actors.untyped import Untyped
+from hubbub.actors.command import Command, CommandBody
 from hubbub.config import Settings
 from hubbub.errors import AppError
 from hubbub.gateway import ROUTER, create_app
 from hubbub.plugin import load_plugins
 from hubbub.tenancy import state as rules
 from hubbub.tenancy import views
+from hubbub.tenancy.commands import CreateInvite, CreateTenant, GetTenant, RemoveMember
 from tests.support.accounts import PASSWORD, unique_email
 from tests.support.tenants import (
     TENANTS,
@@ -122,16 +122,13 @@ async def test_invite_token_errors_have_distinct_codes(gateway: TestServer) -> N
         Command(
             "tenant",
             tenant["id"],
-            Untyped(
-                "create_invite",
-                {
-                    "actor": owner.user_id,
-                    "invite_id": str(uuid.uuid4()),
-                    "email": invitee.email,
-                    "role": "member",
-                    "token_hash": hashlib.sha256(token.encode()).hexdigest(),
-                    "invite_days": -1,
-                },
+            CreateInvite(
+                actor=owner.user_id,
+                invite_id=str(uuid.uuid4()),
+                email=invitee.email,
+                role="member",
+                token_hash=hashlib.sha256(token.encode()).hexdigest(),
+                invite_days=-1,
             ),
             tenant["id"],
         )
@@ -292,20 +289,23 @@ async def test_a_removed_member_loses_access_at_once_sockets_included(
         await client.disconnect()
 
 
+class Fly(CommandBody, frozen=True):
+    """A command of no tenant."""
+
+
 def test_the_pure_rules_refuse_without_changing_anything() -> None:
     now = datetime.now(UTC)
     created = rules.decide(
         None,
-        "create",
-        {
-            "actor": "u1",
-            "tenant_id": "t1",
-            "name": "T",
-            "slug": "tee",
-            "plan": "free",
-            "timezone": "UTC",
-            "locale": "en",
-        },
+        CreateTenant(
+            actor="u1",
+            tenant_id="t1",
+            name="T",
+            slug="tee",
+            plan="free",
+            timezone="UTC",
+            locale="en",
+        ),
         now,
     )
     state = None
@@ -313,15 +313,15 @@ def test_the_pure_rules_refuse_without_changing_anything() -> None:
         state = rules.apply(state, event)
     assert state is not None and state.members["u1"].role == "owner" and state.seq == 1
     with pytest.raises(AppError) as refused:
-        rules.decide(state, "remove_member", {"actor": "u1", "user_id": "u1"}, now)
+        rules.decide(state, RemoveMember(actor="u1", user_id="u1"), now)
     assert refused.value.code == "last_owner"
     with pytest.raises(AppError) as refused:
-        views.query(state, "get", {"actor": "stranger"}, now)
+        views.query(state, GetTenant(actor="stranger"), now)
     assert refused.value.code == "not_found"
     with pytest.raises(AppError) as refused:
-        rules.decide(state, "fly", {}, now)
+        rules.decide(state, Fly(), now)
     assert refused.value.code == "unknown_command"
-    assert views.query(state, "get", {"actor": "u1"}, now)["role"] == "owner"
+    assert views.query(state, GetTenant(actor="u1"), now)["role"] == "owner"
 
 
 @pytest.fixture

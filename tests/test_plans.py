@@ -9,9 +9,9 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from hubbub.actors.command import Command
-from hubbub.actors.untyped import Untyped
 from hubbub.config import ConfigError
 from hubbub.gateway import ROUTER
+from hubbub.tenancy.commands import SetPlan
 from hubbub.tenancy.plans import DEFAULT_PLANS, parse_plans
 from tests.support.accounts import unique_email
 from tests.support.tenants import TENANTS, call, invite, new_account, new_tenant
@@ -19,7 +19,7 @@ from tests.support.tenants import TENANTS, call, invite, new_account, new_tenant
 
 async def set_plan(gateway: TestServer, tenant_id: str, plan: str) -> None:
     """What billing or staff do: the tenant entity's own command, not an endpoint."""
-    command = Command("tenant", tenant_id, Untyped("set_plan", {"plan": plan}), tenant_id)
+    command = Command("tenant", tenant_id, SetPlan(plan), tenant_id)
     await gateway.app[ROUTER].send(command)
 
 

@@ -12,9 +12,9 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from hubbub.actors.command import Command
-from hubbub.actors.untyped import Untyped
 from hubbub.gateway import ROUTER
 from hubbub.storage.database import Database
+from hubbub.tenancy.commands import SetPlan
 from hubbub.tenancy.directory import acting_as
 from tests.support.accounts import unique_email
 from tests.support.tenants import TENANTS, add_member, call, invite, new_account, new_tenant
@@ -36,7 +36,7 @@ async def world(gateway: TestServer) -> dict:
         path = f"{TENANTS}/{tenant['id']}/settings"
         assert (await call(gateway, "PUT", path, owner.token, {"secret": name}))[0] == 200
         await gateway.app[ROUTER].send(
-            Command("tenant", tenant["id"], Untyped("set_plan", {"plan": "business"}), tenant["id"])
+            Command("tenant", tenant["id"], SetPlan("business"), tenant["id"])
         )
         uses = f"{TENANTS}/{tenant['id']}/features/ai/uses"
         assert (await call(gateway, "POST", uses, owner.token))[0] == 200

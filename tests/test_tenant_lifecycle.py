@@ -19,6 +19,7 @@ from hubbub.errors import AppError
 from hubbub.gateway import create_app
 from hubbub.plugin import load_plugins
 from hubbub.tenancy import state as rules
+from hubbub.tenancy.commands import CreateTenant, DeleteTenant, PurgeTenant, RestoreTenant
 from hubbub.tenancy.purge import PURGE
 from tests.support.accounts import PASSWORD, unique_email
 from tests.support.tenants import (
@@ -197,20 +198,22 @@ async def test_each_gateway_sweeps_on_its_own_schedule(
 
 def test_a_purge_cannot_run_early_or_on_a_live_tenant() -> None:
     now = datetime(2030, 1, 1, tzinfo=UTC)
-    args = {"tenant_id": "t", "name": "T", "slug": "tee", "plan": "free", "timezone": "UTC"}
+    create = CreateTenant(
+        "u", tenant_id="t", name="T", slug="tee", plan="free", timezone="UTC", locale="en"
+    )
     state = None
-    for event in rules.decide(None, "create", args | {"locale": "en", "actor": "u"}, now):
+    for event in rules.decide(None, create, now):
         state = rules.apply(state, event)
     with pytest.raises(AppError, match="tenant_not_deleted"):
-        rules.decide(state, "purge", {}, now)
-    (deleted,) = rules.decide(state, "delete", {"actor": "u", "grace_days": 1}, now)
+        rules.decide(state, PurgeTenant(), now)
+    (deleted,) = rules.decide(state, DeleteTenant("u", grace_days=1), now)
     state = rules.apply(state, deleted)
     with pytest.raises(AppError, match="purge_not_due"):
-        rules.decide(state, "purge", {}, now + timedelta(hours=23))
-    (purged,) = rules.decide(state, "purge", {}, now + timedelta(days=1))
+        rules.decide(state, PurgeTenant(), now + timedelta(hours=23))
+    (purged,) = rules.decide(state, PurgeTenant(), now + timedelta(days=1))
     assert rules.apply(state, purged) is None
     with pytest.raises(AppError) as refused:
-        rules.decide(state, "restore", {"actor": "u"}, now + timedelta(days=1))
+        rules.decide(state, RestoreTenant("u"), now + timedelta(days=1))
     assert (refused.value.code, refused.value.status) == ("restore_period_ended", 410)
 
 

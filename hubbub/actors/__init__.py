@@ -12,8 +12,8 @@ else sends it commands. Keep this table true.
 | batches bound for a shard, batch numbering   | the gateway's router (one per gateway)  |
 | sockets, their rooms and watched topics      | the gateway holding them (``Realtime``) |
 | the Redis subscription of a gateway          | its ``Fanout``                          |
-| a tenant's profile, plan, roster, invites,   | its ``TenantEntity`` (``tenant.py``);   |
-| usage counters, API keys (service accounts)  | see ``hubbub/tenancy/__init__.py``      |
+| a tenant's profile, plan, roster, invites,   | its ``TenantEntity``                    |
+| usage counters, API keys (service accounts)  | (``hubbub/tenancy/entity.py``)          |
 | a conversation's seq, title, members, roles, | its ``ConversationEntity``              |
 | read marks, mute/star, messages, reactions,  | (``conversation.py``; ``hubbub/chat``)  |
 | support status, snooze, assignee, labels,    |                                         |

@@ -21,6 +21,7 @@ from hubbub.actors.router import Router
 from hubbub.actors.untyped import Untyped
 from hubbub.errors import AppError, FieldError
 from hubbub.gateway import ROUTER
+from hubbub.tenancy.access import roster
 
 __all__ = [
     "ask_conversation",
@@ -42,10 +43,8 @@ async def check_tenant_members(
     """422 ``not_a_tenant_member`` naming each of ``user_ids`` outside the tenant."""
     if not user_ids:
         return
-    args = {"actor": str(actor)}
-    command = Command("tenant", str(tenant_id), Untyped("members", args), str(tenant_id))
-    roster = {m["user_id"] for m in await request.app[ROUTER].send(command)}
-    strangers = [u for u in user_ids if str(u) not in roster]
+    members = set(await roster(request.app[ROUTER], tenant_id, actor))
+    strangers = [u for u in user_ids if str(u) not in members]
     if strangers:
         raise AppError(
             "not_a_tenant_member",

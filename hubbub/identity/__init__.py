@@ -18,4 +18,8 @@
 - ``plugin``: how identity joins a gateway (built in).
 """
 
-__all__: list[str] = []
+from hubbub.identity.staff import AUDIT_INSERT, audit_row
+
+# The public face other capabilities use: an audit row committed with their
+# own change (the tenant entity's staff plan changes).
+__all__ = ["AUDIT_INSERT", "audit_row"]

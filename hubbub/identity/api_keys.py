@@ -6,7 +6,7 @@ row-level-security scope (no cross-tenant lookup); the random part (256
 bits) makes it unguessable, so a plain SHA-256 is a safe stored form: hubbub
 keeps only that hash and the key's first characters (``prefix``) to show in
 lists. Keys are created and revoked by the tenant entity that owns them
-(``hubbub.tenancy.state``); this module reads them where they are presented
+(``hubbub.tenancy.api_keys``); this module reads them where they are presented
 and stamps ``last_used_at`` — at most once a minute per key, across every
 gateway, by a conditional UPDATE issued only when the row read says it is
 stale.

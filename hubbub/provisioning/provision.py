@@ -39,6 +39,8 @@ from hubbub.provisioning.signups import Signup, forget_password, get_signup
 from hubbub.provisioning.wire import ProvisionInput
 from hubbub.storage.database import Database
 from hubbub.storage.migrate import HUBBUB_STREAM, discover
+from hubbub.tenancy.access import send_tenant
+from hubbub.tenancy.commands import CreateTenant, GetTenant
 from hubbub.tenancy.directory import find_user_id, release_slug, reserve_slug_for_name
 from hubbub.tenancy.plans import parse_plans
 
@@ -148,27 +150,24 @@ async def _create_tenant(
     """The tenant entity's view of the new tenant, owned by the account."""
     assert context.router is not None
     tenant_id, actor = str(input.tenant_id), str(input.user_id)
-    args = {
-        "tenant_id": tenant_id,
-        "name": input.tenant_name,
-        "slug": slug,
-        "timezone": "UTC",
-        "locale": "en",
-        "plan": parse_plans(settings.plans).default,
-        "actor": actor,
-    }
+    create = CreateTenant(
+        actor=actor,
+        tenant_id=tenant_id,
+        name=input.tenant_name,
+        slug=slug,
+        plan=parse_plans(settings.plans).default,
+        timezone="UTC",
+        locale="en",
+    )
     key = f"{context.job_id}:create"
     try:
-        return await context.router.send(
-            Command("tenant", tenant_id, Untyped("create", args), tenant_id, key)
-        )
+        return await send_tenant(context.router, tenant_id, create, idempotency_key=key)
     except AppError as error:
         if error.code != "tenant_exists":
             raise
     # Made by an earlier run whose receipt expired: ours if the account is in it
     # (404 otherwise).
-    get = Command("tenant", tenant_id, Untyped("get", {"actor": actor}), tenant_id)
-    return await context.router.send(get)
+    return await send_tenant(context.router, tenant_id, GetTenant(actor))
 
 
 async def _check_schema(db: Database) -> None:

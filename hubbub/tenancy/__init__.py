@@ -4,7 +4,7 @@ Ownership — everyone else sends commands to the owner:
 
 | state                                           | owner                                   |
 |-------------------------------------------------|-----------------------------------------|
-| a tenant's profile, settings, plan, event seq   | its ``TenantEntity`` (``actors/tenant``)|
+| a tenant's profile, settings, plan, event seq   | its ``TenantEntity`` (``entity.py``)    |
 | its member roster and roles                     | its ``TenantEntity``                    |
 | its invites and their token hashes              | its ``TenantEntity``                    |
 | its usage counters                              | its ``TenantEntity``                    |
@@ -17,10 +17,21 @@ Ownership — everyone else sends commands to the owner:
 | the plan catalog                                | configuration (``HUBBUB_PLANS``)        |
 | which local sockets are in a tenant's room      | the gateway holding them                |
 
-The rules are pure functions in ``state.py`` (events in ``events.py``,
-answers in ``views.py``); HTTP routes in ``api.py`` and
-``members_api.py``, ``api_keys_api.py``; service accounts in
-``service_accounts.py``; authorisation in ``access.py``; the cross-tenant reads
-in ``directory.py``; staff routes in ``staff_api.py``; idempotent creation
-in ``creations.py``; the purge sweep in ``purge.py``; sockets in ``eviction.py``.
+The public face, for the edges and for other capabilities: the typed
+command bodies in ``commands.py``, sent with ``access.py``
+(``send_tenant``, ``ask_tenant``, ``authorize``, ``roster``,
+``require_member``, ``require_feature``); the replies are the dicts of
+``views.py``. Nothing else here is for use outside tenancy.
+
+The entity is ``entity.py`` (loading, SQL writes from ``Table``
+definitions, publications). Its pure rules: ``state.py`` (``decide`` and
+``apply``, joining the tables of ``lifecycle.py``, ``roster.py``,
+``invites.py``, ``usage.py`` and ``api_keys.py``), over the records of
+``records.py``, with who may act in ``authority.py``; events in
+``events.py`` (each with its wire view), answers in ``views.py``. HTTP
+routes in ``api.py``, ``members_api.py``, ``api_keys_api.py``; service
+accounts in ``service_accounts.py``; the cross-tenant reads in
+``directory.py``; staff routes in ``staff_api.py``; idempotent creation in
+``creations.py``; the purge sweep in ``purge.py``; sockets in
+``eviction.py``.
 """

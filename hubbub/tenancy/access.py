@@ -1,5 +1,11 @@
 """How the gateway talks to tenant entities, and authorises against them.
 
+With :mod:`hubbub.tenancy.commands` (the typed command bodies) this is
+tenancy's public face: HTTP routes, socket handlers, jobs and other
+capabilities send tenant commands through :func:`send_tenant` (or
+:func:`ask_tenant` from a request), read a roster with :func:`roster` and
+check a caller with :func:`authorize` / :func:`require_member`.
+
 Authorisation asks the entity that owns the roster, on every request: one
 command through the batching router (about a millisecond, coalesced with
 others bound for the same shard), no cache. So a removed member, a demoted
@@ -21,11 +27,11 @@ from aiohttp import web
 
 from hubbub.actors.command import Command
 from hubbub.actors.router import Router
-from hubbub.actors.untyped import Untyped
 from hubbub.errors import AppError, FieldError
 from hubbub.gateway import ROUTER
 from hubbub.identity.bearer import authenticate_request
 from hubbub.ratelimit import RATE_LIMITER, Limit
+from hubbub.tenancy.commands import Acted, Authorize, ListMembers, TenantCommand
 from hubbub.tenancy.plans import Plan, PlanCatalog
 
 __all__ = [
@@ -37,6 +43,8 @@ __all__ = [
     "enforce_bucket",
     "require_feature",
     "require_member",
+    "roster",
+    "send_tenant",
     "tenant_of",
 ]
 
@@ -81,28 +89,32 @@ class Membership:
     usage: dict[str, int]
 
 
-async def ask_tenant(
-    request: web.Request,
-    tenant_id: UUID,
-    name: str,
-    actor: UUID | None,
-    /,
+async def send_tenant(
+    router: Router,
+    tenant_id: UUID | str,
+    body: TenantCommand,
     *,
-    idempotent: bool = False,
-    **args: Any,
+    idempotency_key: str | None = None,
 ) -> Any:
-    """Send command ``name`` to tenant ``tenant_id`` (in its RLS scope); its reply.
+    """Send ``body`` to tenant ``tenant_id``, in that tenant's RLS scope; its reply."""
+    command = Command("tenant", str(tenant_id), body, str(tenant_id), idempotency_key)
+    return await router.send(command)
 
-    ``idempotent``: pass the request's ``Idempotency-Key`` on, namespaced by
-    actor and command so one key cannot replay another command's reply.
+
+async def ask_tenant(
+    request: web.Request, tenant_id: UUID, body: TenantCommand, *, idempotent: bool = False
+) -> Any:
+    """Send ``body`` to tenant ``tenant_id`` from a request; its reply.
+
+    ``idempotent`` (for an :class:`Acted` body): pass the request's
+    ``Idempotency-Key`` on, namespaced by actor and command so one key cannot
+    replay another command's reply.
     """
-    if actor is not None:
-        args["actor"] = str(actor)
     key = request.headers.get("Idempotency-Key") if idempotent else None
     if key:
-        key = f"{actor}:{name}:{key[:200]}"
-    command = Command("tenant", str(tenant_id), Untyped(name, args), str(tenant_id), key)
-    return await request.app[ROUTER].send(command)
+        assert isinstance(body, Acted), "only a command with an actor carries a key"
+        key = f"{body.actor}:{type(body).__name__}:{key[:200]}"
+    return await send_tenant(request.app[ROUTER], tenant_id, body, idempotency_key=key or None)
 
 
 async def authorize(
@@ -110,10 +122,13 @@ async def authorize(
 ) -> dict[str, Any]:
     """The tenant entity's ``{role, plan, usage}`` for member ``user_id`` with at
     least ``minimum``; AppError 404 when not a member, 403 below ``minimum``."""
-    args = {"actor": str(user_id), "minimum": minimum}
-    return await router.send(
-        Command("tenant", str(tenant_id), Untyped("authorize", args), str(tenant_id))
-    )
+    return await send_tenant(router, tenant_id, Authorize(str(user_id), minimum))
+
+
+async def roster(router: Router, tenant_id: UUID | str, actor: UUID | str) -> list[str]:
+    """The ids of the tenant's members; AppError 404 unless ``actor`` is one."""
+    members = await send_tenant(router, tenant_id, ListMembers(str(actor)))
+    return [member["user_id"] for member in members]
 
 
 async def require_member(

@@ -17,6 +17,16 @@ from hubbub.http.routing import Api
 from hubbub.identity.bearer import authenticate_request
 from hubbub.ids import new_id
 from hubbub.tenancy.access import PLANS, ask_tenant, require_feature, require_member
+from hubbub.tenancy.commands import (
+    CreateTenant,
+    DeleteTenant,
+    GetSettings,
+    GetTenant,
+    PutSettings,
+    RecordUsage,
+    RestoreTenant,
+    UpdateTenant,
+)
 from hubbub.tenancy.creations import claim_creation, forget_claim, request_hash
 from hubbub.tenancy.directory import (
     list_my_tenants,
@@ -79,12 +89,17 @@ async def create_tenant(request: web.Request, *, body: NewTenant) -> TenantView:
         if key is not None and fresh:
             await forget_claim(request.app[DATABASE], claims.user_id, key, tenant_id)
         raise
-    args = body.model_dump() | {"slug": slug, "tenant_id": str(tenant_id)}
-    args["plan"] = request.app[PLANS].default
+    create = CreateTenant(
+        actor=str(claims.user_id),
+        tenant_id=str(tenant_id),
+        name=body.name,
+        slug=slug,
+        plan=request.app[PLANS].default,
+        timezone=body.timezone,
+        locale=body.locale,
+    )
     try:
-        reply = await ask_tenant(
-            request, tenant_id, "create", claims.user_id, idempotent=True, **args
-        )
+        reply = await ask_tenant(request, tenant_id, create, idempotent=True)
     except AppError as error:
         await release_slug(request.app[DATABASE], tenant_id, slug)
         if key is not None and not error.retriable:  # nothing was created
@@ -123,7 +138,7 @@ async def get_tenant(request: web.Request, *, path: TenantPath) -> TenantView:
     """One tenant you are a member of."""
     claims = await authenticate_request(request)
     return TenantView.model_validate(
-        await ask_tenant(request, path.tenant_id, "get", claims.user_id)
+        await ask_tenant(request, path.tenant_id, GetTenant(str(claims.user_id)))
     )
 
 
@@ -140,13 +155,13 @@ async def update_tenant(
 ) -> TenantView:
     """Change name, slug, time zone or locale (admin or owner)."""
     claims = await authenticate_request(request)
-    changes = body.model_dump(exclude_none=True)
+    update = UpdateTenant(str(claims.user_id), **body.model_dump(exclude_none=True))
     reserved = False
     if body.slug is not None:
         await require_member(request, path.tenant_id, "admin")  # before touching slugs
         reserved = await reserve_slug(request.app[DATABASE], path.tenant_id, body.slug)
     try:
-        reply = await ask_tenant(request, path.tenant_id, "update", claims.user_id, changes=changes)
+        reply = await ask_tenant(request, path.tenant_id, update)
     except AppError:
         if reserved:
             await release_slug(request.app[DATABASE], path.tenant_id, str(body.slug))
@@ -164,7 +179,7 @@ async def update_tenant(
 async def get_tenant_settings(request: web.Request, *, path: TenantPath) -> TenantSettings:
     """The tenant's settings (any member)."""
     claims = await authenticate_request(request)
-    reply = await ask_tenant(request, path.tenant_id, "get_settings", claims.user_id)
+    reply = await ask_tenant(request, path.tenant_id, GetSettings(str(claims.user_id)))
     return TenantSettings.model_validate(reply)
 
 
@@ -181,9 +196,8 @@ async def put_tenant_settings(
 ) -> TenantSettings:
     """Replace the tenant's settings (admin or owner)."""
     claims = await authenticate_request(request)
-    reply = await ask_tenant(
-        request, path.tenant_id, "put_settings", claims.user_id, idempotent=True, settings=body.root
-    )
+    put = PutSettings(str(claims.user_id), body.root)
+    reply = await ask_tenant(request, path.tenant_id, put, idempotent=True)
     return TenantSettings.model_validate(reply)
 
 
@@ -198,9 +212,8 @@ async def delete_tenant(request: web.Request, *, path: TenantPath) -> Deletion:
     """Delete the tenant (owner only): hidden at once, restorable until `purge_after`."""
     claims = await authenticate_request(request)
     grace = request.app[SETTINGS].tenant_deletion_grace_days
-    reply = await ask_tenant(
-        request, path.tenant_id, "delete", claims.user_id, idempotent=True, grace_days=grace
-    )
+    delete = DeleteTenant(str(claims.user_id), grace)
+    reply = await ask_tenant(request, path.tenant_id, delete, idempotent=True)
     return Deletion.model_validate(reply)
 
 
@@ -219,7 +232,7 @@ async def delete_tenant(request: web.Request, *, path: TenantPath) -> Deletion:
 async def restore_tenant(request: web.Request, *, path: TenantPath) -> TenantView:
     """Undo a deletion within its grace period (owner only)."""
     claims = await authenticate_request(request)
-    reply = await ask_tenant(request, path.tenant_id, "restore", claims.user_id)
+    reply = await ask_tenant(request, path.tenant_id, RestoreTenant(str(claims.user_id)))
     return TenantView.model_validate(reply)
 
 
@@ -252,7 +265,6 @@ async def use_feature(request: web.Request, *, path: FeaturePath) -> FeatureUse:
     """Spend one use of a gated feature: the plan must include it, its rate
     bucket must have room; the use is counted in the tenant's usage."""
     membership = await require_feature(request, path.tenant_id, path.feature)
-    reply: dict[str, Any] = await ask_tenant(
-        request, path.tenant_id, "record_usage", membership.user_id, metric=path.feature
-    )
+    use = RecordUsage(str(membership.user_id), path.feature)
+    reply: dict[str, Any] = await ask_tenant(request, path.tenant_id, use)
     return FeatureUse(feature=path.feature, plan=membership.plan, used=reply["value"])

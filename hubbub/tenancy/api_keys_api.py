@@ -27,6 +27,7 @@ from hubbub.tenancy.api_keys_wire import (
     IssuedApiKey,
     NewApiKey,
 )
+from hubbub.tenancy.commands import CreateApiKey, RevokeApiKey
 from hubbub.tenancy.wire import ListQuery, TenantPath
 
 __all__ = ["FEATURE", "api"]
@@ -59,11 +60,8 @@ async def create_api_key(
     membership = await require_member(request, path.tenant_id, "admin")
     request.app[PLANS].require_feature(membership.plan, FEATURE)
     issued = issue_key(path.tenant_id)
-    reply = await ask_tenant(
-        request,
-        path.tenant_id,
-        "create_api_key",
-        membership.user_id,
+    create = CreateApiKey(
+        actor=str(membership.user_id),
         key_id=str(new_id()),
         name=body.name,
         scopes=body.unique_scopes(),
@@ -71,6 +69,7 @@ async def create_api_key(
         key_hash=issued.key_hash,
         expires_in_days=body.expires_in_days,
     )
+    reply = await ask_tenant(request, path.tenant_id, create)
     return IssuedApiKey.model_validate(reply | {"key": issued.key})
 
 
@@ -98,9 +97,8 @@ async def revoke_api_key(request: web.Request, *, path: ApiKeyPath) -> None:
     """Revoke an API key (admin or owner): its requests are refused at once
     (`api_key_revoked`) and its sockets disconnected. Revoking again is a no-op."""
     membership = await require_member(request, path.tenant_id, "admin")
-    await ask_tenant(
-        request, path.tenant_id, "revoke_api_key", membership.user_id, key_id=str(path.key_id)
-    )
+    revoke = RevokeApiKey(str(membership.user_id), str(path.key_id))
+    await ask_tenant(request, path.tenant_id, revoke)
     await _disconnect(request, path.key_id)
 
 

@@ -2,20 +2,21 @@
 
 Pure data, decided by :func:`hubbub.tenancy.state.decide` and folded into
 the state by :func:`hubbub.tenancy.state.apply`; the tenant entity
-(``hubbub.actors.tenant``) turns each into SQL writes and, for the
-``published`` ones, into ``tenant:*`` events on the tenant's channel.
+(:mod:`hubbub.tenancy.entity`) turns each into SQL writes and, for the
+``published`` ones, into ``tenant:*`` events on the tenant's channel. The
+wire view of a published event is written here, once, beside it: its
+``wire_name`` and :meth:`Event.payload` (docs/events.md lists them); the
+entity adds ``tenant_id`` and ``seq``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
+from hubbub.tenancy.records import Invite
 from hubbub.tenancy.service_accounts import ServiceAccount
-
-if TYPE_CHECKING:
-    from hubbub.tenancy.state import Invite
 
 __all__ = [
     "ApiKeyCreated",
@@ -41,9 +42,21 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """Base of tenant events; ``published`` ones go to the tenant's channel."""
+    """Base of tenant events; ``published`` ones go to the tenant's channel
+    as ``wire_name`` with :meth:`payload`, and advance the tenant's ``seq``."""
 
     published: ClassVar[bool] = True
+    wire_name: ClassVar[str] = ""
+
+    def payload(self) -> dict[str, Any]:
+        """The event's own fields on the wire (besides ``tenant_id`` and ``seq``)."""
+        return {}
+
+    def access_revoked(self) -> dict[str, Any] | None:
+        """The payload of ``tenant:access_revoked`` (besides ``tenant_id``) when
+        the event takes someone out of the tenant, so every gateway drops
+        their sockets at once; None when it takes no one out."""
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,23 +77,36 @@ class TenantUpdated(Event):
     changes: dict[str, str]
     previous_slug: str
     at: datetime
+    wire_name: ClassVar[str] = "tenant:updated"
+
+    def payload(self) -> dict[str, Any]:
+        return {"changes": self.changes}
 
 
 @dataclass(frozen=True, slots=True)
 class SettingsReplaced(Event):
     settings: dict[str, Any]
     at: datetime
+    wire_name: ClassVar[str] = "tenant:settings_updated"
 
 
 @dataclass(frozen=True, slots=True)
 class TenantDeleted(Event):
     at: datetime
     purge_after: datetime
+    wire_name: ClassVar[str] = "tenant:deleted"
+
+    def payload(self) -> dict[str, Any]:
+        return {"purge_after": self.purge_after.isoformat()}
+
+    def access_revoked(self) -> dict[str, Any] | None:
+        return {"user_id": None}  # everyone
 
 
 @dataclass(frozen=True, slots=True)
 class TenantRestored(Event):
     at: datetime
+    wire_name: ClassVar[str] = "tenant:restored"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +125,10 @@ class PlanChanged(Event):
     at: datetime
     by: str | None = None  # the staff account that changed it (audited); None: server code
     reason: str | None = None
+    wire_name: ClassVar[str] = "tenant:plan_changed"
+
+    def payload(self) -> dict[str, Any]:
+        return {"plan": self.plan, "previous": self.previous}
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +136,10 @@ class MemberAdded(Event):
     user_id: str
     role: str
     at: datetime
+    wire_name: ClassVar[str] = "tenant:member_added"
+
+    def payload(self) -> dict[str, Any]:
+        return {"user_id": self.user_id, "role": self.role}
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +147,10 @@ class MemberRoleChanged(Event):
     user_id: str
     role: str
     previous: str
+    wire_name: ClassVar[str] = "tenant:member_role_changed"
+
+    def payload(self) -> dict[str, Any]:
+        return {"user_id": self.user_id, "role": self.role, "previous": self.previous}
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +158,13 @@ class MemberRemoved(Event):
     user_id: str
     role: str
     left: bool  # True when the member removed themselves
+    wire_name: ClassVar[str] = "tenant:member_removed"
+
+    def payload(self) -> dict[str, Any]:
+        return {"user_id": self.user_id, "left": self.left}
+
+    def access_revoked(self) -> dict[str, Any] | None:
+        return {"user_id": self.user_id}
 
 
 @dataclass(frozen=True, slots=True)

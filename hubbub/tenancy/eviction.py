@@ -30,7 +30,6 @@ from uuid import UUID
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from hubbub.actors.tenant import ACCESS_CHANNEL, channel
 from hubbub.errors import AppError, FieldError
 from hubbub.gateway import REALTIME, REDIS, ROUTER
 from hubbub.http.health import READINESS
@@ -39,6 +38,7 @@ from hubbub.realtime.presence import topic as presence_topic
 from hubbub.realtime.server import Realtime, SocketContext
 from hubbub.tenancy.access import authorize
 from hubbub.tenancy.confirmed_members import CONFIRMED_MEMBERS, ConfirmedMembers
+from hubbub.tenancy.entity import ACCESS_CHANNEL, channel
 from hubbub.tenancy.presence_api import PRESENCE
 
 __all__ = [

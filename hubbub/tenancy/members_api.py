@@ -23,7 +23,18 @@ from hubbub.identity.sign_in import open_session, token_answer
 from hubbub.identity.users import User, create_user, get_user, mark_email_verified
 from hubbub.identity.wire import AuthTokens
 from hubbub.ids import new_id
+from hubbub.tenancy import commands
 from hubbub.tenancy.access import PLANS, ask_tenant
+from hubbub.tenancy.commands import (
+    ChangeRole,
+    CheckInvite,
+    CreateInvite,
+    ListInvites,
+    ListMembers,
+    RemoveMember,
+    ResendInvite,
+    RevokeInvite,
+)
 from hubbub.tenancy.directory import find_user_id, people
 from hubbub.tenancy.invite_tokens import hash_token, new_token, tenant_of
 from hubbub.tenancy.wire import (
@@ -58,7 +69,7 @@ ROLE_ERRORS = {
 async def list_members(request: web.Request, *, path: TenantPath) -> MemberList:
     """The tenant's members with their roles (any member)."""
     claims = await authenticate_request(request)
-    members = await ask_tenant(request, path.tenant_id, "members", claims.user_id)
+    members = await ask_tenant(request, path.tenant_id, ListMembers(str(claims.user_id)))
     return MemberList(items=await _with_people(request, members))
 
 
@@ -85,14 +96,8 @@ async def change_member_role(
 ) -> MemberView:
     """Change a member's role (admin or owner; owner role: owners only)."""
     claims = await authenticate_request(request)
-    reply = await ask_tenant(
-        request,
-        path.tenant_id,
-        "change_role",
-        claims.user_id,
-        user_id=str(path.user_id),
-        role=body.role,
-    )
+    change = ChangeRole(str(claims.user_id), str(path.user_id), body.role)
+    reply = await ask_tenant(request, path.tenant_id, change)
     return (await _with_people(request, [reply]))[0]
 
 
@@ -106,9 +111,8 @@ async def remove_member(request: web.Request, *, path: MemberPath) -> None:
     """Remove a member (admin or owner), or leave (your own id). Their
     requests to the tenant fail from now on and their sockets leave it."""
     claims = await authenticate_request(request)
-    await ask_tenant(
-        request, path.tenant_id, "remove_member", claims.user_id, user_id=str(path.user_id)
-    )
+    removal = RemoveMember(str(claims.user_id), str(path.user_id))
+    await ask_tenant(request, path.tenant_id, removal)
 
 
 @api.post(
@@ -129,11 +133,8 @@ async def create_invite(request: web.Request, *, path: TenantPath, body: NewInvi
     claims = await authenticate_request(request)
     existing = await find_user_id(request.app[DATABASE], body.email)
     token = new_token(path.tenant_id)
-    reply = await ask_tenant(
-        request,
-        path.tenant_id,
-        "create_invite",
-        claims.user_id,
+    create = CreateInvite(
+        actor=str(claims.user_id),
         invite_id=str(new_id()),
         email=body.email,
         role=body.role,
@@ -142,6 +143,7 @@ async def create_invite(request: web.Request, *, path: TenantPath, body: NewInvi
         member_limits=request.app[PLANS].limits("max_members"),
         existing_user_id=None if existing is None else str(existing),
     )
+    reply = await ask_tenant(request, path.tenant_id, create)
     return _issued(request, reply, token)
 
 
@@ -156,7 +158,7 @@ def _issued(request: web.Request, invite: dict[str, Any], token: str) -> IssuedI
 async def list_invites(request: web.Request, *, path: TenantPath) -> InviteList:
     """Every invite of the tenant with its status, newest first (admin or owner)."""
     claims = await authenticate_request(request)
-    invites = await ask_tenant(request, path.tenant_id, "invites", claims.user_id)
+    invites = await ask_tenant(request, path.tenant_id, ListInvites(str(claims.user_id)))
     invites.sort(key=lambda i: i["id"], reverse=True)
     return InviteList(items=[InviteView.model_validate(i) for i in invites])
 
@@ -172,15 +174,13 @@ async def resend_invite(request: web.Request, *, path: InvitePath) -> IssuedInvi
     """A new token for an invite, valid for a new period; the old token dies."""
     claims = await authenticate_request(request)
     token = new_token(path.tenant_id)
-    reply = await ask_tenant(
-        request,
-        path.tenant_id,
-        "resend_invite",
-        claims.user_id,
-        invite_id=str(path.invite_id),
-        token_hash=hash_token(token),
-        invite_days=request.app[SETTINGS].invite_days,
+    resend = ResendInvite(
+        str(claims.user_id),
+        str(path.invite_id),
+        hash_token(token),
+        request.app[SETTINGS].invite_days,
     )
+    reply = await ask_tenant(request, path.tenant_id, resend)
     return _issued(request, reply, token)
 
 
@@ -193,9 +193,8 @@ async def resend_invite(request: web.Request, *, path: InvitePath) -> IssuedInvi
 async def revoke_invite(request: web.Request, *, path: InvitePath) -> None:
     """Revoke an invite: its token stops working (admin or owner)."""
     claims = await authenticate_request(request)
-    await ask_tenant(
-        request, path.tenant_id, "revoke_invite", claims.user_id, invite_id=str(path.invite_id)
-    )
+    revoke = RevokeInvite(str(claims.user_id), str(path.invite_id))
+    await ask_tenant(request, path.tenant_id, revoke)
 
 
 @api.post(
@@ -220,18 +219,12 @@ async def accept_invite(request: web.Request, *, body: AcceptInvite) -> AuthToke
             user = await get_user(conn, claims.user_id)
         assert user is not None, "a live session always belongs to an existing user"
     else:
-        invite = await ask_tenant(request, tenant_id, "check_invite", None, token_hash=token_hash)
+        invite = await ask_tenant(request, tenant_id, CheckInvite(token_hash))
         user = await _new_account(request, invite["email"], body)
-    await ask_tenant(
-        request,
-        tenant_id,
-        "accept_invite",
-        None,
-        token_hash=token_hash,
-        user_id=str(user.id),
-        email=user.email,
-        member_limits=request.app[PLANS].limits("max_members"),
+    accept = commands.AcceptInvite(
+        token_hash, str(user.id), user.email, request.app[PLANS].limits("max_members")
     )
+    await ask_tenant(request, tenant_id, accept)
     async with request.app[DATABASE].pool.acquire() as conn, conn.transaction():
         # The invite's token reached this mailbox: that proves the email.
         if await mark_email_verified(conn, user.id, user.email):

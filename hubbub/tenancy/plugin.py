@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from hubbub.actors.tenant import TenantEntity
 from hubbub.gateway import SETTINGS
 from hubbub.plugin import Plugin
 from hubbub.tenancy.access import PLANS
 from hubbub.tenancy.api import api
 from hubbub.tenancy.api_keys_api import api as api_keys_api
+from hubbub.tenancy.entity import TenantEntity
 from hubbub.tenancy.eviction import tenant_access, unwatch_tenant, watch_tenant
 from hubbub.tenancy.members_api import api as members_api
 from hubbub.tenancy.plans import parse_plans

@@ -23,8 +23,6 @@ from uuid import UUID
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from hubbub.actors.command import Command
-from hubbub.actors.untyped import Untyped
 from hubbub.errors import AppError
 from hubbub.gateway import REALTIME, REDIS, ROUTER, SETTINGS
 from hubbub.http.routing import Api
@@ -33,7 +31,7 @@ from hubbub.realtime.handshake import Principal
 from hubbub.realtime.presence import Presence, topic
 from hubbub.realtime.protocol import parse_payload
 from hubbub.realtime.server import SocketContext
-from hubbub.tenancy.access import ask_tenant, authorize
+from hubbub.tenancy.access import authorize, roster
 from hubbub.tenancy.wire import TenantPath
 
 __all__ = ["PRESENCE", "PRESENCE_EVENTS", "PresenceList", "PresenceView", "api", "presence"]
@@ -80,12 +78,6 @@ class _Watch(BaseModel):
 Model = TypeVar("Model", bound=BaseModel)
 
 
-async def _roster(app: web.Application, tenant_id: str, actor: str) -> list[str]:
-    """The tenant's member ids; 404 ``not_found`` unless ``actor`` is one."""
-    command = Command("tenant", tenant_id, Untyped("members", {"actor": actor}), tenant_id)
-    return [member["user_id"] for member in await app[ROUTER].send(command)]
-
-
 async def set_presence(context: SocketContext, data: Any) -> dict[str, Any]:
     """Change your status, text or availability; the ack is your new view."""
     payload = parse_payload(_Set, data)
@@ -108,14 +100,14 @@ async def watch_presence(context: SocketContext, data: Any) -> dict[str, Any]:
     if not tenant_id or user_id is None:
         raise AppError("tenant_required", "expected {tenant_id} or auth.tenant_id", status=400)
     app = context.app
-    await _roster(app, tenant_id, user_id)  # members only, before the room
+    await roster(app[ROUTER], tenant_id, user_id)  # members only, before the room
     await context.realtime.watch(context.sid, topic(tenant_id))
     try:
-        roster = await _roster(app, tenant_id, user_id)  # and after: a removal may race
+        members = await roster(app[ROUTER], tenant_id, user_id)  # and after: a removal may race
     except AppError:
         await context.realtime.unwatch(context.sid, topic(tenant_id))
         raise
-    return {"tenant_id": tenant_id, "items": await app[PRESENCE].views(tenant_id, roster)}
+    return {"tenant_id": tenant_id, "items": await app[PRESENCE].views(tenant_id, members)}
 
 
 async def unwatch_presence(context: SocketContext, data: Any) -> dict[str, Any]:
@@ -144,8 +136,7 @@ PRESENCE_EVENTS = {
 async def list_presence(request: web.Request, *, path: TenantPath) -> PresenceList:
     """The presence of every member of the tenant (any member)."""
     claims = await authenticate_request(request)
-    members = await ask_tenant(request, path.tenant_id, "members", claims.user_id)
-    user_ids = sorted(member["user_id"] for member in members)
+    user_ids = sorted(await roster(request.app[ROUTER], path.tenant_id, claims.user_id))
     views = await request.app[PRESENCE].views(str(path.tenant_id), user_ids)
     return PresenceList(items=[PresenceView.model_validate(v) for v in views])
 

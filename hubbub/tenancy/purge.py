@@ -21,13 +21,13 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from hubbub.actors.command import Command
 from hubbub.actors.router import Router
-from hubbub.actors.untyped import Untyped
 from hubbub.errors import AppError
 from hubbub.gateway import DATABASE, ROUTER, SETTINGS
 from hubbub.periodic import Periodic
 from hubbub.storage.database import Database
+from hubbub.tenancy.access import send_tenant
+from hubbub.tenancy.commands import PurgeTenant
 
 __all__ = ["PURGE", "PurgeSweep", "tenant_purge"]
 
@@ -81,7 +81,7 @@ class PurgeSweep:
 
     async def _purge(self, tenant_id: str) -> int:
         try:
-            await self._router().send(Command("tenant", tenant_id, Untyped("purge", {}), tenant_id))
+            await send_tenant(self._router(), tenant_id, PurgeTenant())
         except AppError as error:
             self.failures += 1
             log.warning("purging tenant %s failed (%s); next round retries", tenant_id, error)

@@ -36,9 +36,10 @@ def role_for_scopes(scopes: Iterable[str]) -> str:
     return _ROLES[strongest]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ServiceAccount:
-    """One API key as its tenant knows it (never the key or its hash)."""
+    """One API key as its tenant knows it (never the key or its hash); changed
+    in place only by its tenant entity (``revoked_at``)."""
 
     id: str
     name: str

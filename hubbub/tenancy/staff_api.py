@@ -18,6 +18,7 @@ from hubbub.errors import AppError, FieldError
 from hubbub.http.routing import Api
 from hubbub.identity.staff_api import STAFF_ONLY, require_staff
 from hubbub.tenancy.access import PLANS, ask_tenant
+from hubbub.tenancy.commands import SetPlan
 from hubbub.tenancy.wire import TenantPath
 
 __all__ = ["PlanAssignment", "StaffPlanChange", "api"]
@@ -64,13 +65,6 @@ async def set_tenant_plan(
             status=422,
             errors=(FieldError("body", "plan", f"expected one of {known}"),),
         )
-    reply = await ask_tenant(
-        request,
-        path.tenant_id,
-        "set_plan",
-        None,
-        plan=body.plan,
-        by=str(claims.user_id),
-        reason=body.reason,
-    )
+    change = SetPlan(body.plan, by=str(claims.user_id), reason=body.reason)
+    reply = await ask_tenant(request, path.tenant_id, change)
     return PlanAssignment.model_validate(reply)
