@@ -288,6 +288,48 @@ async def test_expired_revoked_and_unknown_keys_have_distinct_codes(
     assert by_id[expired["id"]]["revoked_at"] is None
 
 
+async def test_a_key_acts_only_while_its_creator_could_make_it(
+    gateway: TestServer, owner_conn: asyncpg.Connection
+) -> None:
+    """Keys belong to the tenant, but a key made by an admin who is removed,
+    demoted below admin or banned by staff is refused at once, and the sockets
+    of a revoked key are dropped; keys made by others keep working."""
+    owner, tenant = await pro_tenant(gateway)
+    one = f"{TENANTS}/{tenant['id']}"
+    removed, demoted, banned = [
+        await add_member(gateway, tenant["id"], owner, "admin") for _ in range(3)
+    ]
+    keys = {
+        who: await new_key(gateway, tenant["id"], who, ["read"])
+        for who in (removed, demoted, banned)
+    }
+    owners_key = await new_key(gateway, tenant["id"], owner, ["read"])
+    socket = await Socket().connect(url_of(gateway), keys[removed]["key"])
+    try:
+        ack = await socket.client.call("tenant:watch", {"tenant_id": tenant["id"]})
+        assert ack["ok"], ack
+        members = f"{one}/members"
+        assert (await call(gateway, "DELETE", f"{members}/{removed.user_id}", owner.token))[
+            0
+        ] == 204
+        await socket.expect_revoked("api_key_revoked")
+    finally:
+        await socket.close()
+    role = {"role": "member"}
+    status, _ = await call(gateway, "PATCH", f"{members}/{demoted.user_id}", owner.token, role)
+    assert status == 200
+    await owner_conn.execute(
+        "UPDATE users SET banned_at = now() WHERE id = $1", uuid.UUID(banned.user_id)
+    )
+    for who in (removed, demoted, banned):
+        status, problem = await keyed(gateway, "GET", one, keys[who]["key"])
+        assert (status, problem["code"]) == (401, "api_key_revoked"), who
+    assert (await keyed(gateway, "GET", one, owners_key["key"]))[0] == 200
+    _, listed = await call(gateway, "GET", keys_path(tenant["id"]), owner.token)
+    revoked = {k["id"] for k in listed["items"] if k["revoked_at"] is not None}
+    assert revoked == {keys[removed]["id"], keys[demoted]["id"]}  # the ban revokes nothing
+
+
 async def test_a_bearer_token_wins_over_a_key(gateway: TestServer) -> None:
     owner, tenant = await pro_tenant(gateway)
     key = (await new_key(gateway, tenant["id"], owner, ["read"]))["key"]

@@ -18,8 +18,19 @@
 - ``plugin``: how identity joins a gateway (built in).
 """
 
+from typing import Any
+
+from hubbub.identity.revocation import REVOCATIONS_TOPIC, REVOKED_EVENT, Revocation
 from hubbub.identity.staff import AUDIT_INSERT, audit_row
 
 # The public face other capabilities use: an audit row committed with their
-# own change (the tenant entity's staff plan changes).
-__all__ = ["AUDIT_INSERT", "audit_row"]
+# own change (the tenant entity's staff plan changes), and the bus message that
+# drops a revoked API key's sockets (the tenant entity publishes it after commit).
+__all__ = ["AUDIT_INSERT", "audit_row", "key_revoked_message"]
+
+
+def key_revoked_message(key_id: str) -> tuple[str, str, dict[str, Any]]:
+    """``(topic, event, data)`` that makes every gateway drop the sockets of API key
+    ``key_id`` (``auth:revoked`` with code ``api_key_revoked``)."""
+    revocation = Revocation(session_ids=(key_id,), code="api_key_revoked")
+    return REVOCATIONS_TOPIC, REVOKED_EVENT, revocation.to_wire()

@@ -10,6 +10,11 @@ lists. Keys are created and revoked by the tenant entity that owns them
 and stamps ``last_used_at`` — at most once a minute per key, across every
 gateway, by a conditional UPDATE issued only when the row read says it is
 stale.
+
+A key belongs to its tenant but acts only while the admin who made it could
+make it again: the tenant entity revokes it when that admin is removed or
+loses the admin role, and it stops working at once while its creator is
+banned by staff (checked here, on every use).
 """
 
 from __future__ import annotations
@@ -95,9 +100,10 @@ def _hash(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
-_FIND = """SELECT id, tenant_id, scopes, expires_at, revoked_at, expires_at <= now() AS expired,
-  last_used_at IS NULL OR last_used_at < now() - $2::interval AS stale
-  FROM api_keys WHERE key_hash = $1"""
+_FIND = """SELECT k.id, k.tenant_id, k.scopes, k.expires_at, k.revoked_at,
+  k.expires_at <= now() AS expired, u.banned_at IS NOT NULL AS creator_banned,
+  k.last_used_at IS NULL OR k.last_used_at < now() - $2::interval AS stale
+  FROM api_keys k LEFT JOIN users u ON u.id = k.created_by WHERE k.key_hash = $1"""
 _TOUCH = """UPDATE api_keys SET last_used_at = now() WHERE id = $1
   AND (last_used_at IS NULL OR last_used_at < now() - $2::interval)"""
 
@@ -123,6 +129,8 @@ def _check(row: asyncpg.Record | None) -> None:
         raise _refused("invalid_api_key", "the API key is not known")
     if row["revoked_at"] is not None:
         raise _refused("api_key_revoked", "the API key was revoked")
+    if row["creator_banned"]:
+        raise _refused("api_key_revoked", "the API key's creator is banned: it acts no more")
     if row["expired"]:
         raise _refused("api_key_expired", "the API key has expired; create a new one")
 

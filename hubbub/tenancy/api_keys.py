@@ -18,7 +18,7 @@ from hubbub.tenancy.events import ApiKeyCreated, ApiKeyRevoked, Event
 from hubbub.tenancy.records import TenantState
 from hubbub.tenancy.service_accounts import ServiceAccount, role_for_scopes
 
-__all__ = ["APPLIERS", "DECIDERS"]
+__all__ = ["APPLIERS", "DECIDERS", "revoke_keys_made_by"]
 
 
 def _create_api_key(state: TenantState | None, command: CreateApiKey, now: datetime) -> list[Event]:
@@ -41,6 +41,16 @@ def _revoke_api_key(state: TenantState | None, command: RevokeApiKey, now: datet
     if account is None:
         raise AppError.not_found("API key")
     return [] if account.revoked_at is not None else [ApiKeyRevoked(account.id, now)]
+
+
+def revoke_keys_made_by(state: TenantState, user_id: str, now: datetime) -> list[Event]:
+    """Revoke the live keys ``user_id`` made: a key belongs to the tenant, but acts
+    only while the admin who made it still could make it (docs/auth.md)."""
+    return [
+        ApiKeyRevoked(account.id, now)
+        for account in state.service_accounts.values()
+        if account.created_by == user_id and account.revoked_at is None
+    ]
 
 
 DECIDERS: dict[type, Callable[[TenantState | None, Any, datetime], list[Event]]] = {

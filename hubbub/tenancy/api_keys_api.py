@@ -10,14 +10,11 @@ disconnects the key's sockets on every gateway.
 
 from __future__ import annotations
 
-from uuid import UUID
-
 from aiohttp import web
 
-from hubbub.gateway import DATABASE, REDIS
+from hubbub.gateway import DATABASE
 from hubbub.http.routing import Api
 from hubbub.identity.api_keys import issue_key, list_api_keys
-from hubbub.identity.revocation import announce_revoked
 from hubbub.ids import new_id
 from hubbub.tenancy.access import PLANS, ask_tenant, require_member
 from hubbub.tenancy.api_keys_wire import (
@@ -98,10 +95,4 @@ async def revoke_api_key(request: web.Request, *, path: ApiKeyPath) -> None:
     (`api_key_revoked`) and its sockets disconnected. Revoking again is a no-op."""
     membership = await require_member(request, path.tenant_id, "admin")
     revoke = RevokeApiKey(str(membership.user_id), str(path.key_id))
-    await ask_tenant(request, path.tenant_id, revoke)
-    await _disconnect(request, path.key_id)
-
-
-async def _disconnect(request: web.Request, key_id: UUID) -> None:
-    """Tell every gateway to drop the key's sockets (after the revocation committed)."""
-    await announce_revoked(request.app[REDIS], session_ids=[key_id], code="api_key_revoked")
+    await ask_tenant(request, path.tenant_id, revoke)  # the entity drops its sockets

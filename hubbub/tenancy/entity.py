@@ -24,7 +24,7 @@ import asyncpg
 from hubbub.actors.command import Command
 from hubbub.actors.entity import Decision, Entity, Publication, Write
 from hubbub.errors import AppError
-from hubbub.identity import AUDIT_INSERT, audit_row
+from hubbub.identity import AUDIT_INSERT, audit_row, key_revoked_message
 from hubbub.storage.table import Table
 from hubbub.tenancy import events as ev
 from hubbub.tenancy import state as rules
@@ -362,6 +362,9 @@ _WRITERS: dict[type, Callable[[Any, Any], list[Write]]] = {
 def _publications(state: TenantState | None, event: ev.Event) -> list[Publication]:
     """The event on the tenant's channel, and on ``tenant-access`` if it takes
     someone out; the wire view is the event's own (:mod:`hubbub.tenancy.events`)."""
+    key_id = event.revoked_key()
+    if key_id is not None:
+        return [Publication(*key_revoked_message(key_id))]
     if not event.published:
         return []
     assert state is not None

@@ -58,6 +58,10 @@ class Event:
         their sockets at once; None when it takes no one out."""
         return None
 
+    def revoked_key(self) -> str | None:
+        """The id of the API key the event revokes, whose sockets every gateway drops."""
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class TenantCreated(Event):
@@ -216,3 +220,6 @@ class ApiKeyRevoked(Event):
     key_id: str
     at: datetime
     published: ClassVar[bool] = False
+
+    def revoked_key(self) -> str | None:
+        return self.key_id

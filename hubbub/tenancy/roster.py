@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from hubbub.errors import AppError
+from hubbub.tenancy.api_keys import revoke_keys_made_by
 from hubbub.tenancy.authority import (
     acting_member,
     check_role,
@@ -42,7 +43,10 @@ def _change_role(state: TenantState | None, command: ChangeRole, now: datetime) 
         raise owner_needed("grant or take the owner role")
     if target.role == "owner" and state.owners() == 1:
         raise last_owner("be demoted")
-    return [MemberRoleChanged(target.user_id, role, target.role)]
+    changed: list[Event] = [MemberRoleChanged(target.user_id, role, target.role)]
+    if not at_least(role, "admin"):
+        changed += revoke_keys_made_by(state, target.user_id, now)
+    return changed
 
 
 def _remove_member(state: TenantState | None, command: RemoveMember, now: datetime) -> list[Event]:
@@ -58,7 +62,8 @@ def _remove_member(state: TenantState | None, command: RemoveMember, now: dateti
         raise owner_needed("remove an owner")
     if target.role == "owner" and state.owners() == 1:
         raise last_owner("leave the tenant")
-    return [MemberRemoved(target.user_id, target.role, leaving)]
+    removed = MemberRemoved(target.user_id, target.role, leaving)
+    return [removed, *revoke_keys_made_by(state, target.user_id, now)]
 
 
 def check_room(state: TenantState, limits: MemberLimits, pending: int) -> None:
