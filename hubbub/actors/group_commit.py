@@ -66,7 +66,9 @@ async def commit_group(
     A failure of the moment fails the whole part that was being tried.
     """
     outcomes: list[AppError | None] = [None] * len(requests)
-    await _commit_part(db, lease, requests, _entities(requests), outcomes)
+    failure = await _attempt(db, lease, requests)
+    if failure is not None:  # only now: the usual commit pays for no split
+        await _pin(db, lease, requests, _entities(requests), failure, outcomes)
     return outcomes
 
 
@@ -109,11 +111,22 @@ async def _commit_part(
     entities: list[list[int]],
     outcomes: list[AppError | None],
 ) -> None:
-    """Commit the requests of ``entities`` (each its request indices, in
-    order), splitting them until each refusal is pinned on its request."""
+    """Commit the requests of ``entities`` (each its request indices, in order)."""
     failure = await _attempt(db, lease, [requests[i] for e in entities for i in e])
-    if failure is None:
-        return
+    if failure is not None:
+        await _pin(db, lease, requests, entities, failure, outcomes)
+
+
+async def _pin(
+    db: Database,
+    lease: Lease,
+    requests: list[CommitRequest],
+    entities: list[list[int]],
+    failure: Exception,
+    outcomes: list[AppError | None],
+) -> None:
+    """Record the outcome of ``entities``' requests, whose commit together
+    raised ``failure``: split them until a refusal is pinned on its request."""
     error = commit_error(failure)
     if error.retriable or (len(entities) == 1 and len(entities[0]) == 1):
         _log_failure(lease, requests, entities, failure, error)

@@ -91,7 +91,7 @@ class _Group:
 @dataclass(frozen=True, slots=True)
 class _PendingCommit:
     requests: list[CommitRequest]
-    commands: dict[EntityId, int]  # each entity's commands in the group that await the commit
+    staged: list[tuple[_Staged, asyncio.Future[Outcome]]]  # the group's, read only on failure
     generation: int
 
 
@@ -301,8 +301,7 @@ class ShardHost:
             if writes
         ]
         if requests:
-            commands = Counter(staged.entity for staged, _ in group.staged if staged.error is None)
-            pending = _PendingCommit(requests, dict(commands), group.generation)
+            pending = _PendingCommit(requests, group.staged, group.generation)
             commit = self._commits.submit(pending)
             commit.add_done_callback(lambda done: _copy_outcome(done, group.committed))
             self._latest_commit = commit
@@ -438,8 +437,11 @@ class ShardHost:
         self, index: int, group: _PendingCommit, errors: _Failed, first: dict[EntityId, int]
     ) -> _Failed:
         """The entities of the ``index``-th group of a batch whose commands fail."""
+        if not first and not self._dropped and group.generation >= self._reset_at:
+            return {}  # the usual case: nothing failed, nothing is spoiled
         failed: _Failed = {}
-        for eid, commands in group.commands.items():
+        awaiting = Counter(staged.entity for staged, _ in group.staged if staged.error is None)
+        for eid, commands in awaiting.items():
             error = errors.get(eid)
             if error is not None and not error.retriable and commands > 1:
                 error = reset_error()  # which of its commands Postgres refused is unknown
