@@ -26,6 +26,7 @@ from hubbub.config import Settings
 from hubbub.errors import AppError
 from hubbub.storage.database import Database, connect_owner
 from hubbub.storage.redis import connect_redis
+from tests.support.chat import LocalConversations
 from tests.support.tally import Tally
 
 TENANTS = [str(uuid.uuid4()) for _ in range(4)]
@@ -124,6 +125,28 @@ async def test_a_change_postgres_refuses_fails_alone_and_every_other_entity_comm
     [after] = await host.handle([add(poisoned, 4)])
     assert after.reply == {"seq": 2, "total": 5}  # from committed state
     assert await amounts(owner_conn, poisoned) == [[1, 4]]
+
+
+async def test_a_message_with_a_nul_fails_only_its_send(
+    small_window: LocalConversations, owner_conn: asyncpg.Connection
+) -> None:
+    """The probe that found this: a message body with a NUL, past the edge,
+    sent in one batch with sends to other conversations."""
+    chat = small_window
+    owner, ann, _ = chat.team.people
+    poisoned, *others = [await chat.create(owner, ann) for _ in range(4)]
+    sends = [chat.send(cid, who, f"m-{n}") for n, cid in enumerate(others) for who in (owner, ann)]
+    bad, *outcomes = await chat.run(chat.send(poisoned, owner, "bad", body=NUL), *sends)
+    assert failed(bad) == REFUSED
+    first = outcomes[0].unwrap()["seq"]  # a conversation's first message
+    assert [o.unwrap()["seq"] for o in outcomes] == [first, first + 1] * len(others)
+    assert (await chat.ask(chat.send(poisoned, ann, "fine")))["seq"] == first
+    messages = await owner_conn.fetch(
+        "SELECT conversation_id::text AS cid, count(*) AS n FROM conversation_messages"
+        " WHERE conversation_id = ANY($1::uuid[]) GROUP BY conversation_id",
+        [uuid.UUID(cid) for cid in (poisoned, *others)],
+    )
+    assert {row["cid"]: row["n"] for row in messages} == {poisoned: 1} | dict.fromkeys(others, 2)
 
 
 async def test_commands_decided_after_a_refused_change_are_not_saved_and_may_be_sent_again(
