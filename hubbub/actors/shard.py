@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Coroutine, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,7 +31,7 @@ from redis.asyncio import Redis
 from hubbub.actors.batcher import Batcher
 from hubbub.actors.command import Command, CommandCodec, Outcome
 from hubbub.actors.entity import Entity, Publication, Write
-from hubbub.actors.group_commit import CommitRequest, commit_group
+from hubbub.actors.group_commit import CommitRequest, commit_group, reset_error
 from hubbub.actors.lease import Lease
 from hubbub.errors import AppError
 from hubbub.storage import pubsub
@@ -41,6 +42,7 @@ __all__ = ["ShardHost"]
 log = logging.getLogger(__name__)
 
 EntityId = tuple[str | None, str]  # (tenant_id, key): tenants never share an entity
+_Failed = dict[EntityId, AppError]  # a group's entities whose commands fail, and why
 
 _RECORD_REPLY = """INSERT INTO entity_commands (kind, entity_key, idempotency_key, tenant_id, reply)
 VALUES ($1, $2, $3, $4, $5)"""
@@ -57,26 +59,27 @@ class _Active:
     """An activated entity, its idempotency receipts, and its latest commit."""
 
     entity: Entity
-    receipts: dict[str, tuple[Any, asyncio.Future[None] | None]] = field(default_factory=dict)
+    receipts: dict[str, tuple[Any, asyncio.Future[_Failed] | None]] = field(default_factory=dict)
     last_used: float = 0.0
-    committing: asyncio.Future[None] | None = None
+    committing: asyncio.Future[_Failed] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class _Staged:
     """A decided command waiting for its commit."""
 
+    entity: EntityId
     reply: Any = None
     error: AppError | None = None
     publications: tuple[Publication, ...] = ()
-    replay_of: asyncio.Future[None] | None = None  # an earlier, maybe uncommitted, reply
+    replay_of: asyncio.Future[_Failed] | None = None  # an earlier, maybe uncommitted, reply
 
 
 @dataclass(slots=True)
 class _Group:
     """Commands decided together: one commit request, one settlement."""
 
-    committed: asyncio.Future[None]
+    committed: asyncio.Future[_Failed]
     generation: int
     now: datetime
     staged: list[tuple[_Staged, asyncio.Future[Outcome]]] = field(default_factory=list)
@@ -88,6 +91,7 @@ class _Group:
 @dataclass(frozen=True, slots=True)
 class _PendingCommit:
     requests: list[CommitRequest]
+    staged: list[tuple[_Staged, asyncio.Future[Outcome]]]  # the group's, read only on failure
     generation: int
 
 
@@ -109,13 +113,16 @@ class ShardHost:
     submission order, so an entity's writes reach Postgres in the order
     decided.
     Durability: replies and publications only after commit; memory is a
-    cache rebuilt from Postgres. Failure: a failed commit drops every active
-    entity (the next command reloads it) and fails every uncommitted
-    command with a retriable error; a fenced shard refuses all writes; a
-    bug in one entity fails that command with ``internal_error`` and
-    reloads that entity once what it decided before is settled; rows that
-    cannot be read fail the commands waiting for them with a retriable
-    error and drop the entity.
+    cache rebuilt from Postgres. Failure: an entity whose writes fail to
+    commit is dropped (its next command reloads it) and only its commands
+    fail: ``commit_refused`` when Postgres refused the writes themselves,
+    a retriable error when they may commit on another try or were decided
+    after the failed change (see ``group_commit``); every other entity's
+    writes commit. A fenced shard refuses all writes and drops every
+    active entity; a bug in one entity fails that command with
+    ``internal_error`` and reloads that entity once what it decided before
+    is settled; rows that cannot be read fail the commands waiting for them
+    with a retriable error and drop the entity.
     """
 
     def __init__(
@@ -142,13 +149,15 @@ class ShardHost:
         self._active: dict[EntityId, _Active] = {}
         self._waiting: dict[EntityId, _Waiting] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._generation = 0
+        self._generation = 0  # bumped by every drop after a failed commit
+        self._reset_at = 0  # groups older than this decided from dropped memory
+        self._dropped: dict[EntityId, int] = {}  # the same, for one dropped entity
         self._handled = 0
         self._loads: Batcher[EntityId, _Active] = Batcher(
             self._load_batch, max_size=512, max_delay=0.0005, max_concurrency=4
         )
-        self._latest_commit: asyncio.Future[None] | None = None
-        self._commits: Batcher[_PendingCommit, None] = Batcher(
+        self._latest_commit: asyncio.Future[_Failed] | None = None
+        self._commits: Batcher[_PendingCommit, _Failed] = Batcher(
             self._commit_batch, max_size=1024, max_delay=0.0005, max_concurrency=1
         )
         self._publishes: Batcher[tuple[str, bytes], None] = Batcher(
@@ -240,10 +249,11 @@ class ShardHost:
     ) -> bool:
         """Stage ``command``'s outcome in ``group``, or hold it until the rows
         it needs are read; False if the entity failed."""
+        eid = (command.tenant_id, command.key)
         key = command.idempotency_key
         receipt = active.receipts.get(key) if key else None
         if receipt is not None:
-            group.staged.append((_Staged(reply=receipt[0], replay_of=receipt[1]), future))
+            group.staged.append((_Staged(eid, reply=receipt[0], replay_of=receipt[1]), future))
             return True
         try:
             refs = active.entity.missing(command)
@@ -252,12 +262,12 @@ class ShardHost:
                 return True
             decision = active.entity.handle(command, group.now)
         except AppError as error:
-            group.staged.append((_Staged(error=error), future))
+            group.staged.append((_Staged(eid, error=error), future))
             return True
         except Exception:  # a bug in the entity kind
             log.exception("%s %r failed to decide; reloading it", self.kind, command.key)
             failure = AppError("internal_error", "the command failed", status=500)
-            group.staged.append((_Staged(error=failure), future))
+            group.staged.append((_Staged(eid, error=failure), future))
             return False
         reply = decision.reply
         writes = group.writes.setdefault((command.tenant_id, command.key), [])
@@ -266,7 +276,7 @@ class ShardHost:
             reply = orjson.loads(orjson.dumps(reply))  # a replay returns the same form
             writes.append(self._receipt_write(command, reply))
             active.receipts[key] = (reply, group.committed)
-        staged = _Staged(reply=reply, publications=tuple(decision.publications))
+        staged = _Staged(eid, reply=reply, publications=tuple(decision.publications))
         group.staged.append((staged, future))
         active.last_used = time.monotonic()
         active.committing = group.committed
@@ -300,11 +310,12 @@ class ShardHost:
             if writes
         ]
         if requests:
-            commit = self._commits.submit(_PendingCommit(requests, group.generation))
+            pending = _PendingCommit(requests, group.staged, group.generation)
+            commit = self._commits.submit(pending)
             commit.add_done_callback(lambda done: _copy_outcome(done, group.committed))
             self._latest_commit = commit
         else:
-            group.committed.set_result(None)
+            group.committed.set_result({})
         if group.staged:
             self._spawn(self._settle(group))
         if group.activate:
@@ -320,21 +331,17 @@ class ShardHost:
         task.add_done_callback(self._tasks.discard)
 
     async def _settle(self, group: _Group) -> None:
-        """Reply to every command of ``group`` once its commit is over."""
-        try:
-            await group.committed
-        except AppError as error:
-            for staged, future in group.staged:
-                _resolve(future, Outcome(error=staged.error or error))
-            return
+        """Reply to every command of ``group`` once its commit is over: a
+        command of an entity whose commit failed gets that entity's error."""
+        failed = await group.committed
         for staged, future in group.staged:
-            if staged.replay_of is not None and staged.replay_of is not group.committed:
-                try:
-                    await staged.replay_of
-                except AppError as error:
-                    _resolve(future, Outcome(error=error))
-                    continue
-            _resolve(future, Outcome(reply=staged.reply, error=staged.error))
+            error = staged.error or failed.get(staged.entity)
+            if error is None and staged.replay_of not in (None, group.committed):
+                error = (await staged.replay_of).get(staged.entity)  # the original's fate
+            if error is not None:
+                _resolve(future, Outcome(error=error))
+                continue
+            _resolve(future, Outcome(reply=staged.reply))
             for publication in staged.publications:
                 payload = pubsub.encode(publication.event, publication.data)
                 self._publishes.submit((publication.channel, payload))
@@ -408,34 +415,68 @@ class ShardHost:
         # Loaded state is committed state, valid whatever reset happened meanwhile.
         return [loaded[eid] for eid in eids]
 
-    async def _commit_batch(self, pending: list[_PendingCommit]) -> list[BaseException | None]:
-        generation = self._generation
-        current = [r for p in pending if p.generation == generation for r in p.requests]
-        stale = AppError.unavailable("shard_reset", "the shard reloaded its state; retry")
-        try:
-            if current:
-                await commit_group(self._db, self._lease, current)
-        except Exception as exc:
-            log.error(
-                "commit of %d requests failed; dropping active entities",
-                len(current),
-                exc_info=not isinstance(exc, AppError),
-            )
-            self._reset()
-            failure = (
-                exc
-                if isinstance(exc, AppError)
-                else AppError.unavailable(
-                    "commit_failed", "the change may not have been saved; retry"
-                )
-            )
-            return [failure] * len(pending)
-        return [None if p.generation == generation else stale for p in pending]
+    async def _commit_batch(self, pending: list[_PendingCommit]) -> list[_Failed]:
+        """Commit the groups' writes; for each group, its entities whose commands fail.
 
-    def _reset(self) -> None:
-        """Forget every active entity: memory may hold changes Postgres lacks."""
+        Writes decided from memory that a failed commit spoiled are not sent.
+        An entity whose writes fail is dropped, and its commands fail in every
+        later group of the batch too (they were decided after the failed change).
+        """
+        sent = [
+            (index, request)
+            for index, group in enumerate(pending)
+            for request in group.requests
+            if not self._spoiled(group, (request.tenant_id, request.key))
+        ]
+        outcomes = await commit_group(self._db, self._lease, [r for _, r in sent]) if sent else []
+        errors: list[_Failed] = [{} for _ in pending]
+        first: dict[EntityId, int] = {}  # each failed entity's first group with a failure
+        for (index, request), error in zip(sent, outcomes, strict=True):
+            if error is not None:
+                errors[index][(request.tenant_id, request.key)] = error
+                first.setdefault((request.tenant_id, request.key), index)
+        failed = [self._failed(i, group, errors[i], first) for i, group in enumerate(pending)]
+        self._drop(first, fenced=any(e is not None and e.code == "shard_fenced" for e in outcomes))
+        # Later groups are at least as new as the last: older marks are spent.
+        horizon = pending[-1].generation
+        self._dropped = {eid: at for eid, at in self._dropped.items() if at > horizon}
+        return failed
+
+    def _failed(
+        self, index: int, group: _PendingCommit, errors: _Failed, first: dict[EntityId, int]
+    ) -> _Failed:
+        """The entities of the ``index``-th group of a batch whose commands fail."""
+        if not first and not self._dropped and group.generation >= self._reset_at:
+            return {}  # the usual case: nothing failed, nothing is spoiled
+        failed: _Failed = {}
+        awaiting = Counter(staged.entity for staged, _ in group.staged if staged.error is None)
+        for eid, commands in awaiting.items():
+            error = errors.get(eid)
+            if error is not None and not error.retriable and commands > 1:
+                error = reset_error()  # which of its commands Postgres refused is unknown
+            if error is None and (self._spoiled(group, eid) or first.get(eid, index) < index):
+                error = reset_error()
+            if error is not None:
+                failed[eid] = error
+        return failed
+
+    def _spoiled(self, group: _PendingCommit, eid: EntityId) -> bool:
+        """Whether ``group`` decided ``eid`` from memory since dropped."""
+        return group.generation < max(self._reset_at, self._dropped.get(eid, 0))
+
+    def _drop(self, eids: dict[EntityId, int], *, fenced: bool) -> None:
+        """Forget ``eids`` (every active entity if ``fenced``): memory may
+        hold changes Postgres lacks, or lack the new owner's."""
+        if not eids:
+            return
         self._generation += 1
-        self._active.clear()
+        if fenced:
+            self._reset_at = self._generation
+            self._active.clear()
+            return
+        for eid in eids:
+            self._active.pop(eid, None)
+            self._dropped[eid] = self._generation
 
     async def _publish_batch(self, messages: list[tuple[str, bytes]]) -> list[None]:
         try:
@@ -471,10 +512,10 @@ def _resolve(future: asyncio.Future[Outcome], outcome: Outcome) -> None:
         future.set_result(outcome)
 
 
-def _copy_outcome(source: asyncio.Future[None], target: asyncio.Future[None]) -> None:
+def _copy_outcome(source: asyncio.Future[_Failed], target: asyncio.Future[_Failed]) -> None:
     if source.cancelled():
         target.cancel()
     elif (error := source.exception()) is not None:
         target.set_exception(error)
     else:
-        target.set_result(None)
+        target.set_result(source.result())
