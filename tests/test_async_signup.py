@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestServer
 
 from hubbub.errors import AppError
 from hubbub.gateway import ROUTER, SETTINGS
+from hubbub.jobs.commands import StepReport
 from hubbub.jobs.context import JobContext
 from hubbub.provisioning import SIGNUP_JOBS
 from hubbub.provisioning.provision import STEPS, provision
@@ -339,7 +340,7 @@ async def test_a_retried_run_finds_its_account_and_tenant_instead_of_making_new_
         "SELECT count(*) FROM tenant_members WHERE user_id = $1", uuid.UUID(first["user_id"])
     )
     assert members == 1
-    steps = [data["name"] for kind, data in context.take() if kind == "step"]
+    steps = [r.name for r in context.take() if isinstance(r, StepReport)]
     assert steps == list(STEPS)
 
 

@@ -5,7 +5,8 @@ and creates nothing; a failing handler fails the job with its error; cancel
 ends a queued job at once, stops a running one cooperatively and answers
 409 for a finished one; lists filter and page; another tenant's job is 404;
 a tenant's API key submits and follows its jobs, within its scopes; a
-private kind's job is seen only by its creator and the tenant's managers."""
+private kind's job is seen only by its creator and the tenant's managers; a
+job command with a field of the wrong type is refused naming the field."""
 
 from __future__ import annotations
 
@@ -14,8 +15,13 @@ import uuid
 
 import aiohttp
 import asyncpg
+import pytest
 from aiohttp.test_utils import TestServer
 
+from hubbub.actors.command import Command
+from hubbub.errors import AppError
+from hubbub.gateway import ROUTER
+from hubbub.jobs.commands import Cancel
 from tests.support.chat import new_team
 from tests.support.jobs import JOBS, SseStream, open_stream, submit, unique_key, until_final
 from tests.test_api_keys import keyed, new_key, pro_tenant
@@ -150,6 +156,21 @@ async def test_cancelling_a_queued_job_ends_it_at_once_and_a_finished_one_answer
     assert [e["data"] for e in events] == [{"status": "queued"}, {"status": "cancelled"}]
     status, problem = await team.call("POST", f"{JOBS}/{accepted['id']}/cancel", owner)
     assert (status, problem["code"], problem["job_status"]) == (409, "job_finished", "cancelled")
+
+
+async def test_a_job_command_with_a_field_of_the_wrong_type_is_refused_naming_it(
+    gateway: TestServer,
+) -> None:
+    team = await new_team(gateway, 1)
+    owner = team.people[0]
+    _, accepted = await submit(team, owner, "test.unplaceable")
+    wrong = Cancel(actor=7)  # type: ignore[arg-type]  # structs do not validate on construction
+    with pytest.raises(AppError) as refused:
+        await gateway.app[ROUTER].send(Command("job", accepted["id"], wrong, team.tenant_id))
+    assert (refused.value.code, refused.value.status) == ("validation_failed", 422)
+    assert refused.value.errors[0].field == "actor"
+    status, job = await team.call("GET", f"{JOBS}/{accepted['id']}", owner)
+    assert (status, job["status"]) == (200, "queued")
 
 
 async def test_cancelling_a_running_job_stops_its_handler(gateway: TestServer) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from hubbub.actors.command import Command
 from hubbub.config import Settings
+from hubbub.jobs.commands import LogReport, ProgressReport, Report, StepReport
 from hubbub.jobs.context import JobContext
 from hubbub.jobs.worker import Launch, Reporter
 
@@ -28,8 +29,9 @@ class _RecordingRouter:
         self.arrived = asyncio.Event()
 
     async def send(self, command: Command) -> dict[str, Any]:
-        assert (command.kind, command.key, command.body.name) == ("job", "job-1", "report")
-        self.batches.append(command.body.args["reports"])
+        assert (command.kind, command.key) == ("job", "job-1")
+        assert isinstance(command.body, Report)
+        self.batches.append(command.body.reports)
         self.arrived.set()
         return {"current": True, "cancel_requested": self.cancel}
 
@@ -53,19 +55,19 @@ async def test_the_first_report_leaves_at_once_and_the_next_ones_together(
     # An hour between batches: only the leading edge can send the first one.
     reporter, context, router = _reporter(settings, job_report_seconds=3600, job_check_seconds=3600)
     context.progress(10)
-    assert await router.next_batch() == [("progress", {"progress": 10.0})]
+    assert await router.next_batch() == [ProgressReport(10.0)]
     context.progress(20)
     context.log("half way")
     await asyncio.sleep(0.05)
     assert len(router.batches) == 1  # they wait out the interval behind the first
     await reporter.close()
-    assert router.batches[1] == [("progress", {"progress": 20.0}), ("log", {"text": "half way"})]
+    assert router.batches[1] == [ProgressReport(20.0), LogReport("half way")]
 
 
 async def test_a_report_from_the_handlers_thread_leaves_at_once_too(settings: Settings) -> None:
     reporter, context, router = _reporter(settings, job_report_seconds=3600, job_check_seconds=3600)
     await asyncio.to_thread(context.step, "loading")
-    assert await router.next_batch() == [("step", {"name": "loading"})]
+    assert await router.next_batch() == [StepReport("loading")]
     await reporter.close()
 
 

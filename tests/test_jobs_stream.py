@@ -12,7 +12,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from hubbub.jobs import feeds
-from hubbub.jobs.api import FEEDS
+from hubbub.jobs.keys import FEEDS
 from tests.support.chat import new_team
 from tests.support.jobs import JOBS, SseEvent, finished_count, open_stream, submit, until_final
 from tests.support.tenants import call

@@ -17,6 +17,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from pydantic import BaseModel
 
+from hubbub.jobs.commands import ProgressReport, StepReport
 from hubbub.jobs.context import JobContext
 from hubbub.workflows.declaration import Stage, Step, Workflow, WorkflowRun, workflow
 from hubbub.workflows.progress import Entered, stages
@@ -383,7 +384,7 @@ def test_entering_an_undeclared_step_is_refused() -> None:
     with pytest.raises(ValueError):
         run_.enter("only", "b")
     run_.enter("only", "a")
-    assert run_.context.take() == [("step", {"name": "only.a"}), ("progress", {"progress": 0.0})]
+    assert run_.context.take() == [StepReport("only.a"), ProgressReport(0.0)]
 
 
 TWO = Workflow(

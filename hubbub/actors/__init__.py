@@ -22,8 +22,9 @@ else sends it commands. Keep this table true.
 | their replay buffers and floors              | (``hubbub/chat/rooms.py``)              |
 | a socket's typing indicators (deadline,      | the socket's gateway: its               |
 | last relay)                                  | ``TypingRelay`` (``hubbub/chat/typing.py``) |
-| a job's status, attempts, cancel request,    | its ``JobEntity`` (``job.py``;          |
-| progress, step, counters, result, error, seq | rules in ``hubbub/jobs/state.py``)      |
+| a job's status, attempts, cancel request,    | its ``JobEntity``                       |
+| progress, step, counters, result, error, seq | (``hubbub/jobs/entity.py``; rules in    |
+|                                              | ``hubbub/jobs/state.py``)               |
 | a running job's unsent reports and its       | the run on its Ray worker: its          |
 | cancelled flag                               | ``JobContext`` (``hubbub/jobs``)        |
 | a broadcast's status and its recipients'     | the broadcast's ``broadcast.send`` run  |

@@ -27,11 +27,12 @@ from hubbub.errors import AppError
 from hubbub.gateway import DATABASE, ROUTER, SETTINGS
 from hubbub.http.routing import Api
 from hubbub.ids import new_id
-from hubbub.jobs.api import FEEDS, serve_stream
 from hubbub.jobs.caller import caller
 from hubbub.jobs.dispatch import submit_job
 from hubbub.jobs.feeds import Follower
+from hubbub.jobs.keys import FEEDS
 from hubbub.jobs.registry import KINDS
+from hubbub.jobs.stream import serve_stream
 from hubbub.jobs.wire import JobEventView, StreamQuery
 
 __all__ = ["api"]

@@ -14,8 +14,6 @@ from uuid import UUID
 
 from aiohttp import web
 
-from hubbub.actors.command import Command
-from hubbub.actors.untyped import Untyped
 from hubbub.broadcasts import ledger, reads
 from hubbub.broadcasts.wire import (
     BroadcastList,
@@ -28,11 +26,12 @@ from hubbub.broadcasts.wire import (
 )
 from hubbub.chat.access import check_body
 from hubbub.errors import AppError, FieldError
-from hubbub.gateway import DATABASE, ROUTER, SETTINGS
+from hubbub.gateway import DATABASE, SETTINGS
 from hubbub.http.routing import Api
 from hubbub.ids import new_id
 from hubbub.jobs.caller import Caller, idempotency_key
 from hubbub.jobs.caller import caller as _caller
+from hubbub.jobs.control import cancel_job
 from hubbub.jobs.dispatch import job_id_for, submit_job
 from hubbub.jobs.registry import KINDS
 from hubbub.tenancy.creations import request_hash
@@ -192,10 +191,9 @@ async def cancel_broadcast(request: web.Request, *, path: BroadcastPath) -> Broa
 async def _cancel_job(request: web.Request, caller: Caller, view: BroadcastView) -> None:
     """Cancel the sending job; the job entity checks who may (the broadcast's
     creator made it). A job that ended already leaves nothing to stop."""
-    args = {"actor": str(caller.user_id), "role": caller.role}
-    command = Command("job", str(view.job_id), Untyped("cancel", args), str(caller.tenant_id))
+    tenant_id, user_id = str(caller.tenant_id), str(caller.user_id)
     try:
-        await request.app[ROUTER].send(command)
+        await cancel_job(request.app, tenant_id, str(view.job_id), user_id, caller.role)
     except AppError as error:
         if error.code != "job_finished":
             raise

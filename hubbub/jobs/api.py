@@ -1,4 +1,5 @@
-"""HTTP routes of jobs, under ``/api/v1/jobs``, and their SSE stream.
+"""HTTP routes of jobs, under ``/api/v1/jobs``, and their SSE stream
+(relayed by ``hubbub.jobs.stream``).
 
 Every route needs a bearer token and a tenant (``X-Tenant-Id``) the caller
 is a member of, or a tenant's API key (its service account acts); every
@@ -11,28 +12,18 @@ tenant's scope, so another tenant's job answers 404 whatever the route.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Awaitable, Callable
-from typing import Any
-
-import orjson
 from aiohttp import web
-from aiohttp_sse import EventSourceResponse, sse_response
 
-from hubbub.actors.command import Command
-from hubbub.actors.untyped import Untyped
-from hubbub.errors import AppError, FieldError
-from hubbub.gateway import DATABASE, ROUTER, SETTINGS
+from hubbub.errors import AppError
+from hubbub.gateway import DATABASE
 from hubbub.http.routing import Api
 from hubbub.ids import new_id
-from hubbub.jobs import reads, schedules
+from hubbub.jobs import control, reads, schedules
 from hubbub.jobs.caller import Caller, idempotency_key
 from hubbub.jobs.caller import caller as _caller
-from hubbub.jobs.dispatch import SWEEP_ROUNDS, submit_job
-from hubbub.jobs.feeds import Follower, JobFeeds
-from hubbub.jobs.reads import Viewer
+from hubbub.jobs.dispatch import submit_job
 from hubbub.jobs.registry import KINDS
+from hubbub.jobs.stream import serve_stream
 from hubbub.jobs.wire import (
     JobAccepted,
     JobEventList,
@@ -52,15 +43,10 @@ from hubbub.jobs.wire import (
 )
 from hubbub.tenancy.roles import at_least
 
-__all__ = ["FEEDS", "EventRewrite", "api", "serve_stream"]
-
-#: What one stream's client gets instead of a job event (the event itself
-#: unchanged for all others): async signup hands its tokens out this way.
-EventRewrite = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+__all__ = ["api"]
 
 api = Api("jobs", "Long-running work on Ray workers, with live progress.")
 
-FEEDS = web.AppKey("job_feeds", JobFeeds)
 BASE = "/api/v1/jobs"
 ONE = f"{BASE}/{{job_id}}"
 SCHEDULES = "/api/v1/job-schedules"
@@ -141,7 +127,12 @@ async def get_job(request: web.Request, *, path: JobPath) -> JobView:
 async def cancel_job(request: web.Request, *, path: JobPath) -> JobView:
     """Cancel a job: a queued one at once; a running one is asked to stop
     (`cancel_requested`) and ends `cancelled` when its handler does."""
-    return await _ask_job(request, path, "cancel")
+    caller = await _caller(request)
+    job_id = str(path.job_id)
+    job = await control.cancel_job(
+        request.app, caller.tenant_id, job_id, caller.user_id, caller.role
+    )
+    return JobView.model_validate(job)
 
 
 @api.post(
@@ -158,16 +149,11 @@ async def cancel_job(request: web.Request, *, path: JobPath) -> JobView:
 async def retry_job(request: web.Request, *, path: JobPath) -> JobView:
     """Run a failed or timed out job again: it is queued with a new set of
     attempts (the kind's `max_attempts`) and its stream goes on."""
-    return await _ask_job(request, path, "retry")
-
-
-async def _ask_job(request: web.Request, path: JobPath, name: str) -> JobView:
     caller = await _caller(request)
-    args = {"actor": caller.user_id, "role": caller.role}
-    command = Command("job", str(path.job_id), Untyped(name, args), caller.tenant_id)
-    job = await request.app[ROUTER].send(command)
-    if job["status"] == "queued":
-        request.app[SWEEP_ROUNDS].kick()
+    job_id = str(path.job_id)
+    job = await control.retry_job(
+        request.app, caller.tenant_id, job_id, caller.user_id, caller.role
+    )
     return JobView.model_validate(job)
 
 
@@ -265,77 +251,3 @@ async def stream_job(
     `after_seq`) in order, then live ones, ending with the final `status`."""
     caller = await _caller(request)
     return await serve_stream(request, caller.tenant_id, str(path.job_id), query, caller.viewer)
-
-
-async def serve_stream(
-    request: web.Request,
-    tenant_id: str,
-    job_id: str,
-    query: StreamQuery,
-    viewer: Viewer | None,
-    headers: dict[str, str] | None = None,
-    rewrite: EventRewrite | None = None,
-) -> web.StreamResponse:
-    """The job's SSE stream for ``viewer`` (None: one already allowed to
-    follow it; ``headers``: more response headers; ``rewrite``: what this
-    client gets instead of each event)."""
-    after = _resume_point(request, query)
-    follower = await request.app[FEEDS].follow(tenant_id, job_id, after, viewer)
-    try:
-        heartbeat = request.app[SETTINGS].sse_heartbeat_seconds
-        # allow_all_methods: a workflow's run-stream answers its POST with the stream.
-        async with sse_response(
-            request, headers=headers, ping_interval=heartbeat, allow_all_methods=True
-        ) as stream:
-            with contextlib.suppress(ConnectionResetError):  # the client left: nothing to do
-                await _relay(follower, stream, rewrite)
-        return stream
-    finally:
-        await follower.close()
-
-
-def _resume_point(request: web.Request, query: StreamQuery) -> int:
-    """The seq the client has seen: ``Last-Event-ID``, else ``after_seq``, else 0."""
-    header = request.headers.get("Last-Event-ID")
-    if header is None:
-        return query.after_seq or 0
-    if not header.isdigit():
-        raise AppError(
-            "validation_failed",
-            f"expected Last-Event-ID to be an event seq, got {header[:40]!r}",
-            status=422,
-            errors=(FieldError("header", "Last-Event-ID", "expected a seq"),),
-        )
-    return int(header)
-
-
-async def _relay(
-    follower: Follower, stream: EventSourceResponse, rewrite: EventRewrite | None
-) -> None:
-    """Send the backlog, then live events, until the job's final event or the
-    client leaves (its heartbeat fails: the follower is interrupted)."""
-    gone = asyncio.get_running_loop().create_task(stream.wait())
-    gone.add_done_callback(lambda task: task.cancelled() or follower.interrupt())
-    try:
-        while not follower.caught_up:
-            for event in await follower.backlog():
-                await _send(stream, event, rewrite)
-        while not follower.finished:
-            events = await follower.next()
-            if not events:  # interrupted: the client left
-                return
-            for event in events:
-                await _send(stream, event, rewrite)
-    finally:
-        gone.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await gone
-
-
-async def _send(
-    stream: EventSourceResponse, event: dict[str, Any], rewrite: EventRewrite | None
-) -> None:
-    if rewrite is not None:
-        event = await rewrite(event)
-    data = orjson.dumps(event).decode()
-    await stream.send(data, id=str(event["seq"]), event=event["type"])

@@ -16,7 +16,14 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-from hubbub.jobs.state import Report
+from hubbub.jobs.commands import (
+    CountersReport,
+    JobReport,
+    LogReport,
+    OutputReport,
+    ProgressReport,
+    StepReport,
+)
 from hubbub.storage.database import Database
 
 if TYPE_CHECKING:
@@ -57,7 +64,7 @@ class JobContext:
         #: The deployment's settings (resolved service URLs included), for a
         #: handler that opens a connection of its own.
         self.settings = settings
-        self._reports: deque[Report] = deque()
+        self._reports: deque[JobReport] = deque()
         self._cancelled = False
         #: Called (from whichever thread reports) when a report finds none unsent.
         self.on_first_report: Callable[[], None] | None = None
@@ -66,25 +73,25 @@ class JobContext:
         """The job is ``pct`` percent done (0 to 100)."""
         if not (isinstance(pct, int | float) and math.isfinite(pct) and 0 <= pct <= 100):
             raise ValueError(f"expected a progress between 0 and 100, got {pct!r}")
-        self._record(("progress", {"progress": float(pct)}))
+        self._record(ProgressReport(float(pct)))
 
     def counters(self, done: int, total: int | None = None) -> None:
         """``done`` items of ``total`` (None: not known yet)."""
         if done < 0 or (total is not None and total < 0):
             raise ValueError(f"expected counts of at least 0, got done={done}, total={total}")
-        self._record(("counters", {"done": int(done), "total": total}))
+        self._record(CountersReport(int(done), total))
 
     def step(self, name: str) -> None:
         """The job entered step ``name``."""
-        self._record(("step", {"name": _text(name, "step")}))
+        self._record(StepReport(_text(name, "step")))
 
     def log(self, text: str) -> None:
         """A line for the job's followers."""
-        self._record(("log", {"text": _text(text, "log")}))
+        self._record(LogReport(_text(text, "log")))
 
     def output(self, chunk: str) -> None:
         """A piece of streamed output (tokens, rows); a batch's chunks leave merged."""
-        self._record(("output", {"chunk": _text(chunk, "output")}))
+        self._record(OutputReport(_text(chunk, "output")))
 
     @property
     def cancelled(self) -> bool:
@@ -108,7 +115,7 @@ class JobContext:
         if self._cancelled:
             raise JobCancelled(self.job_id)
 
-    def take(self) -> list[Report]:
+    def take(self) -> list[JobReport]:
         """The reports recorded since the last call, in order."""
         taken = []
         while self._reports:
@@ -119,7 +126,7 @@ class JobContext:
         """Mark the run cancelled (the reporter learned it from the job)."""
         self._cancelled = True
 
-    def _record(self, report: Report) -> None:
+    def _record(self, report: JobReport) -> None:
         self._reports.append(report)
         if len(self._reports) == 1 and self.on_first_report is not None:
             self.on_first_report()

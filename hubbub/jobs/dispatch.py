@@ -23,18 +23,16 @@ from uuid import UUID
 from aiohttp import web
 
 from hubbub.actors.command import Command
-from hubbub.actors.untyped import Untyped
 from hubbub.errors import AppError
 from hubbub.gateway import DATABASE, ROUTER
 from hubbub.ids import new_id
+from hubbub.jobs.commands import Submit
+from hubbub.jobs.keys import SWEEP_ROUNDS
 from hubbub.jobs.registry import JobKind
-from hubbub.periodic import Periodic
 from hubbub.tenancy.creations import request_hash
 
-__all__ = ["SWEEP_ROUNDS", "job_id_for", "submit_job"]
+__all__ = ["job_id_for", "submit_job"]
 
-#: The rounds of this gateway's job sweep, which a submit starts at once.
-SWEEP_ROUNDS = web.AppKey("job_sweep_rounds", Periodic)
 _KEYED = uuid.UUID("6f1d2c3b-8a4e-5b7f-9c0d-1e2f3a4b5c6d")  # namespace of keyed job ids
 _ACTIVE_WITH_KEY = """SELECT id FROM jobs WHERE conflict_key = $1 AND id <> $2
   AND status IN ('queued', 'running', 'retrying') LIMIT 1"""
@@ -73,26 +71,26 @@ async def submit_job(
         if policy.conflict_key is None
         else policy.conflict_key(kind.input.model_validate(input))
     )
-    args = {
-        "job_id": job_id,
-        "tenant_id": tenant_id,
-        "kind": kind.name,
-        "input": input,
-        "created_by": user_id,
-        "request_hash": request_hash({"kind": kind.name, "input": input}).hex(),
-        "idempotency_key": idempotency_key,
-        "priority": policy.priority if priority is None else priority,
-        "conflict_key": conflict_key,
-        "run_at": None if run_at is None else run_at.isoformat(),
-        "max_attempts": policy.max_attempts,
-        "backoff_seconds": policy.backoff_seconds,
-        "timeout_seconds": policy.timeout_seconds,
-        "concurrency": policy.concurrency,
-        "schedule_id": schedule_id,
-        "private": policy.private,
-    }
+    submit = Submit(
+        job_id=job_id,
+        tenant_id=tenant_id,
+        kind=kind.name,
+        input=input,
+        created_by=user_id,
+        request_hash=request_hash({"kind": kind.name, "input": input}).hex(),
+        idempotency_key=idempotency_key,
+        priority=policy.priority if priority is None else priority,
+        conflict_key=conflict_key,
+        run_at=run_at,
+        max_attempts=policy.max_attempts,
+        backoff_seconds=policy.backoff_seconds,
+        timeout_seconds=policy.timeout_seconds,
+        concurrency=policy.concurrency,
+        schedule_id=schedule_id,
+        private=policy.private,
+    )
     # No receipt key: the entity itself answers a retry, with the job as it is now.
-    command = Command("job", job_id, Untyped("submit", args), tenant_id)
+    command = Command("job", job_id, submit, tenant_id)
     if conflict_key is None:
         job = await app[ROUTER].send(command)
     else:

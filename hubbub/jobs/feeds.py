@@ -23,7 +23,7 @@ A finished job's stream ends with its terminal ``status`` event, which a
 follower always gets: in the backlog, live, or — when the client had seen it
 already — once more at the end of the backlog.
 
-The same subscription hears :data:`~hubbub.actors.job.ENDED`, where jobs
+The same subscription hears :data:`~hubbub.jobs.entity.ENDED`, where jobs
 that stop running say so, and calls ``on_ended`` (the job sweep's kick).
 """
 
@@ -37,8 +37,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from hubbub.actors.job import ENDED, channel
 from hubbub.jobs import reads
+from hubbub.jobs.entity import ENDED, channel
 from hubbub.jobs.state import TERMINAL
 from hubbub.realtime.fanout import Fanout
 from hubbub.storage.database import Database

@@ -9,12 +9,13 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from hubbub.actors.job import JobEntity
 from hubbub.gateway import DATABASE, REALTIME, REDIS
 from hubbub.http.health import READINESS
 from hubbub.jobs import demo
-from hubbub.jobs.api import FEEDS, api
+from hubbub.jobs.api import api
+from hubbub.jobs.entity import JobEntity
 from hubbub.jobs.feeds import JobFeeds
+from hubbub.jobs.keys import FEEDS
 from hubbub.jobs.registry import KINDS
 from hubbub.jobs.sockets import SOCKET_EVENTS, SUBSCRIPTIONS, JobSubscriptions
 from hubbub.jobs.sweep import job_sweep

@@ -14,10 +14,12 @@ from typing import Any
 
 import asyncpg
 
-from hubbub.actors.job import state_from_row
 from hubbub.errors import AppError, FieldError
 from hubbub.http.cursors import decode_cursor, encode_cursor
-from hubbub.jobs.state import TERMINAL, view
+from hubbub.jobs.events import stream_event
+from hubbub.jobs.rows import state_from_row
+from hubbub.jobs.state import TERMINAL
+from hubbub.jobs.view import view
 from hubbub.tenancy.roles import at_least
 
 __all__ = [
@@ -129,13 +131,7 @@ async def final_status(conn: asyncpg.Connection, job_id: str) -> dict[str, Any] 
 
 
 def _event_view(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "job_id": str(row["job_id"]),
-        "seq": row["seq"],
-        "type": row["type"],
-        "data": row["data"],
-        "at": row["created_at"].isoformat(),
-    }
+    return stream_event(str(row["job_id"]), row["seq"], row["type"], row["data"], row["created_at"])
 
 
 def _job_view(row: asyncpg.Record) -> dict[str, Any]:

@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hubbub.errors import AppError
 from hubbub.gateway import ROUTER
-from hubbub.jobs.api import FEEDS
 from hubbub.jobs.feeds import Follower
+from hubbub.jobs.keys import FEEDS
 from hubbub.jobs.reads import Viewer
 from hubbub.realtime.protocol import parse_payload
 from hubbub.realtime.server import Realtime, SocketContext

@@ -3,15 +3,14 @@
 No I/O, no clock (``now`` is passed in), no Ray. A job moves through
 :data:`TRANSITIONS` — queued → running → succeeded | failed | cancelled |
 timed_out, through ``retrying`` between attempts — and every change is a
-:class:`JobEvent` that takes the job's next ``seq``: the stream is
-gap-free, so a follower that sees n then n + 2 knows it missed one. Event
-types are those of the SSE stream: ``status``, ``progress``, ``step``,
-``log`` and ``output``. Bookkeeping of launches (``launch``, ``unlaunch``)
-changes the job's row but is no event: followers never see it.
+:mod:`~hubbub.jobs.events` event that takes the job's next ``seq``: the
+stream is gap-free, so a follower that sees n then n + 2 knows it missed
+one. Bookkeeping of launches (``Launched``, ``Unlaunched``) changes the
+job's row but is no event: followers never see it.
 
-Commands come from three places: the API (``submit``, ``cancel``,
-``retry``), the job sweep (``dispatch``, ``lost``, ``supervise``) and the
-worker running the handler (``start``, ``report``, ``finish``). A worker's
+``decide`` dispatches on the command's type (:mod:`hubbub.jobs.commands`)
+through one table of deciders, ``apply`` on the event's type through one
+table of appliers, updating the state in place. A worker's
 command for a launch or attempt that is no longer current (a job cancelled
 or timed out meanwhile, a launch declared lost) changes nothing; its reply
 tells the worker to stop.
@@ -32,26 +31,55 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from hubbub.errors import AppError
+from hubbub.jobs.commands import (
+    Cancel,
+    CountersReport,
+    Dispatch,
+    Finish,
+    JobCommand,
+    JobReport,
+    LogReport,
+    Lost,
+    OutputReport,
+    ProgressReport,
+    Report,
+    Retry,
+    Start,
+    StepReport,
+    Submit,
+    Supervise,
+)
+from hubbub.jobs.events import (
+    Cancelled,
+    CancelRequested,
+    Failed,
+    JobEvent,
+    Launched,
+    Logged,
+    OutputWritten,
+    Progressed,
+    Queued,
+    Requeued,
+    Retrying,
+    Started,
+    StepEntered,
+    Succeeded,
+    TimedOut,
+    Unlaunched,
+)
 
 __all__ = [
-    "EVENT_TYPES",
-    "REPORT_TYPES",
     "STATUSES",
     "TERMINAL",
     "TRANSITIONS",
-    "JobEvent",
     "JobState",
-    "Report",
-    "Submission",
     "apply",
     "backoff",
     "coalesce",
     "decide",
-    "event_view",
     "is_current",
     "is_waiting",
     "submit",
-    "view",
 ]
 
 STATUSES = ("queued", "running", "retrying", "succeeded", "failed", "cancelled", "timed_out")
@@ -66,45 +94,9 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "failed": frozenset({"queued"}),
     "timed_out": frozenset({"queued"}),
 }
-#: Changes of a job's row that are not events of its stream.
-BOOKKEEPING = frozenset({"launch", "unlaunch"})
 #: The longest wait between two attempts, whatever the backoff.
 MAX_BACKOFF_SECONDS = 3600.0
-EVENT_TYPES = ("status", "progress", "step", "log", "output")
-#: What a handler's context reports, ``(type, data)``; ``counters`` and
-#: ``progress`` both become ``progress`` events.
-REPORT_TYPES = ("progress", "counters", "step", "log", "output")
 _MANAGERS = frozenset({"owner", "admin"})
-
-Report = tuple[str, dict[str, Any]]
-
-
-@dataclass(frozen=True, slots=True)
-class Submission:
-    """A validated ``POST /jobs``: what a new job starts from."""
-
-    job_id: str
-    tenant_id: str
-    kind: str
-    input: dict[str, Any]
-    created_by: str
-    request_hash: str  # hex SHA-256 of {kind, input}
-    idempotency_key: str | None = None
-    priority: int = 0
-    conflict_key: str | None = None
-    run_at: datetime | None = None
-    max_attempts: int = 1
-    backoff_seconds: float = 1.0
-    timeout_seconds: float | None = None
-    concurrency: int | None = None
-    schedule_id: str | None = None
-    private: bool = False
-
-    @classmethod
-    def from_args(cls, args: dict[str, Any]) -> Submission:
-        """The submission a ``submit`` command carries (times as RFC 3339 text)."""
-        run_at = args.get("run_at")
-        return cls(**{**args, "run_at": None if run_at is None else datetime.fromisoformat(run_at)})
 
 
 @dataclass(slots=True)
@@ -147,32 +139,14 @@ class JobState:
     private: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class JobEvent:
-    """One change of a job: its ``type`` and ``data`` are what followers see
-    (a :data:`BOOKKEEPING` type is a change of the row only)."""
-
-    type: str
-    data: dict[str, Any]
-    at: datetime
-
-    @property
-    def bookkeeping(self) -> bool:
-        return self.type in BOOKKEEPING
-
-
-def submit(
-    state: JobState | None, submission: Submission, now: datetime
-) -> tuple[JobState, list[JobEvent]]:
-    """The job ``submission`` names, and the events creating it (none if it exists).
+def submit(state: JobState | None, job: Submit, now: datetime) -> tuple[JobState, list[JobEvent]]:
+    """The job ``job`` submits, and the events creating it (none if it exists).
 
     A retried submission (same id: same creator and Idempotency-Key) with the
     same body gets the existing job; with another body it is refused.
     """
     if state is not None:
-        if state.created_by != submission.created_by or (
-            state.request_hash != submission.request_hash
-        ):
+        if state.created_by != job.created_by or state.request_hash != job.request_hash:
             raise AppError(
                 "idempotency_key_reused",
                 "this Idempotency-Key was used with another request body; "
@@ -180,87 +154,87 @@ def submit(
                 status=422,
             )
         return state, []
-    job = JobState(
-        id=submission.job_id,
-        tenant_id=submission.tenant_id,
-        kind=submission.kind,
-        input=submission.input,
-        created_by=submission.created_by,
-        request_hash=submission.request_hash,
-        idempotency_key=submission.idempotency_key,
+    created = JobState(
+        id=job.job_id,
+        tenant_id=job.tenant_id,
+        kind=job.kind,
+        input=job.input,
+        created_by=job.created_by,
+        request_hash=job.request_hash,
+        idempotency_key=job.idempotency_key,
         created_at=now,
         updated_at=now,
-        priority=submission.priority,
-        conflict_key=submission.conflict_key,
-        run_at=submission.run_at,
-        max_attempts=submission.max_attempts,
-        attempt_budget=submission.max_attempts,
-        backoff_seconds=submission.backoff_seconds,
-        timeout_seconds=submission.timeout_seconds,
-        concurrency=submission.concurrency,
-        schedule_id=submission.schedule_id,
-        private=submission.private,
+        priority=job.priority,
+        conflict_key=job.conflict_key,
+        run_at=job.run_at,
+        max_attempts=job.max_attempts,
+        attempt_budget=job.max_attempts,
+        backoff_seconds=job.backoff_seconds,
+        timeout_seconds=job.timeout_seconds,
+        concurrency=job.concurrency,
+        schedule_id=job.schedule_id,
+        private=job.private,
     )
-    return job, [JobEvent("status", {"status": "queued"}, now)]
+    return created, [Queued(now)]
 
 
-def decide(
-    state: JobState | None, name: str, args: dict[str, Any], now: datetime
-) -> list[JobEvent]:
-    """The events command ``name`` causes; AppError to refuse it unchanged."""
+def decide(state: JobState | None, command: JobCommand, now: datetime) -> list[JobEvent]:
+    """The events ``command`` causes; AppError to refuse it unchanged.
+
+    :func:`submit` decides a :class:`Submit`; every other command needs the job.
+    """
     if state is None:
         raise AppError.not_found("job")
-    decider = _DECIDERS.get(name)
+    decider = _DECIDERS.get(type(command))
     if decider is None:
-        raise AppError("unknown_command", f"jobs have no command {name!r}")
-    return decider(state, args, now)
+        raise AppError("unknown_command", f"jobs have no command {type(command).__name__}")
+    return decider(state, command, now)
 
 
-def _dispatch(state: JobState, args: dict[str, Any], now: datetime) -> list[JobEvent]:
-    """The sweep picked this job: it waits on launch ``launch_id`` from now."""
+def _dispatch(state: JobState, command: Dispatch, now: datetime) -> list[JobEvent]:
     if not is_waiting(state, now):
         return []
-    return [JobEvent("launch", {"launch_id": args["launch_id"]}, now)]
+    return [Launched(now, command.launch_id)]
 
 
-def _start(state: JobState, args: dict[str, Any], now: datetime) -> list[JobEvent]:
-    if state.status not in ("queued", "retrying") or args["launch_id"] != state.launch_id:
+def _start(state: JobState, command: Start, now: datetime) -> list[JobEvent]:
+    if state.status not in ("queued", "retrying") or command.launch_id != state.launch_id:
         return []  # cancelled meanwhile, or a launch that is not (or no longer) the job's
-    return [JobEvent("status", {"status": "running", "attempt": state.attempts + 1}, now)]
+    return [Started(now, state.attempts + 1)]
 
 
-def _report(state: JobState, args: dict[str, Any], now: datetime) -> list[JobEvent]:
-    if not is_current(state, args["attempt"]):
+def _report(state: JobState, command: Report, now: datetime) -> list[JobEvent]:
+    if not is_current(state, command.attempt):
         return []
-    return coalesce(state, [(kind, data) for kind, data in args["reports"]], now)
+    return coalesce(state, command.reports, now)
 
 
-def _finish(state: JobState, args: dict[str, Any], now: datetime) -> list[JobEvent]:
-    if not is_current(state, args["attempt"]):
+def _finish(state: JobState, command: Finish, now: datetime) -> list[JobEvent]:
+    if not is_current(state, command.attempt):
         return []
-    outcome = args["outcome"]
-    if outcome == "succeeded":
-        return [JobEvent("status", {"status": "succeeded", "result": args.get("result")}, now)]
-    if outcome == "cancelled" or state.cancel_requested:
-        return [JobEvent("status", {"status": "cancelled"}, now)]  # it was stopping
-    return _attempt_failed(state, args["error"], now, retry=args.get("retryable", True))
+    if command.outcome == "succeeded":
+        return [Succeeded(now, command.result)]
+    if command.outcome == "cancelled" or state.cancel_requested:
+        return [Cancelled(now)]  # it was stopping
+    error = command.error or {"code": "handler_failed", "message": "the handler failed"}
+    return _attempt_failed(state, error, now, retry=command.retryable)
 
 
-def _lost(state: JobState, args: dict[str, Any], now: datetime) -> list[JobEvent]:
-    """Launch ``launch_id`` has no task any more (its worker died, or the
-    launch never reached Ray): the attempt it ran failed, or the job waits
-    to be launched again."""
-    if args["launch_id"] != state.launch_id or state.status in TERMINAL:
+def _lost(state: JobState, command: Lost, now: datetime) -> list[JobEvent]:
+    """The launch has no task any more (its worker died, or the launch never
+    reached Ray): the attempt it ran failed, or the job waits to be
+    launched again."""
+    if command.launch_id != state.launch_id or state.status in TERMINAL:
         return []
     if state.status != "running":
-        return [JobEvent("unlaunch", {}, now)]
+        return [Unlaunched(now)]
     if state.cancel_requested:
-        return [JobEvent("status", {"status": "cancelled"}, now)]
+        return [Cancelled(now)]
     error = {"code": "worker_lost", "message": "the worker running the job stopped"}
     return _attempt_failed(state, error, now)
 
 
-def _supervise(state: JobState, args: dict[str, Any], now: datetime) -> list[JobEvent]:
+def _supervise(state: JobState, command: Supervise, now: datetime) -> list[JobEvent]:
     """A running attempt past its timeout ends; one asked to stop that has
     not within ``grace`` seconds is cancelled (the sweep then kills it)."""
     if state.status != "running":
@@ -268,10 +242,10 @@ def _supervise(state: JobState, args: dict[str, Any], now: datetime) -> list[Job
     if state.deadline is not None and now >= state.deadline:
         seconds = state.timeout_seconds
         error = {"code": "timed_out", "message": f"the attempt ran longer than {seconds:g} s"}
-        return _attempt_failed(state, error, now, final="timed_out")
+        return _attempt_failed(state, error, now, final=TimedOut)
     asked = state.cancel_requested_at
-    if asked is not None and now >= asked + timedelta(seconds=args["grace"]):
-        return [JobEvent("status", {"status": "cancelled", "forced": True}, now)]
+    if asked is not None and now >= asked + timedelta(seconds=command.grace):
+        return [Cancelled(now, forced=True)]
     return []
 
 
@@ -280,15 +254,13 @@ def _attempt_failed(
     error: dict[str, str],
     now: datetime,
     *,
-    final: str = "failed",
+    final: type[Failed] = Failed,
     retry: bool = True,
 ) -> list[JobEvent]:
     """The job retries after a backoff while its budget lasts, else ends ``final``."""
     if retry and state.attempts < state.attempt_budget:
-        at = now + timedelta(seconds=backoff(state))
-        data = {"status": "retrying", "error": error, "retry_at": at.isoformat()}
-        return [JobEvent("status", data, now)]
-    return [JobEvent("status", {"status": final, "error": error}, now)]
+        return [Retrying(now, error, now + timedelta(seconds=backoff(state)))]
+    return [final(now, error)]
 
 
 def backoff(state: JobState) -> float:
@@ -301,8 +273,8 @@ def backoff(state: JobState) -> float:
     return base * (0.5 + int.from_bytes(digest) / 2**65)
 
 
-def _retry(state: JobState, args: dict[str, Any], now: datetime) -> list[JobEvent]:
-    _check_actor(state, args, "retry")
+def _retry(state: JobState, command: Retry, now: datetime) -> list[JobEvent]:
+    _check_actor(state, command, "retry")
     if state.status not in RETRYABLE:
         raise AppError(
             "job_not_retryable",
@@ -310,11 +282,11 @@ def _retry(state: JobState, args: dict[str, Any], now: datetime) -> list[JobEven
             status=409,
             extra={"job_status": state.status},
         )
-    return [JobEvent("status", {"status": "queued", "retry": True}, now)]
+    return [Requeued(now)]
 
 
-def _check_actor(state: JobState, args: dict[str, Any], what: str) -> None:
-    if args["actor"] != state.created_by and args.get("role") not in _MANAGERS:
+def _check_actor(state: JobState, command: Cancel | Retry, what: str) -> None:
+    if command.actor != state.created_by and command.role not in _MANAGERS:
         if state.private:  # not theirs to see, let alone change
             raise AppError.not_found("job")
         raise AppError(
@@ -324,8 +296,8 @@ def _check_actor(state: JobState, args: dict[str, Any], what: str) -> None:
         )
 
 
-def _cancel(state: JobState, args: dict[str, Any], now: datetime) -> list[JobEvent]:
-    _check_actor(state, args, "cancel")
+def _cancel(state: JobState, command: Cancel, now: datetime) -> list[JobEvent]:
+    _check_actor(state, command, "cancel")
     if state.status in TERMINAL:
         raise AppError(
             "job_finished",
@@ -334,21 +306,21 @@ def _cancel(state: JobState, args: dict[str, Any], now: datetime) -> list[JobEve
             extra={"job_status": state.status},
         )
     if state.status != "running":  # queued, or retrying: nothing runs
-        return [JobEvent("status", {"status": "cancelled"}, now)]
+        return [Cancelled(now)]
     if state.cancel_requested:
         return []
-    return [JobEvent("status", {"status": state.status, "cancel_requested": True}, now)]
+    return [CancelRequested(now)]
 
 
-_DECIDERS: dict[str, Callable[[JobState, dict[str, Any], datetime], list[JobEvent]]] = {
-    "dispatch": _dispatch,
-    "start": _start,
-    "report": _report,
-    "finish": _finish,
-    "lost": _lost,
-    "supervise": _supervise,
-    "cancel": _cancel,
-    "retry": _retry,
+_DECIDERS: dict[type, Callable[[JobState, Any, datetime], list[JobEvent]]] = {
+    Dispatch: _dispatch,
+    Start: _start,
+    Report: _report,
+    Finish: _finish,
+    Lost: _lost,
+    Supervise: _supervise,
+    Cancel: _cancel,
+    Retry: _retry,
 }
 
 
@@ -365,127 +337,147 @@ def is_waiting(state: JobState, now: datetime) -> bool:
     return due is None or due <= now
 
 
-def coalesce(state: JobState, reports: Sequence[Report], now: datetime) -> list[JobEvent]:
+def coalesce(state: JobState, reports: Sequence[JobReport], now: datetime) -> list[JobEvent]:
     """The events of a batch of reports, in order, merged between steps and logs:
     all progress and counters reports there give one ``progress`` event with
     their latest values, all output chunks one ``output`` event, each where
     its first report was."""
     events: list[JobEvent] = []
-    progress = {"progress": state.progress, "done": state.done, "total": state.total}
+    progress, done, total = state.progress, state.done, state.total
     progress_at: int | None = None
     chunks: dict[int, list[str]] = {}  # output event index -> its chunks
     output_at: int | None = None
-    for kind, data in reports:
-        if kind in ("progress", "counters"):
-            progress = progress | data
-            if progress_at is None:
-                progress_at = len(events)
-                events.append(JobEvent("progress", {}, now))
-            events[progress_at] = JobEvent("progress", dict(progress), now)
-        elif kind == "output":
-            if output_at is None:
-                output_at = len(events)
-                chunks[output_at] = []
-                events.append(JobEvent("output", {}, now))
-            chunks[output_at].append(data["chunk"])
-        else:
-            events.append(JobEvent(kind, data, now))
-            progress_at = output_at = None
+    for report in reports:
+        match report:
+            case ProgressReport() | CountersReport():
+                if isinstance(report, ProgressReport):
+                    progress = report.progress
+                else:
+                    done, total = report.done, report.total
+                if progress_at is None:
+                    progress_at = len(events)
+                    events.append(Progressed(now, progress, done, total))
+                events[progress_at] = Progressed(now, progress, done, total)
+            case OutputReport(chunk=chunk):
+                if output_at is None:
+                    output_at = len(events)
+                    chunks[output_at] = []
+                    events.append(OutputWritten(now, ""))
+                chunks[output_at].append(chunk)
+            case StepReport(name=name):
+                events.append(StepEntered(now, name))
+                progress_at = output_at = None
+            case LogReport(text=text):
+                events.append(Logged(now, text))
+                progress_at = output_at = None
     for at, parts in chunks.items():
-        events[at] = JobEvent("output", {"chunk": "".join(parts)}, now)
+        events[at] = OutputWritten(now, "".join(parts))
     return events
 
 
 def apply(state: JobState, event: JobEvent) -> JobState:
-    """``state`` after ``event`` (an event of the stream takes the next seq)."""
+    """``state`` after ``event``, updated in place (an event of the stream
+    takes the next seq)."""
     state.updated_at = event.at
-    data = event.data
-    if event.type == "launch":
-        state.launch_id, state.launched_at = data["launch_id"], event.at
-        return state
-    if event.type == "unlaunch":
-        state.launch_id = state.launched_at = None
-        return state
-    state.seq += 1
-    if event.type == "progress":
-        state.progress, state.done, state.total = data["progress"], data["done"], data["total"]
-    elif event.type == "step":
-        state.step = data["name"]
-    elif event.type == "status":
-        _apply_status(state, data, event.at)
+    if not event.bookkeeping:
+        state.seq += 1
+    _APPLIERS[type(event)](state, event)
     return state
 
 
-def _apply_status(state: JobState, data: dict[str, Any], at: datetime) -> None:
-    status = data["status"]
+def _launched(state: JobState, event: Launched) -> None:
+    state.launch_id, state.launched_at = event.launch_id, event.at
+
+
+def _unlaunched(state: JobState, event: Unlaunched) -> None:
+    state.launch_id = state.launched_at = None
+
+
+def _progressed(state: JobState, event: Progressed) -> None:
+    state.progress, state.done, state.total = event.progress, event.done, event.total
+
+
+def _step_entered(state: JobState, event: StepEntered) -> None:
+    state.step = event.name
+
+
+def _streamed(state: JobState, event: Logged | OutputWritten) -> None:
+    """A log line or output: only followers see it."""
+
+
+def _move(state: JobState, status: str) -> None:
     if status != state.status and status not in TRANSITIONS.get(state.status, ()):
         raise AssertionError(f"a job cannot go from {state.status} to {status}")
     state.status = status
-    if data.get("cancel_requested") and not state.cancel_requested:
-        state.cancel_requested, state.cancel_requested_at = True, at
-    if "attempt" in data:
-        state.attempts = data["attempt"]
-        state.started_at = state.started_at or at
-        timeout = state.timeout_seconds
-        state.deadline = None if timeout is None else at + timedelta(seconds=timeout)
-    if status == "retrying":
-        state.error = data["error"]
-        state.retry_at = datetime.fromisoformat(data["retry_at"])
-        state.launch_id = state.launched_at = state.deadline = None
-    if data.get("retry"):  # by hand: now, with a new budget of attempts, from the start
-        state.attempt_budget = state.attempts + state.max_attempts
-        state.run_at = None
-        state.progress, state.step, state.done, state.total = 0.0, None, None, None
-        state.result = state.error = state.finished_at = state.retry_at = None
-        state.launch_id = state.launched_at = state.cancel_requested_at = None
-        state.cancel_requested = False
-    if status in TERMINAL:
-        state.finished_at = at
-        state.result = data.get("result")
-        state.error = data.get("error")
-        state.deadline = None
-        if status == "succeeded":
-            state.progress = 100.0
 
 
-def view(state: JobState) -> dict[str, Any]:
-    """The wire shape of a job (issue 5's "Wire names")."""
-    return {
-        "id": state.id,
-        "tenant_id": state.tenant_id,
-        "kind": state.kind,
-        "status": state.status,
-        "progress": state.progress,
-        "step": state.step,
-        "done": state.done,
-        "total": state.total,
-        "result": state.result,
-        "error": state.error,
-        "attempts": state.attempts,
-        "max_attempts": state.max_attempts,
-        "priority": state.priority,
-        "conflict_key": state.conflict_key,
-        "run_at": _time(state.run_at),
-        "retry_at": _time(state.retry_at),
-        "cancel_requested": state.cancel_requested,
-        "last_seq": state.seq,
-        "created_by": state.created_by,
-        "created_at": state.created_at.isoformat(),
-        "started_at": _time(state.started_at),
-        "finished_at": _time(state.finished_at),
-    }
+def _queued(state: JobState, event: Queued) -> None:
+    _move(state, event.status)
 
 
-def event_view(job_id: str, seq: int, event: JobEvent) -> dict[str, Any]:
-    """The wire shape of a job event: ``{job_id, seq, type, data, at}``."""
-    return {
-        "job_id": job_id,
-        "seq": seq,
-        "type": event.type,
-        "data": event.data,
-        "at": event.at.isoformat(),
-    }
+def _started(state: JobState, event: Started) -> None:
+    _move(state, event.status)
+    state.attempts = event.attempt
+    state.started_at = state.started_at or event.at
+    timeout = state.timeout_seconds
+    state.deadline = None if timeout is None else event.at + timedelta(seconds=timeout)
 
 
-def _time(at: datetime | None) -> str | None:
-    return None if at is None else at.isoformat()
+def _cancel_requested(state: JobState, event: CancelRequested) -> None:
+    _move(state, event.status)
+    if not state.cancel_requested:
+        state.cancel_requested, state.cancel_requested_at = True, event.at
+
+
+def _retrying(state: JobState, event: Retrying) -> None:
+    _move(state, event.status)
+    state.error, state.retry_at = event.error, event.retry_at
+    state.launch_id = state.launched_at = state.deadline = None
+
+
+def _requeued(state: JobState, event: Requeued) -> None:
+    """By hand: now, with a new budget of attempts, from the start."""
+    _move(state, event.status)
+    state.attempt_budget = state.attempts + state.max_attempts
+    state.run_at = None
+    state.progress, state.step, state.done, state.total = 0.0, None, None, None
+    state.result = state.error = state.finished_at = state.retry_at = None
+    state.launch_id = state.launched_at = state.cancel_requested_at = None
+    state.cancel_requested = False
+
+
+def _ended(state: JobState, status: str, at: datetime, result: Any, error: Any) -> None:
+    _move(state, status)
+    state.finished_at, state.result, state.error, state.deadline = at, result, error, None
+
+
+def _succeeded(state: JobState, event: Succeeded) -> None:
+    _ended(state, event.status, event.at, event.result, None)
+    state.progress = 100.0
+
+
+def _cancelled(state: JobState, event: Cancelled) -> None:
+    _ended(state, event.status, event.at, None, None)
+
+
+def _failed(state: JobState, event: Failed) -> None:
+    _ended(state, event.status, event.at, None, event.error)
+
+
+_APPLIERS: dict[type, Callable[[JobState, Any], None]] = {
+    Launched: _launched,
+    Unlaunched: _unlaunched,
+    Progressed: _progressed,
+    StepEntered: _step_entered,
+    Logged: _streamed,
+    OutputWritten: _streamed,
+    Queued: _queued,
+    Requeued: _requeued,
+    Started: _started,
+    CancelRequested: _cancel_requested,
+    Retrying: _retrying,
+    Succeeded: _succeeded,
+    Cancelled: _cancelled,
+    Failed: _failed,
+    TimedOut: _failed,
+}

@@ -44,15 +44,14 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from hubbub.actors.command import Command
+from hubbub.actors.command import Command, CommandBody
 from hubbub.actors.router import Router
 from hubbub.actors.runtime import Launcher, Task, open_launcher
-from hubbub.actors.untyped import Untyped
 from hubbub.config import Settings
 from hubbub.errors import AppError
 from hubbub.gateway import DATABASE, ROUTER, SETTINGS
-from hubbub.jobs.api import FEEDS
-from hubbub.jobs.dispatch import SWEEP_ROUNDS
+from hubbub.jobs.commands import Dispatch, Lost, Supervise
+from hubbub.jobs.keys import FEEDS, SWEEP_ROUNDS
 from hubbub.jobs.registry import KINDS, JobKind
 from hubbub.jobs.schedules import fire_due
 from hubbub.jobs.worker import Launch
@@ -166,8 +165,8 @@ class JobSweep:
                 )
             )
         ]
-        lost_replies = await self._ask([(r, "lost", {"launch_id": r["launch_id"]}) for r in lost])
-        ended_replies = await self._ask([(r, "supervise", {"grace": self._grace}) for r in overdue])
+        lost_replies = await self._ask([(r, Lost(r["launch_id"])) for r in lost])
+        ended_replies = await self._ask([(r, Supervise(self._grace)) for r in overdue])
         ended = {
             str(r["id"]): r["launch_id"]
             for r, reply in zip(overdue, ended_replies, strict=True)
@@ -199,7 +198,7 @@ class JobSweep:
                 continue
             busy[slot] += 1
             chosen.append((row, kind, uuid.uuid4().hex))
-        replies = await self._ask([(row, "dispatch", {"launch_id": lid}) for row, _, lid in chosen])
+        replies = await self._ask([(row, Dispatch(lid)) for row, _, lid in chosen])
         tasks = [
             _task(row, kind, launch_id)
             for (row, kind, launch_id), reply in zip(chosen, replies, strict=True)
@@ -209,18 +208,17 @@ class JobSweep:
         return len(tasks)
 
     async def _ask(
-        self, commands: Sequence[tuple[asyncpg.Record, str, dict[str, Any]]]
+        self, commands: Sequence[tuple[asyncpg.Record, CommandBody]]
     ) -> list[dict[str, Any] | None]:
-        """Each job's reply to its command ``(row, name, args)``; None where it failed."""
+        """Each job's reply to its command ``(row, body)``; None where it failed."""
 
-        async def one(
-            row: asyncpg.Record, name: str, args: dict[str, Any]
-        ) -> dict[str, Any] | None:
-            job = Command("job", str(row["id"]), Untyped(name, args), str(row["tenant_id"]))
+        async def one(row: asyncpg.Record, body: CommandBody) -> dict[str, Any] | None:
+            job = Command("job", str(row["id"]), body, str(row["tenant_id"]))
             try:
                 return await self._router().send(job)
             except AppError as error:
                 self.failures += 1
+                name = type(body).__name__.lower()
                 log.warning("job sweep: %s of job %s failed (%s)", name, row["id"], error)
                 return None
 

@@ -26,11 +26,11 @@ from typing import Any
 
 import orjson
 
-from hubbub.actors.command import Command
+from hubbub.actors.command import Command, CommandBody
 from hubbub.actors.router import Router
-from hubbub.actors.untyped import Untyped
 from hubbub.config import Settings
 from hubbub.errors import AppError
+from hubbub.jobs.commands import Finish, JobReport, Report, Start
 from hubbub.jobs.context import JobCancelled, JobContext
 from hubbub.jobs.registry import KINDS, JobKind
 
@@ -67,8 +67,8 @@ class Launch:
 async def run_job(payload: dict[str, Any], router: Router, settings: Settings) -> None:
     """Start the job, run its handler and finish it; the task's entry point."""
     launch = Launch.from_payload(payload)
-    args = {"launch_id": launch.launch_id}
-    started = await _ask(router, launch, "start", args, key=f"start:{launch.launch_id}")
+    start = Start(launch.launch_id)
+    started = await _ask(router, launch, start, key=f"start:{launch.launch_id}")
     if not started["current"]:
         return  # cancelled while queued, or another launch runs it
     attempt = started["attempts"]
@@ -76,31 +76,32 @@ async def run_job(payload: dict[str, Any], router: Router, settings: Settings) -
     reporter = Reporter(router, launch, context, settings)
     reporter.start()
     try:
-        outcome = await _outcome(launch, context)
+        finish = await _outcome(launch, context)
     finally:
         await reporter.close()
-    outcome["attempt"] = attempt
-    await _ask(router, launch, "finish", outcome, key=f"finish:{launch.launch_id}")
+    await _ask(router, launch, finish, key=f"finish:{launch.launch_id}")
 
 
-async def _outcome(launch: Launch, context: JobContext) -> dict[str, Any]:
-    """``finish``'s arguments: the handler's result, or why it did not give one
+async def _outcome(launch: Launch, context: JobContext) -> Finish:
+    """The attempt's end: the handler's result, or why it did not give one
     (a kind this worker cannot import fails the job too)."""
+    attempt = context.attempt
     try:
         kind = KINDS.load(launch.module, launch.kind)
         result = await _call(kind, context, kind.input.model_validate(launch.input))
         orjson.dumps(result)  # the result must be JSON
     except JobCancelled:
-        return {"outcome": "cancelled"}
+        return Finish(attempt, "cancelled")
     except AppError as error:  # the handler's verdict on its input: not retried
-        return _failed(error.code, error.message) | {"retryable": False}
+        return _failed(attempt, error.code, error.message, retryable=False)
     except TypeError as error:
         if "JSON" in str(error):
-            return _failed("bad_result", f"expected a JSON result from the handler: {error}")
-        return _raised(launch, error)
+            message = f"expected a JSON result from the handler: {error}"
+            return _failed(attempt, "bad_result", message)
+        return _raised(launch, attempt, error)
     except Exception as error:
-        return _raised(launch, error)
-    return {"outcome": "succeeded", "result": result}
+        return _raised(launch, attempt, error)
+    return Finish(attempt, "succeeded", result=result)
 
 
 async def _call(kind: JobKind, context: JobContext, value: Any) -> Any:
@@ -109,13 +110,14 @@ async def _call(kind: JobKind, context: JobContext, value: Any) -> Any:
     return await asyncio.to_thread(kind.handler, context, value)  # keep the reporter running
 
 
-def _raised(launch: Launch, error: Exception) -> dict[str, Any]:
+def _raised(launch: Launch, attempt: int, error: Exception) -> Finish:
     log.warning("job %s (%s) failed", launch.job_id, launch.kind, exc_info=error)
-    return _failed("handler_failed", f"{type(error).__name__}: {error}")
+    return _failed(attempt, "handler_failed", f"{type(error).__name__}: {error}")
 
 
-def _failed(code: str, message: str) -> dict[str, Any]:
-    return {"outcome": "failed", "error": {"code": code, "message": message}}
+def _failed(attempt: int, code: str, message: str, *, retryable: bool = True) -> Finish:
+    error = {"code": code, "message": message}
+    return Finish(attempt, "failed", error=error, retryable=retryable)
 
 
 def _left(since: float, seconds: float) -> float:
@@ -133,10 +135,8 @@ async def _until(event: asyncio.Event, seconds: float, *more: asyncio.Event) -> 
             wait.cancel()
 
 
-async def _ask(
-    router: Router, launch: Launch, name: str, args: dict[str, Any], key: str | None = None
-) -> Any:
-    command = Command("job", launch.job_id, Untyped(name, args), launch.tenant_id, key)
+async def _ask(router: Router, launch: Launch, body: CommandBody, key: str | None = None) -> Any:
+    command = Command("job", launch.job_id, body, launch.tenant_id, key)
     return await router.send(command)
 
 
@@ -190,16 +190,16 @@ class Reporter:
             if not self._closing.is_set():
                 await self._flush(self._context.take())
 
-    async def _flush(self, reports: list[Any]) -> None:
+    async def _flush(self, reports: list[JobReport]) -> None:
         """One batch (empty: only a check for cancellation)."""
         self._last_sent = time.monotonic()
         if reports:
             self._last_reported = self._last_sent
             self._batches += 1
         key = f"report:{self._launch.launch_id}:{self._batches}" if reports else None
-        args = {"attempt": self._context.attempt, "reports": reports}
+        batch = Report(self._context.attempt, reports)
         try:
-            reply = await _ask(self._router, self._launch, "report", args, key)
+            reply = await _ask(self._router, self._launch, batch, key)
         except AppError as error:
             self.lost += len(reports)
             log.error("job %s: a report batch was lost: %s", self._launch.job_id, error)

@@ -34,10 +34,10 @@ from hubbub.identity.sign_in import refresh_lifetime, token_answer
 from hubbub.identity.signup import signup_gate
 from hubbub.identity.users import email_taken, find_for_login, get_user
 from hubbub.ids import new_id
-from hubbub.jobs.api import serve_stream
 from hubbub.jobs.caller import idempotency_key
 from hubbub.jobs.dispatch import job_id_for, submit_job
 from hubbub.jobs.registry import KINDS
+from hubbub.jobs.stream import serve_stream
 from hubbub.jobs.wire import JobEventView, StreamQuery
 from hubbub.provisioning import PROVISION, SIGNUP_JOBS
 from hubbub.provisioning.signups import (

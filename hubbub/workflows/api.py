@@ -15,13 +15,12 @@ from typing import Any
 
 from aiohttp import web
 
-from hubbub.actors.command import Command
-from hubbub.actors.untyped import Untyped
-from hubbub.gateway import DATABASE, ROUTER
+from hubbub.gateway import DATABASE
 from hubbub.http.routing import Api
-from hubbub.jobs.api import serve_stream
 from hubbub.jobs.caller import Caller, caller, idempotency_key
+from hubbub.jobs.control import cancel_job
 from hubbub.jobs.dispatch import submit_job
+from hubbub.jobs.stream import serve_stream
 from hubbub.jobs.wire import JobEventView, StreamQuery
 from hubbub.workflows import runs
 from hubbub.workflows.declaration import Workflow, find, registered
@@ -102,8 +101,7 @@ async def cancel_workflow_run(request: web.Request, *, path: WorkflowRunPath) ->
     run_id = str(path.run_id)
     async with request.app[DATABASE].tenant(who.tenant_id) as conn:
         await runs.find_run(conn, run_id, who.viewer)  # 404 unless it is a run of this tenant
-    args = {"actor": who.user_id, "role": who.role}
-    await request.app[ROUTER].send(Command("job", run_id, Untyped("cancel", args), who.tenant_id))
+    await cancel_job(request.app, who.tenant_id, run_id, who.user_id, who.role)
     return await _run(request, who, run_id)
 
 
