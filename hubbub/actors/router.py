@@ -7,7 +7,8 @@ gets its own outcome back. A command that carries an idempotency key, or
 that its entity dedupes itself (``retry_safe``), is retried, until its
 deadline, when its shard is unavailable (dead, restarting or fenced); any
 other command fails with a clear retriable error, because it may or may not
-have been applied.
+have been applied. A ``shard_reset`` (the command was decided against memory
+that a failed commit spoiled, and not applied) is resent for any command.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ _RETRY_FIRST_DELAY = 0.02
 _RETRY_MAX_DELAY = 0.5
 # Failures after which a command may or may not have taken effect.
 _OUTCOME_UNKNOWN = frozenset({"shard_unavailable", "command_timeout", "commit_failed"})
+# Failures that say the command was not applied: any command may be resent.
+_NOT_APPLIED = frozenset({"shard_reset"})
 
 
 def shard_index(key: str, shards: int) -> int:
@@ -102,7 +105,7 @@ def _should_retry(command: Command, outcome: Outcome, deadline: float, delay: fl
     return (
         error is not None
         and error.retriable
-        and _repeatable(command)
+        and (_repeatable(command) or error.code in _NOT_APPLIED)
         and time.monotonic() + delay < deadline
     )
 
