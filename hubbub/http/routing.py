@@ -2,7 +2,9 @@
 
 A route names its body, query and path-parameter models and its response
 model. The wrapper parses and validates every input before the handler
-runs — all bad fields of body, query and path in one 422 — and serialises
+runs — all bad fields of body, query and path in one 422, including any
+text holding NUL or a lone surrogate and JSON nested too deep
+(``hubbub.http.validation``) — and serialises
 the handler's returned model with orjson. Handlers receive only the inputs
 they declared, as keyword arguments::
 
@@ -38,6 +40,7 @@ from pydantic import BaseModel, ValidationError
 
 from hubbub.errors import AppError, FieldError
 from hubbub.http.middleware import LOGGED_PATH
+from hubbub.http.validation import field_errors, loads, unclean, validation_error
 
 __all__ = [
     "REQUEST_AUTHENTICATOR",
@@ -126,12 +129,6 @@ class Api:
             app.router.add_route(route.method, route.path, _endpoint(route))
 
 
-def validation_error(errors: list[FieldError]) -> AppError:
-    names = ", ".join(f"{e.location}.{e.field}" if e.field else e.location for e in errors)
-    message = f"invalid input: {names}"
-    return AppError("validation_failed", message, status=422, errors=tuple(errors))
-
-
 def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def endpoint(request: web.Request) -> web.StreamResponse:
         request[ROUTE_SECURITY] = route.security
@@ -174,12 +171,14 @@ async def _inputs(route: Route, request: web.Request) -> dict[str, BaseModel]:
     if route.body is not None:
         sources.append(("body", "body", route.body, await _json_body(request)))
     for name, location, model, raw in sources:
-        if model is None:
+        problems = unclean(raw, location)  # every parameter, even one no model reads
+        errors.extend(problems)
+        if model is None or problems:
             continue
         try:
             inputs[name] = model.model_validate(raw)
         except ValidationError as exc:
-            errors.extend(_field_errors(location, exc))
+            errors.extend(field_errors(location, exc))
     if errors:
         raise validation_error(errors)
     return inputs
@@ -205,16 +204,9 @@ async def _json_body(request: web.Request) -> Any:
         )
     raw = await request.read()
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        return loads(raw)
+    except ValueError as exc:
         raise AppError("invalid_json", f"the body is not valid JSON: {exc}") from None
-
-
-def _field_errors(location: str, exc: ValidationError) -> list[FieldError]:
-    return [
-        FieldError(location, ".".join(str(part) for part in error["loc"]), error["msg"])
-        for error in exc.errors(include_url=False)
-    ]
 
 
 def _first_line(handler: Handler) -> str:
