@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+import socketio
 from aiohttp.test_utils import TestServer
 
 from hubbub.http.validation import MAX_DEPTH, loads, unclean
@@ -134,6 +135,18 @@ async def test_a_path_parameter_with_nul_is_refused(gateway: TestServer) -> None
     status, problem = await call(gateway, "GET", "/api/v1/auth/signup/async/ab%00cd/stream")
 
     assert refused(status, problem) == [("path", "stream_token")]
+
+
+async def test_a_socket_handshake_with_nul_in_its_auth_is_refused(gateway: TestServer) -> None:
+    client = socketio.AsyncClient(reconnection=False)
+    errors: list[Any] = []
+    client.on("connect_error", errors.append)
+
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await client.connect(_url(gateway), transports=["websocket"], auth={"token": "ab\x00c"})
+
+    assert errors and errors[0]["data"]["code"] == "validation_failed", errors
+    assert [(e["in"], e["field"]) for e in errors[0]["data"]["errors"]] == [("auth", "token")]
 
 
 # -- chat -------------------------------------------------------------------

@@ -43,10 +43,11 @@ def ack_error(error: AppError) -> dict[str, Any]:
     return {"error": error.to_wire()}
 
 
-def check_payload(data: Any) -> None:
-    """Refuse any event's payload holding NUL, a lone surrogate or nesting
-    deeper than ``MAX_DEPTH``: 422 ``validation_failed`` naming each field."""
-    errors = unclean(data, "body")
+def check_payload(data: Any, location: str = "body") -> None:
+    """Refuse an event's payload (or, as ``"auth"``, a handshake's) holding NUL,
+    a lone surrogate or nesting deeper than ``MAX_DEPTH``: 422
+    ``validation_failed`` naming each field."""
+    errors = unclean(data, location)
     if errors:
         raise validation_error(errors)
 

@@ -192,6 +192,7 @@ class Realtime:
 
     async def _connect(self, sid: str, environ: Mapping[str, Any], auth: Any = None) -> None:
         try:
+            check_payload(auth, "auth")
             principal = await self._authenticate(environ, auth)
         except AppError as error:
             # The client's connect_error gets {message, data: {code, message, ...}}.
