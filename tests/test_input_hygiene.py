@@ -10,6 +10,7 @@ real gateway, real shards and real Postgres.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from typing import Any
@@ -23,7 +24,7 @@ from aiohttp.test_utils import TestServer
 from hubbub.http.validation import MAX_DEPTH, loads, unclean
 from tests.support.accounts import PASSWORD, unique_email
 from tests.support.chat import CONVERSATIONS, Team, new_team
-from tests.support.tenants import TENANTS, call
+from tests.support.tenants import TENANTS, call, new_account
 from tests.support.workflows import run
 from tests.test_api_keys import keys_path, pro_tenant
 from tests.test_chat_sockets import ChatClient, _url
@@ -147,6 +148,37 @@ async def test_a_socket_handshake_with_nul_in_its_auth_is_refused(gateway: TestS
 
     assert errors and errors[0]["data"]["code"] == "validation_failed", errors
     assert [(e["in"], e["field"]) for e in errors[0]["data"]["errors"]] == [("auth", "token")]
+
+
+async def raw_post(server: TestServer, path: str, body: dict, header: bytes) -> tuple[int, Any]:
+    """``(status, JSON body)`` of a POST carrying the raw header line ``header``,
+    which aiohttp's client would not send as it is."""
+    data = json.dumps(body).encode()
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    head = f"POST {path} HTTP/1.1\r\nHost: hubbub\r\nContent-Type: application/json\r\n"
+    length = f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+    writer.write(head.encode() + header + b"\r\n" + length.encode() + data)
+    response = await reader.read()
+    writer.close()
+    status_line, _, rest = response.partition(b"\r\n")
+    return int(status_line.split()[1]), json.loads(rest.partition(b"\r\n\r\n")[2])
+
+
+async def test_a_header_that_is_not_utf8_is_refused_naming_it(
+    gateway: TestServer, owner_conn: asyncpg.Connection
+) -> None:
+    account = await new_account(gateway)
+    login = {"email": account.email, "password": PASSWORD}
+    sessions = "SELECT count(*) FROM sessions WHERE user_id = $1"
+    before = await owner_conn.fetchval(sessions, uuid.UUID(account.user_id))
+
+    # \xed\xa0\x80 would be U+D800 in UTF-8: it decodes to lone surrogates.
+    status, problem = await raw_post(
+        gateway, "/api/v1/auth/login", login, b"User-Agent: phone \xed\xa0\x80"
+    )
+
+    assert refused(status, problem) == [("header", "User-Agent")]
+    assert await owner_conn.fetchval(sessions, uuid.UUID(account.user_id)) == before
 
 
 # -- chat -------------------------------------------------------------------

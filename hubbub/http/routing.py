@@ -22,10 +22,11 @@ they declared, as keyword arguments::
 documented in OpenAPI (with its 401 answer) and enforced here: the app's
 ``REQUEST_AUTHENTICATOR`` (``hubbub.identity.bearer.authenticate_request``)
 runs before any input is parsed, so a request without valid credentials
-gets its 401 whatever else is wrong with it, and no handler can forget the
-check. ``("bearer", "api_key")`` also accepts an ``X-API-Key``: the route's
-schemes are left in ``request[ROUTE_SECURITY]`` for the authenticator to
-honour.
+gets its 401 whatever else is wrong with it (save a header value holding
+a lone surrogate: its 422 naming the header comes first), and no handler
+can forget the check. ``("bearer", "api_key")`` also accepts an
+``X-API-Key``: the route's schemes are left in ``request[ROUTE_SECURITY]``
+for the authenticator to honour.
 """
 
 from __future__ import annotations
@@ -134,6 +135,7 @@ def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespo
         request[ROUTE_SECURITY] = route.security
         if route.secret_params:
             request[LOGGED_PATH] = _redacted(route, request.match_info)
+        _check_headers(request)  # before the authenticator reads any
         if route.security:
             await request.app[REQUEST_AUTHENTICATOR](request)
         inputs = await _inputs(route, request)
@@ -159,6 +161,16 @@ def _redacted(route: Route, params: Mapping[str, str]) -> str:
         for name, value in params.items()
     }
     return route.path.format_map(shown)
+
+
+def _check_headers(request: web.Request) -> None:
+    """Refuse a request whose header values hold a lone surrogate: the bytes of
+    a header that are not UTF-8 decode to them. (A NUL the HTTP parser
+    refuses itself, with a 400.)"""
+    headers = request.headers.items()
+    errors = [error for name, value in headers for error in unclean({name: value}, "header")]
+    if errors:
+        raise validation_error(errors)
 
 
 async def _inputs(route: Route, request: web.Request) -> dict[str, BaseModel]:

@@ -2,7 +2,8 @@
 
 Every text that arrives — each string and object key of a JSON body or a
 Socket.IO payload (free-form objects such as tenant settings, workflow
-inputs and metadata included), each query and each path parameter — is
+inputs and metadata included), each query and path parameter and each
+header value — is
 refused if it holds a NUL (U+0000) or an unpaired surrogate (U+D800-U+DFFF,
 which a JSON ``\\ud800`` escape can carry), and JSON is refused when nested
 deeper than :data:`MAX_DEPTH`. Postgres cannot store a NUL in ``text`` or
