@@ -2,7 +2,9 @@
 
 A route names its body, query and path-parameter models and its response
 model. The wrapper parses and validates every input before the handler
-runs — all bad fields of body, query and path in one 422 — and serialises
+runs — all bad fields of body, query and path in one 422, including any
+text holding NUL or a lone surrogate and JSON nested too deep
+(``hubbub.http.validation``) — and serialises
 the handler's returned model with orjson. Handlers receive only the inputs
 they declared, as keyword arguments::
 
@@ -20,10 +22,11 @@ they declared, as keyword arguments::
 documented in OpenAPI (with its 401 answer) and enforced here: the app's
 ``REQUEST_AUTHENTICATOR`` (``hubbub.identity.bearer.authenticate_request``)
 runs before any input is parsed, so a request without valid credentials
-gets its 401 whatever else is wrong with it, and no handler can forget the
-check. ``("bearer", "api_key")`` also accepts an ``X-API-Key``: the route's
-schemes are left in ``request[ROUTE_SECURITY]`` for the authenticator to
-honour.
+gets its 401 whatever else is wrong with it (save a header value holding
+a lone surrogate: its 422 naming the header comes first), and no handler
+can forget the check. ``("bearer", "api_key")`` also accepts an
+``X-API-Key``: the route's schemes are left in ``request[ROUTE_SECURITY]``
+for the authenticator to honour.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from pydantic import BaseModel, ValidationError
 
 from hubbub.errors import AppError, FieldError
 from hubbub.http.middleware import LOGGED_PATH
+from hubbub.http.validation import field_errors, loads, unclean, validation_error
 
 __all__ = [
     "REQUEST_AUTHENTICATOR",
@@ -126,17 +130,12 @@ class Api:
             app.router.add_route(route.method, route.path, _endpoint(route))
 
 
-def validation_error(errors: list[FieldError]) -> AppError:
-    names = ", ".join(f"{e.location}.{e.field}" if e.field else e.location for e in errors)
-    message = f"invalid input: {names}"
-    return AppError("validation_failed", message, status=422, errors=tuple(errors))
-
-
 def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def endpoint(request: web.Request) -> web.StreamResponse:
         request[ROUTE_SECURITY] = route.security
         if route.secret_params:
             request[LOGGED_PATH] = _redacted(route, request.match_info)
+        _check_headers(request)  # before the authenticator reads any
         if route.security:
             await request.app[REQUEST_AUTHENTICATOR](request)
         inputs = await _inputs(route, request)
@@ -164,6 +163,16 @@ def _redacted(route: Route, params: Mapping[str, str]) -> str:
     return route.path.format_map(shown)
 
 
+def _check_headers(request: web.Request) -> None:
+    """Refuse a request whose header values hold a lone surrogate: the bytes of
+    a header that are not UTF-8 decode to them. (A NUL the HTTP parser
+    refuses itself, with a 400.)"""
+    headers = request.headers.items()
+    errors = [error for name, value in headers for error in unclean({name: value}, "header")]
+    if errors:
+        raise validation_error(errors)
+
+
 async def _inputs(route: Route, request: web.Request) -> dict[str, BaseModel]:
     errors: list[FieldError] = []
     inputs: dict[str, BaseModel] = {}
@@ -174,12 +183,14 @@ async def _inputs(route: Route, request: web.Request) -> dict[str, BaseModel]:
     if route.body is not None:
         sources.append(("body", "body", route.body, await _json_body(request)))
     for name, location, model, raw in sources:
-        if model is None:
+        problems = unclean(raw, location)  # every parameter, even one no model reads
+        errors.extend(problems)
+        if model is None or problems:
             continue
         try:
             inputs[name] = model.model_validate(raw)
         except ValidationError as exc:
-            errors.extend(_field_errors(location, exc))
+            errors.extend(field_errors(location, exc))
     if errors:
         raise validation_error(errors)
     return inputs
@@ -205,16 +216,9 @@ async def _json_body(request: web.Request) -> Any:
         )
     raw = await request.read()
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        return loads(raw)
+    except ValueError as exc:
         raise AppError("invalid_json", f"the body is not valid JSON: {exc}") from None
-
-
-def _field_errors(location: str, exc: ValidationError) -> list[FieldError]:
-    return [
-        FieldError(location, ".".join(str(part) for part in error["loc"]), error["msg"])
-        for error in exc.errors(include_url=False)
-    ]
 
 
 def _first_line(handler: Handler) -> str:

@@ -13,10 +13,10 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from hubbub.errors import AppError, FieldError
-from hubbub.http.routing import validation_error
+from hubbub.errors import AppError
+from hubbub.http.validation import field_errors, loads, unclean, validation_error
 
-__all__ = ["OrjsonJson", "ack_error", "ack_ok", "parse_payload"]
+__all__ = ["OrjsonJson", "ack_error", "ack_ok", "check_payload", "parse_payload"]
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -30,7 +30,9 @@ class OrjsonJson:
 
     @staticmethod
     def loads(value: str | bytes, *args: Any, **kwargs: Any) -> Any:
-        return orjson.loads(value)
+        # A lone surrogate escape decodes (see hubbub.http.validation.loads),
+        # so the event is acked with the field named rather than dropped.
+        return loads(value)
 
 
 def ack_ok(data: Any = None) -> dict[str, Any]:
@@ -41,10 +43,18 @@ def ack_error(error: AppError) -> dict[str, Any]:
     return {"error": error.to_wire()}
 
 
+def check_payload(data: Any, location: str = "body") -> None:
+    """Refuse an event's payload (or, as ``"auth"``, a handshake's) holding NUL,
+    a lone surrogate or nesting deeper than ``MAX_DEPTH``: 422
+    ``validation_failed`` naming each field."""
+    errors = unclean(data, location)
+    if errors:
+        raise validation_error(errors)
+
+
 def parse_payload(model: type[Model], data: Any) -> Model:
     """An event's payload as ``model``; 422 ``validation_failed`` naming each bad field."""
     try:
         return model.model_validate(data if isinstance(data, dict) else {})
     except ValidationError as exc:
-        errors = [FieldError("body", ".".join(map(str, e["loc"])), e["msg"]) for e in exc.errors()]
-        raise validation_error(errors) from None
+        raise validation_error(field_errors("body", exc)) from None

@@ -9,7 +9,8 @@ its own sockets watch and writes them to the matching local room.
 Handlers registered with :meth:`Realtime.on` receive a :class:`SocketContext`
 and the event's payload, and return the ack's data or raise an AppError,
 which becomes an error ack; one client's events are handled in the order it
-sent them.
+sent them. A payload holding NUL, a lone surrogate or nesting too deep is
+acked ``validation_failed`` before any handler sees it.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from hubbub.errors import AppError
 from hubbub.realtime.fanout import Fanout
 from hubbub.realtime.frames import DirectServer, PacketQueue, frame
 from hubbub.realtime.handshake import Authenticator, Principal
-from hubbub.realtime.protocol import OrjsonJson, ack_error, ack_ok
+from hubbub.realtime.protocol import OrjsonJson, ack_error, ack_ok, check_payload
 
 __all__ = ["Realtime", "SocketContext", "SocketHandler", "session_room", "user_room"]
 
@@ -123,6 +124,7 @@ class Realtime:
             for hook in self._event_hooks:
                 hook(sid)
             try:
+                check_payload(data)
                 return ack_ok(await handler(context, data))
             except AppError as error:
                 return ack_error(error)
@@ -190,6 +192,7 @@ class Realtime:
 
     async def _connect(self, sid: str, environ: Mapping[str, Any], auth: Any = None) -> None:
         try:
+            check_payload(auth, "auth")
             principal = await self._authenticate(environ, auth)
         except AppError as error:
             # The client's connect_error gets {message, data: {code, message, ...}}.
