@@ -10,7 +10,8 @@ import uuid
 import asyncpg
 from aiohttp.test_utils import TestServer
 
-from hubbub.chat import state as rules
+from hubbub.chat import rules
+from hubbub.chat.commands import Send
 from tests.support.chat import CONVERSATIONS, new_team
 from tests.support.tenants import call, new_account
 
@@ -207,7 +208,7 @@ def test_rules_refuse_commands_on_a_missing_conversation() -> None:
 
     now = datetime.now(UTC)
     try:
-        rules.decide(None, "send", {"actor": "a"}, now)
+        rules.decide(None, Send("a", "hi", "c1", "m1"), now)
     except AppError as error:
         assert error.code == "not_found"
     else:

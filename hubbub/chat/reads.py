@@ -16,7 +16,7 @@ from uuid import UUID
 
 import asyncpg
 
-from hubbub.chat.state import reactions_view
+from hubbub.chat.messages import reactions_view
 from hubbub.errors import AppError, FieldError
 from hubbub.http.cursors import decode_cursor, encode_cursor
 
