@@ -10,7 +10,7 @@ event was applied: they read the state it left.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -157,7 +157,7 @@ def member_from_row(row: asyncpg.Record) -> Member:
     )
 
 
-def message_from_row(row: asyncpg.Record) -> Message:
+def message_from_row(row: Mapping[str, Any]) -> Message:
     return Message(
         id=str(row["id"]),
         seq=row["seq"],

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from hubbub.chat import commands as do
 from hubbub.chat import reads
 from hubbub.chat.rooms import ConversationRooms
-from hubbub.chat.wire import NewMessage
+from hubbub.chat.wire import NewMessage, ReadMark
 from hubbub.errors import AppError
 from hubbub.gateway import DATABASE, ROUTER, SETTINGS
 from hubbub.realtime.protocol import parse_payload
@@ -52,9 +52,8 @@ class _Send(NewMessage):
     conversation_id: UUID
 
 
-class _Read(_Payload):
+class _Read(ReadMark):
     conversation_id: UUID
-    up_to_seq: int = Field(ge=0)
 
 
 async def join(context: SocketContext, data: Any) -> dict[str, Any]:
