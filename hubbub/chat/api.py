@@ -68,9 +68,13 @@ async def _caller(request: web.Request) -> tuple[UUID, str]:
     return tenant_id, str(claims.user_id)
 
 
-async def _view(request: web.Request, tenant_id: UUID, conversation_id: str, user: str) -> dict:
+async def _view(
+    request: web.Request, tenant_id: UUID, conversation_id: UUID | str, user: str
+) -> ConversationView:
+    """The conversation as ``user`` sees it now (after the command's commit)."""
     async with request.app[DATABASE].tenant(tenant_id) as conn:
-        return await reads.conversation(conn, conversation_id, user)
+        found = await reads.conversation(conn, str(conversation_id), user)
+    return ConversationView.model_validate(found)
 
 
 @api.post(
@@ -101,9 +105,7 @@ async def create_conversation(request: web.Request, *, body: NewConversation) ->
         visibility=body.visibility,
     )
     reply = await do.ask(request.app[ROUTER], tenant_id, create.conversation_id, create)
-    view = ConversationView.model_validate(
-        await _view(request, tenant_id, create.conversation_id, user)
-    )
+    view = await _view(request, tenant_id, create.conversation_id, user)
     if reply["created"]:
         return view
     body_bytes = orjson.dumps(view.model_dump(mode="json"))
@@ -139,9 +141,7 @@ async def unread_counts(request: web.Request) -> UnreadList:
 async def get_conversation(request: web.Request, *, path: ConversationPath) -> ConversationView:
     """One conversation you are a member of."""
     tenant_id, user = await _caller(request)
-    return ConversationView.model_validate(
-        await _view(request, tenant_id, str(path.conversation_id), user)
-    )
+    return await _view(request, tenant_id, path.conversation_id, user)
 
 
 @api.patch(
@@ -181,7 +181,7 @@ async def update_conversation(
         changes["assignee_id"] = None if body.assignee_id is None else str(body.assignee_id)
     update = do.Update(user, **changes)
     await do.ask(request.app[ROUTER], tenant_id, conversation_id, update)
-    return ConversationView.model_validate(await _view(request, tenant_id, conversation_id, user))
+    return await _view(request, tenant_id, conversation_id, user)
 
 
 @api.delete(
@@ -227,7 +227,7 @@ async def join_conversation(request: web.Request, *, path: ConversationPath) -> 
     tenant_id, user = await _caller(request)
     conversation_id = str(path.conversation_id)
     await do.ask(request.app[ROUTER], tenant_id, conversation_id, do.AddMembers(user, [user]))
-    return ConversationView.model_validate(await _view(request, tenant_id, conversation_id, user))
+    return await _view(request, tenant_id, conversation_id, user)
 
 
 @api.post(
@@ -247,7 +247,7 @@ async def add_members(
     await check_tenant_members(request, tenant_id, UUID(user), body.user_ids)
     add = do.AddMembers(user, [str(u) for u in body.user_ids])
     await do.ask(request.app[ROUTER], tenant_id, conversation_id, add)
-    return ConversationView.model_validate(await _view(request, tenant_id, conversation_id, user))
+    return await _view(request, tenant_id, conversation_id, user)
 
 
 @api.delete(
