@@ -179,7 +179,7 @@ def _reply(
     reply = _REPLIES.get(type(body))
     if reply is not None:
         return reply(state, body)
-    member = state.members.get(getattr(body, "actor", ""))
+    member = state.members.get(getattr(body, "actor", ""))  # Wake has no actor
     return {
         "conversation_id": state.id,
         "created": any(isinstance(e, ConversationCreated) for e in events),
