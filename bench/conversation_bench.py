@@ -40,10 +40,10 @@ from bench.router_bench import (
     write_section,
 )
 from hubbub.actors.command import Command
-from hubbub.actors.conversation import ConversationEntity
 from hubbub.actors.router import Router
 from hubbub.actors.runtime import connect_ray, disconnect_ray, open_shards
-from hubbub.actors.untyped import Untyped
+from hubbub.chat.commands import Create, Send
+from hubbub.chat.entity import ConversationEntity
 from hubbub.config import Settings, load_settings
 from hubbub.ids import new_id
 from hubbub.plugin import load_plugins, migration_streams
@@ -90,39 +90,24 @@ async def create_rooms(router: Router, users: list[str], count: int, size: int) 
     for _ in range(count):
         members = tuple(rng.sample(users, size))
         room = Room(tenant_id, str(new_id()), members)
-        args = {
-            "kind": "group",
-            "member_ids": list(members[1:]),
-            "title": "bench",
-            "subject": None,
-            "conversation_id": room.conversation_id,
-            "tenant_id": tenant_id,
-            "actor": members[0],
-        }
-        rooms.append(room)
-        await router.send(
-            Command("conversation", room.conversation_id, Untyped("create", args), tenant_id)
+        create = Create(
+            members[0], room.conversation_id, tenant_id, "group", list(members[1:]), "bench"
         )
+        rooms.append(room)
+        await router.send(Command("conversation", room.conversation_id, create, tenant_id))
     return rooms
 
 
 def sends(rooms: Sequence[Room], count: int, seed: int = 7) -> list[Command]:
-    """``count`` send commands as ``hubbub.chat.api.send`` builds them, over ``rooms``."""
+    """``count`` send commands as ``hubbub.chat.commands.send_message`` builds them."""
     rng = random.Random(seed)
     commands = []
     for n in range(count):
         room = rng.choice(rooms)
         author, client_msg_id = rng.choice(room.members), f"bench-{n}"
-        args = {
-            "actor": author,
-            "body": f"message {n} of the conversation benchmark",
-            "client_msg_id": client_msg_id,
-            "reply_to": None,
-            "message_id": str(new_id()),
-        }
-        commands.append(
-            Command("conversation", room.conversation_id, Untyped("send", args), room.tenant_id)
-        )
+        text = f"message {n} of the conversation benchmark"
+        send = Send(author, text, client_msg_id, str(new_id()))
+        commands.append(Command("conversation", room.conversation_id, send, room.tenant_id))
     return commands
 
 

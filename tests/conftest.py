@@ -19,11 +19,11 @@ import pytest
 from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
-from hubbub.actors.conversation import ConversationEntity
 from hubbub.actors.lease import acquire_lease
 from hubbub.actors.runtime import connect_ray, disconnect_ray
 from hubbub.actors.shard import ShardHost
 from hubbub.chat import messages
+from hubbub.chat.entity import ConversationEntity
 from hubbub.config import Settings, load_settings
 from hubbub.gateway import create_app
 from hubbub.plugin import load_plugins, migration_streams

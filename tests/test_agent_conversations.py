@@ -12,9 +12,16 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from hubbub.actors.command import Command
-from hubbub.actors.untyped import Untyped
-from hubbub.chat import state as rules
-from hubbub.chat.state import ASSISTANT_ID
+from hubbub.chat import rules
+from hubbub.chat.commands import (
+    AddMembers,
+    ConversationCommand,
+    Create,
+    Leave,
+    PostAssistantMessage,
+)
+from hubbub.chat.events import Event, MessageSent
+from hubbub.chat.state import ASSISTANT_ID, ConversationState, apply
 from hubbub.errors import AppError
 from hubbub.gateway import ROUTER
 from tests.support.chat import CONVERSATIONS, new_team
@@ -24,21 +31,14 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 USER = str(uuid.uuid4())
 
 
-def _created(kind: str = "agent", member_ids: tuple[str, ...] = ()) -> rules.ConversationState:
-    args = {
-        "actor": USER,
-        "kind": kind,
-        "member_ids": member_ids,
-        "conversation_id": str(uuid.uuid4()),
-        "tenant_id": str(uuid.uuid4()),
-    }
-    (event,) = rules.decide(None, "create", args, NOW)
-    return rules.apply(None, event)
+def _created(kind: str = "agent", member_ids: tuple[str, ...] = ()) -> ConversationState:
+    create = Create(USER, str(uuid.uuid4()), str(uuid.uuid4()), kind, list(member_ids))
+    (event,) = rules.decide(None, create, NOW)
+    return apply(None, event)
 
 
-def _assistant_says(state: rules.ConversationState, body: str, key: str) -> list[rules.Event]:
-    args = {"body": body, "client_msg_id": key, "message_id": str(uuid.uuid4())}
-    return rules.decide(state, "post_assistant_message", args, NOW)
+def _assistant_says(state: ConversationState, body: str, key: str) -> list[Event]:
+    return rules.decide(state, PostAssistantMessage(body, key, str(uuid.uuid4())), NOW)
 
 
 def test_an_agent_conversation_is_its_creator_alone_among_members() -> None:
@@ -53,9 +53,9 @@ def test_an_agent_conversation_is_its_creator_alone_among_members() -> None:
 def test_the_assistant_posts_idempotently_and_is_never_a_member() -> None:
     state = _created()
     (event,) = _assistant_says(state, "Hello!", "job-1:reply")
-    assert isinstance(event, rules.MessageSent)
+    assert isinstance(event, MessageSent)
     assert (event.message.author_id, event.message.seq) == (ASSISTANT_ID, 2)
-    state = rules.apply(state, event)
+    state = apply(state, event)
     assert state.seq == 2 and state.members[USER].last_read_seq == 0  # unread for the user
     assert ASSISTANT_ID not in state.members
     assert _assistant_says(state, "Hello again?", "job-1:reply") == []  # a retry
@@ -67,13 +67,10 @@ def test_only_agent_conversations_take_assistant_messages() -> None:
     assert refused.value.code == "not_agent_conversation"
 
 
-@pytest.mark.parametrize(
-    ("name", "args"),
-    [("add_members", {"user_ids": [str(uuid.uuid4())]}), ("leave", {})],
-)
-def test_an_agent_conversations_members_are_fixed(name: str, args: dict) -> None:
+@pytest.mark.parametrize("command", [AddMembers(USER, [str(uuid.uuid4())]), Leave(USER)])
+def test_an_agent_conversations_members_are_fixed(command: ConversationCommand) -> None:
     with pytest.raises(AppError) as refused:
-        rules.decide(_created(), name, args | {"actor": USER}, NOW)
+        rules.decide(_created(), command, NOW)
     assert refused.value.code == "agent_conversation_fixed"
 
 
@@ -103,18 +100,11 @@ async def test_agent_conversations_over_http_sockets_and_the_router(gateway: Tes
             "conversation:join", {"conversation_id": created["id"], "since_seq": 2}
         )
         assert joined["data"]["last_seq"] == 2
-        args = {
-            "body": "A realtime backend.",
-            "client_msg_id": "job-7:reply",
-            "message_id": str(uuid.uuid4()),
-            "reply_to": asked["id"],
-        }
+        post = PostAssistantMessage(
+            "A realtime backend.", "job-7:reply", str(uuid.uuid4()), asked["id"]
+        )
         command = Command(
-            "conversation",
-            created["id"],
-            Untyped("post_assistant_message", args),
-            team.tenant_id,
-            "assistant:job-7:reply",
+            "conversation", created["id"], post, team.tenant_id, "assistant:job-7:reply"
         )
         reply = await gateway.app[ROUTER].send(command)
         assert (reply["author_id"], reply["seq"], reply["reply_to"]) == (
@@ -127,7 +117,7 @@ async def test_agent_conversations_over_http_sockets_and_the_router(gateway: Tes
         again = Command(
             "conversation",
             created["id"],
-            Untyped("post_assistant_message", args | {"message_id": str(uuid.uuid4())}),
+            PostAssistantMessage(post.body, post.client_msg_id, str(uuid.uuid4()), post.reply_to),
             team.tenant_id,
         )
         assert await gateway.app[ROUTER].send(again) == reply  # same client_msg_id: same one
@@ -144,9 +134,5 @@ async def test_agent_conversations_over_http_sockets_and_the_router(gateway: Tes
     ]
     group = await team.conversation(user, "group", other)
     with pytest.raises(AppError) as refused:
-        await gateway.app[ROUTER].send(
-            Command(
-                "conversation", group["id"], Untyped("post_assistant_message", args), team.tenant_id
-            )
-        )
+        await gateway.app[ROUTER].send(Command("conversation", group["id"], post, team.tenant_id))
     assert refused.value.code == "not_agent_conversation"

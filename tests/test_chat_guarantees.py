@@ -21,8 +21,8 @@ import socketio
 from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 
-from hubbub.actors.conversation import channel
 from hubbub.actors.router import shard_index
+from hubbub.chat.events import channel
 from hubbub.chat.sockets import ROOMS
 from hubbub.config import Settings
 from hubbub.gateway import ROUTER

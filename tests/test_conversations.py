@@ -10,7 +10,10 @@ import uuid
 import asyncpg
 from aiohttp.test_utils import TestServer
 
-from hubbub.chat import state as rules
+from hubbub.chat import rules
+from hubbub.chat.commands import Read, Send, ask
+from hubbub.errors import AppError
+from hubbub.gateway import ROUTER
 from tests.support.chat import CONVERSATIONS, new_team
 from tests.support.tenants import call, new_account
 
@@ -207,8 +210,26 @@ def test_rules_refuse_commands_on_a_missing_conversation() -> None:
 
     now = datetime.now(UTC)
     try:
-        rules.decide(None, "send", {"actor": "a"}, now)
+        rules.decide(None, Send("a", "hi", "c1", "m1"), now)
     except AppError as error:
         assert error.code == "not_found"
     else:
         raise AssertionError("expected not_found")
+
+
+async def test_a_command_field_of_the_wrong_type_is_refused_alone_naming_it(
+    gateway: TestServer,
+) -> None:
+    team = await new_team(gateway, 2)
+    owner, ann = team.people
+    group = await team.conversation(owner, "group", ann)
+    router = gateway.app[ROUTER]
+    wrong = Read(owner.user_id, "seven")  # type: ignore[arg-type]  # structs check on decode
+    bad, good = await asyncio.gather(
+        ask(router, team.tenant_id, group["id"], wrong),
+        ask(router, team.tenant_id, group["id"], Read(ann.user_id, 1)),
+        return_exceptions=True,
+    )
+    assert isinstance(bad, AppError) and (bad.code, bad.status) == ("validation_failed", 422)
+    assert [e.field for e in bad.errors] == ["up_to_seq"]
+    assert good == {"conversation_id": group["id"], "user_id": ann.user_id, "last_read_seq": 1}

@@ -15,8 +15,9 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
-from hubbub.actors.conversation import ConversationEntity
 from hubbub.chat import messages
+from hubbub.chat.commands import Delete, Edit, React
+from hubbub.chat.entity import ConversationEntity
 from hubbub.chat.messages import (
     FALSE_POSITIVES,
     ClientRef,
@@ -244,20 +245,20 @@ async def test_old_messages_are_edited_deleted_and_replied_to_like_recent_ones(
     sent = [o.unwrap() for o in await chat.run(*(chat.send(cid, owner, f"c{n}") for n in range(5)))]
     first, second = sent[0], sent[1]  # both out of the window now
 
-    edited = await chat.ask(chat.command(cid, "edit", owner, message_id=first["id"], body="new"))
+    edited = await chat.ask(chat.command(cid, Edit(owner.user_id, first["id"], "new")))
     assert (edited["id"], edited["seq"], edited["body"]) == (first["id"], first["seq"], "new")
     assert edited["edited_at"] is not None
-    [not_hers] = await chat.run(chat.command(cid, "edit", ann, message_id=first["id"], body="x"))
+    [not_hers] = await chat.run(chat.command(cid, Edit(ann.user_id, first["id"], "x")))
     assert not_hers.error is not None and not_hers.error.code == "not_author"
     reply = await chat.ask(chat.send(cid, ann, "r1", reply_to=second["id"]))
     assert reply["reply_to"] == second["id"] and reply["seq"] == sent[-1]["seq"] + 2
     [dangling] = await chat.run(chat.send(cid, ann, "r2", reply_to=str(uuid.uuid4())))
     assert dangling.error is not None and dangling.error.code == "reply_to_not_found"
-    deleted = await chat.ask(chat.command(cid, "delete", owner, message_id=second["id"]))
+    deleted = await chat.ask(chat.command(cid, Delete(owner.user_id, second["id"])))
     assert deleted["deleted"] and deleted["body"] == ""
-    again = await chat.ask(chat.command(cid, "delete", owner, message_id=second["id"]))
+    again = await chat.ask(chat.command(cid, Delete(owner.user_id, second["id"])))
     assert again == deleted  # already a tombstone: no new event
-    [nothing] = await chat.run(chat.command(cid, "delete", owner, message_id=str(uuid.uuid4())))
+    [nothing] = await chat.run(chat.command(cid, Delete(owner.user_id, str(uuid.uuid4()))))
     assert nothing.error is not None and nothing.error.code == "not_found"
 
     rows = await owner_conn.fetch(
@@ -292,7 +293,7 @@ async def test_a_conversation_activates_with_only_its_latest_messages(
     owner, ann, _ = chat.team.people
     cid = await chat.create(owner, ann)
     sent = [o.unwrap() for o in await chat.run(*(chat.send(cid, owner, f"c{n}") for n in range(6)))]
-    await chat.ask(chat.command(cid, "react", ann, message_id=sent[-1]["id"], emoji="👍", add=True))
+    await chat.ask(chat.command(cid, React(ann.user_id, sent[-1]["id"], "👍", True)))
 
     state = await chat.activated(cid)
     assert [m.seq for m in state.messages.latest.values()] == [m["seq"] for m in sent[-3:]]

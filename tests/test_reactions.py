@@ -11,6 +11,7 @@ import asyncpg
 from aiohttp.test_utils import TestServer
 
 from hubbub.actors.command import Command
+from hubbub.chat.commands import React
 from tests.support.chat import CONVERSATIONS, LocalConversations, new_team
 from tests.support.tenants import Account
 from tests.test_chat_sockets import ChatClient, _url
@@ -118,7 +119,7 @@ async def test_reactions_on_a_message_outside_the_window(
     old, other = sent[0]["id"], sent[1]["id"]
 
     def react(who: Account, message_id: str, emoji: str, add: bool = True) -> Command:
-        return chat.command(cid, "react", who, message_id=message_id, emoji=emoji, add=add)
+        return chat.command(cid, React(who.user_id, message_id, emoji, add))
 
     view = await chat.ask(react(ann, old, "👍"))
     assert view["reactions"] == [{"emoji": "👍", "count": 1, "user_ids": [ann.user_id]}]

@@ -12,8 +12,19 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
-from hubbub.chat import state as rules
+from hubbub.chat import rules
+from hubbub.chat.commands import (
+    Authorize,
+    ConversationCommand,
+    Create,
+    DeleteConversation,
+    Send,
+    Update,
+    Wake,
+)
+from hubbub.chat.events import MessageSent
 from hubbub.chat.snooze import SNOOZE
+from hubbub.chat.state import ConversationState, apply, is_due
 from hubbub.errors import AppError
 from tests.support.chat import CONVERSATIONS, Team, new_team
 from tests.test_chat_sockets import ChatClient, _url
@@ -21,68 +32,64 @@ from tests.test_chat_sockets import ChatClient, _url
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
 
-def _support(**fields: object) -> rules.ConversationState:
-    args = {"actor": "a", "kind": "support", "conversation_id": "c", "tenant_id": "t"}
+def _support(**fields: object) -> ConversationState:
     state = None
-    for event in rules.decide(None, "create", args | {"member_ids": ["b"]}, NOW):
-        state = rules.apply(state, event)
+    for event in rules.decide(None, Create("a", "c", "t", "support", ["b"]), NOW):
+        state = apply(state, event)
     assert state is not None
     for name, value in fields.items():
         setattr(state, name, value)
     return state
 
 
-def _refused(state: rules.ConversationState, name: str, args: dict) -> AppError:
+def _refused(state: ConversationState, command: ConversationCommand) -> AppError:
     with pytest.raises(AppError) as caught:
-        rules.decide(state, name, {"actor": "a"} | args, NOW)
+        rules.decide(state, command, NOW)
     return caught.value
 
 
 def test_support_fields_are_refused_on_other_kinds_naming_each() -> None:
     state = _support(kind="group")
-    error = _refused(state, "update", {"changes": {"status": "pending", "labels": ["x"]}})
+    error = _refused(state, Update("a", status="pending", labels=["x"]))
     assert (error.code, error.status) == ("validation_failed", 422)
     assert [e.field for e in error.errors] == ["status", "labels"]
 
 
 def test_snooze_needs_a_future_time_and_leaving_snoozed_clears_it() -> None:
     state = _support()
-    error = _refused(state, "update", {"changes": {"status": "snoozed"}})
+    error = _refused(state, Update("a", status="snoozed"))
     assert [e.field for e in error.errors] == ["snooze_until"]
-    past = (NOW - timedelta(seconds=1)).isoformat()
-    assert _refused(state, "update", {"changes": {"snooze_until": past}}).errors[0].field == (
-        "snooze_until"
-    )
+    past = NOW - timedelta(seconds=1)
+    assert _refused(state, Update("a", snooze_until=past)).errors[0].field == "snooze_until"
     later = NOW + timedelta(hours=1)
-    [event] = rules.decide(state, "update", {"actor": "b", "changes": {"snooze_until": later}}, NOW)
+    [event] = rules.decide(state, Update("b", snooze_until=later), NOW)
     assert event.changes == {"status": "snoozed", "snooze_until": later}
-    rules.apply(state, event)
-    [event] = rules.decide(state, "update", {"actor": "b", "changes": {"status": "open"}}, NOW)
+    apply(state, event)
+    [event] = rules.decide(state, Update("b", status="open"), NOW)
     assert event.changes == {"status": "open", "snooze_until": None}
-    error = _refused(state, "update", {"changes": {"status": "open", "snooze_until": later}})
+    error = _refused(state, Update("a", status="open", snooze_until=later))
     assert error.errors[0].field == "snooze_until"
 
 
 def test_any_command_after_the_snooze_ends_with_the_wake() -> None:
     state = _support(status="snoozed", snooze_until=NOW)
-    assert rules.is_due(state, NOW) and not rules.is_due(state, NOW - timedelta(seconds=1))
-    assert rules.decide(state, "wake", {"actor": None}, NOW - timedelta(seconds=1)) == []
-    args = {"actor": "b", "body": "hi", "client_msg_id": "m", "message_id": "m1"}
-    sent, woke = rules.decide(state, "send", args, NOW)
-    assert isinstance(sent, rules.MessageSent) and sent.message.seq == state.seq + 1
+    assert is_due(state, NOW) and not is_due(state, NOW - timedelta(seconds=1))
+    assert rules.decide(state, Wake(), NOW - timedelta(seconds=1)) == []
+    sent, woke = rules.decide(state, Send("b", "hi", "m", "m1"), NOW)
+    assert isinstance(sent, MessageSent) and sent.message.seq == state.seq + 1
     assert woke.changes == {"status": "open", "snooze_until": None} and woke.by is None
     # A refused command wakes nothing; the sweep's `wake` does.
-    _refused(state, "send", {"actor": "stranger", "body": "x", "client_msg_id": "x"})
-    [woke] = rules.decide(state, "wake", {"actor": None}, NOW)
+    _refused(state, Send("stranger", "x", "x", "x1"))
+    [woke] = rules.decide(state, Wake(), NOW)
     assert woke.changes["status"] == "open"
 
 
 def test_a_deleted_conversation_refuses_everything_as_absent() -> None:
     state = _support()
-    for event in rules.decide(state, "delete_conversation", {"actor": "a"}, NOW):
-        rules.apply(state, event)
-    for name in ("authorize", "create", "wake"):
-        assert _refused(state, name, {}).code == "not_found"
+    for event in rules.decide(state, DeleteConversation("a"), NOW):
+        apply(state, event)
+    for command in (Authorize("a"), Create("a", "c", "t", "support"), Wake()):
+        assert _refused(state, command).code == "not_found"
 
 
 async def _events(team: Team, conversation_id: str, after: int = 0) -> list[tuple[int, str, dict]]:

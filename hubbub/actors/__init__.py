@@ -15,9 +15,9 @@ else sends it commands. Keep this table true.
 | a tenant's profile, plan, roster, invites,   | its ``TenantEntity``                    |
 | usage counters, API keys (service accounts)  | (``hubbub/tenancy/entity.py``)          |
 | a conversation's seq, title, members, roles, | its ``ConversationEntity``              |
-| read marks, mute/star, messages, reactions,  | (``conversation.py``; ``hubbub/chat``)  |
-| support status, snooze, assignee, labels,    |                                         |
-| deletion                                     |                                         |
+| read marks, mute/star, messages, reactions,  | (``hubbub/chat/entity.py``; rules in    |
+| support status, snooze, assignee, labels,    | ``hubbub/chat/rules.py`` and            |
+| deletion                                     | ``state.py``)                           |
 | which local sockets get which conversation,  | the gateway's ``ConversationRooms``     |
 | their replay buffers and floors              | (``hubbub/chat/rooms.py``)              |
 | a socket's typing indicators (deadline,      | the socket's gateway: its               |

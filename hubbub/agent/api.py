@@ -21,8 +21,8 @@ from aiohttp import web
 
 from hubbub.agent.reply import KIND
 from hubbub.agent.wire import AgentChatRequest, AgentChatResponse, ChatOpening
+from hubbub.chat import commands as chat
 from hubbub.chat import reads
-from hubbub.chat.access import ask_conversation, check_body
 from hubbub.errors import AppError
 from hubbub.gateway import DATABASE, ROUTER, SETTINGS
 from hubbub.http.routing import Api
@@ -116,20 +116,11 @@ async def _ask(request: web.Request, body: AgentChatRequest) -> Asked:
     ``client_msg_id`` again: the same message and job)."""
     who = await caller(request)
     tenant, user = who.tenant_id, who.user_id
-    check_body(body.message, request.app[SETTINGS].message_max_bytes, field="message")
+    chat.check_body(body.message, request.app[SETTINGS].message_max_bytes, field="message")
     client_msg_id = body.client_msg_id or new_id().hex
     conversation_id = await _conversation(request, tenant, user, body, client_msg_id)
-    message = await ask_conversation(
-        request.app[ROUTER],
-        tenant,
-        conversation_id,
-        "send",
-        user,
-        body=body.message,
-        client_msg_id=client_msg_id,
-        reply_to=None,
-        message_id=str(new_id()),
-    )
+    send = chat.Send(user, body.message, client_msg_id, str(new_id()))
+    message = await chat.ask(request.app[ROUTER], tenant, conversation_id, send)
     kind = KINDS.get(KIND)
     provider = request.app[SETTINGS].agent_provider
     value = {"conversation_id": conversation_id, "reply_to": message["id"], "provider": provider}
@@ -163,17 +154,8 @@ async def _conversation(
     keyed = body.client_msg_id is not None
     name = f"{tenant}\x1f{user}\x1f{client_msg_id}"
     conversation_id = str(uuid.uuid5(_NEW_CONVERSATIONS, name) if keyed else new_id())
-    await ask_conversation(
-        request.app[ROUTER],
-        tenant,
-        conversation_id,
-        "create",
-        user,
-        kind="agent",
-        member_ids=[],
-        conversation_id=conversation_id,
-        tenant_id=tenant,
-    )
+    create = chat.Create(user, conversation_id, tenant, kind="agent")
+    await chat.ask(request.app[ROUTER], tenant, conversation_id, create)
     return conversation_id
 
 

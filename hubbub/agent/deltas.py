@@ -17,7 +17,7 @@ import logging
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from hubbub.actors.conversation import channel
+from hubbub.chat.events import channel
 from hubbub.storage import pubsub
 
 __all__ = ["DELTA_EVENT", "Deltas"]

@@ -24,11 +24,10 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hubbub.actors.command import Command
-from hubbub.actors.untyped import Untyped
 from hubbub.agent.deltas import Deltas
 from hubbub.agent.history import history
 from hubbub.agent.provider import Provider, ProviderName, Turn, provider_for
+from hubbub.chat.commands import PostAssistantMessage, ask
 from hubbub.config import Settings
 from hubbub.errors import AppError
 from hubbub.jobs.context import JobCancelled, JobContext
@@ -155,17 +154,6 @@ async def _commit(
     """The committed reply: the conversation's answer to ``post_assistant_message``."""
     assert context.router is not None
     key = reply_client_msg_id(context.job_id)
-    args = {
-        "body": text,
-        "client_msg_id": key,
-        "message_id": str(uuid.uuid5(_MESSAGE_IDS, context.job_id)),
-        "reply_to": reply_to,
-    }
-    command = Command(
-        "conversation",
-        conversation_id,
-        Untyped("post_assistant_message", args),
-        context.tenant_id,
-        key,
-    )
-    return await context.router.send(command)
+    message_id = str(uuid.uuid5(_MESSAGE_IDS, context.job_id))
+    post = PostAssistantMessage(text, key, message_id, reply_to)
+    return await ask(context.router, context.tenant_id, conversation_id, post, key)

@@ -24,7 +24,7 @@ from hubbub.broadcasts.wire import (
     RecipientList,
     RecipientsQuery,
 )
-from hubbub.chat.access import check_body
+from hubbub.chat.commands import check_body
 from hubbub.errors import AppError, FieldError
 from hubbub.gateway import DATABASE, SETTINGS
 from hubbub.http.routing import Api

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict
 
 from hubbub.broadcasts import ledger
 from hubbub.broadcasts.ledger import Delivery
-from hubbub.chat.access import ask_conversation
+from hubbub.chat.commands import Send, ask
 from hubbub.errors import AppError
 from hubbub.ids import new_id
 from hubbub.jobs.context import JobCancelled, JobContext
@@ -119,17 +119,9 @@ class Sending:
         sender not in it, a shard down) is that recipient's failure."""
         assert self.context.router is not None
         try:
-            sent = await ask_conversation(
-                self.context.router,
-                self.context.tenant_id,
-                conversation_id,
-                "send",
-                message.author,
-                body=message.body,
-                client_msg_id=client_msg_id(self.broadcast_id),
-                reply_to=None,
-                message_id=str(new_id()),
-            )
+            key = client_msg_id(self.broadcast_id)
+            send = Send(message.author, message.body, key, str(new_id()))
+            sent = await ask(self.context.router, self.context.tenant_id, conversation_id, send)
         except AppError as error:
             return Delivery(conversation_id, error=(error.code, error.message))
         return Delivery(conversation_id, sent["id"], sent["seq"])

@@ -1,4 +1,4 @@
-"""How the gateway talks to conversation entities, shared by HTTP and sockets.
+"""Who may be in a conversation, and which conversations have a fixed id.
 
 Every conversation command runs in the tenant the caller acts in (the
 ``X-Tenant-Id`` header, the API key's tenant, or the socket's ``auth``
@@ -10,22 +10,17 @@ conversation of another tenant, or one you are not in, never shows.
 from __future__ import annotations
 
 import uuid
-from typing import Any
 from uuid import UUID
 
 from aiohttp import web
 
 from hubbub.actors.command import Command
-from hubbub.actors.conversation import DEDUPED
-from hubbub.actors.router import Router
 from hubbub.actors.untyped import Untyped
 from hubbub.errors import AppError, FieldError
 from hubbub.gateway import ROUTER
 from hubbub.tenancy.access import roster
 
 __all__ = [
-    "ask_conversation",
-    "check_body",
     "check_tenant_members",
     "keyed_conversation_id",
 ]
@@ -52,50 +47,6 @@ async def check_tenant_members(
             status=422,
             errors=tuple(FieldError("body", field, f"{u} is not a member") for u in strangers),
         )
-
-
-async def ask_conversation(
-    router: Router,
-    tenant_id: UUID | str,
-    conversation_id: UUID | str,
-    name: str,
-    actor: str,
-    /,
-    *,
-    idempotency_key: str | None = None,
-    **args: Any,
-) -> Any:
-    """Send command ``name`` to the conversation, in the tenant's scope; its reply.
-    A command the conversation dedupes itself is resent through a shard restart."""
-    args["actor"] = actor
-    command = Command(
-        "conversation",
-        str(conversation_id),
-        Untyped(name, args, deduped=name in DEDUPED),
-        str(tenant_id),
-        idempotency_key,
-    )
-    return await router.send(command)
-
-
-def check_body(body: str, max_bytes: int, field: str = "body") -> str:
-    """``body`` if it is 1..``max_bytes`` UTF-8 bytes and not blank; 422 otherwise."""
-    size = len(body.encode())
-    if not body.strip():
-        raise AppError(
-            "body_empty",
-            "expected a message body with some text, got an empty one",
-            status=422,
-            errors=(FieldError("body", field, "empty"),),
-        )
-    if size > max_bytes:
-        raise AppError(
-            "body_too_large",
-            f"expected a message body of at most {max_bytes} bytes, got {size}",
-            status=422,
-            errors=(FieldError("body", field, f"longer than {max_bytes} bytes"),),
-        )
-    return body
 
 
 def keyed_conversation_id(

@@ -14,13 +14,9 @@ from uuid import UUID
 import orjson
 from aiohttp import web
 
+from hubbub.chat import commands as do
 from hubbub.chat import reads
-from hubbub.chat.access import (
-    ask_conversation,
-    check_body,
-    check_tenant_members,
-    keyed_conversation_id,
-)
+from hubbub.chat.access import check_tenant_members, keyed_conversation_id
 from hubbub.chat.reads import Filters
 from hubbub.chat.wire import (
     ConversationList,
@@ -72,9 +68,13 @@ async def _caller(request: web.Request) -> tuple[UUID, str]:
     return tenant_id, str(claims.user_id)
 
 
-async def _view(request: web.Request, tenant_id: UUID, conversation_id: str, user: str) -> dict:
+async def _view(
+    request: web.Request, tenant_id: UUID, conversation_id: UUID | str, user: str
+) -> ConversationView:
+    """The conversation as ``user`` sees it now (after the command's commit)."""
     async with request.app[DATABASE].tenant(tenant_id) as conn:
-        return await reads.conversation(conn, conversation_id, user)
+        found = await reads.conversation(conn, str(conversation_id), user)
+    return ConversationView.model_validate(found)
 
 
 @api.post(
@@ -94,17 +94,18 @@ async def create_conversation(request: web.Request, *, body: NewConversation) ->
     subject = None if body.subject is None else body.subject.model_dump()
     participants = [user, *map(str, others)]
     conversation_id = keyed_conversation_id(tenant_id, body.kind, participants, subject)
-    args = body.model_dump(mode="json") | {
-        "member_ids": participants[1:],
-        "conversation_id": str(conversation_id or new_id()),
-        "tenant_id": str(tenant_id),
-    }
-    reply = await ask_conversation(
-        request.app[ROUTER], tenant_id, args["conversation_id"], "create", user, **args
+    create = do.Create(
+        actor=user,
+        conversation_id=str(conversation_id or new_id()),
+        tenant_id=str(tenant_id),
+        kind=body.kind,
+        member_ids=participants[1:],
+        title=body.title,
+        subject=subject,
+        visibility=body.visibility,
     )
-    view = ConversationView.model_validate(
-        await _view(request, tenant_id, args["conversation_id"], user)
-    )
+    reply = await do.ask(request.app[ROUTER], tenant_id, create.conversation_id, create)
+    view = await _view(request, tenant_id, create.conversation_id, user)
     if reply["created"]:
         return view
     body_bytes = orjson.dumps(view.model_dump(mode="json"))
@@ -140,9 +141,7 @@ async def unread_counts(request: web.Request) -> UnreadList:
 async def get_conversation(request: web.Request, *, path: ConversationPath) -> ConversationView:
     """One conversation you are a member of."""
     tenant_id, user = await _caller(request)
-    return ConversationView.model_validate(
-        await _view(request, tenant_id, str(path.conversation_id), user)
-    )
+    return await _view(request, tenant_id, path.conversation_id, user)
 
 
 @api.patch(
@@ -166,7 +165,7 @@ async def update_conversation(
     status, snooze_until, assignee and labels; a new assignee joins it."""
     tenant_id, user = await _caller(request)
     conversation_id = str(path.conversation_id)
-    changes = body.model_dump(mode="json", include=body.model_fields_set)
+    changes = body.model_dump(include=body.model_fields_set)
     if not changes:
         raise AppError(
             "validation_failed",
@@ -178,10 +177,11 @@ async def update_conversation(
         await check_tenant_members(
             request, tenant_id, UUID(user), [body.assignee_id], field="assignee_id"
         )
-    await ask_conversation(
-        request.app[ROUTER], tenant_id, conversation_id, "update", user, changes=changes
-    )
-    return ConversationView.model_validate(await _view(request, tenant_id, conversation_id, user))
+    if "assignee_id" in changes:
+        changes["assignee_id"] = None if body.assignee_id is None else str(body.assignee_id)
+    update = do.Update(user, **changes)
+    await do.ask(request.app[ROUTER], tenant_id, conversation_id, update)
+    return await _view(request, tenant_id, conversation_id, user)
 
 
 @api.delete(
@@ -194,9 +194,7 @@ async def update_conversation(
 async def delete_conversation(request: web.Request, *, path: ConversationPath) -> None:
     """Delete a conversation (owner or admin): from then on it is 404 for everyone."""
     tenant_id, user = await _caller(request)
-    await ask_conversation(
-        request.app[ROUTER], tenant_id, path.conversation_id, "delete_conversation", user
-    )
+    await do.ask(request.app[ROUTER], tenant_id, path.conversation_id, do.DeleteConversation(user))
 
 
 @api.patch(
@@ -212,15 +210,8 @@ async def update_membership(
 ) -> MembershipView:
     """Mute or star the conversation, for you alone (no event to others)."""
     tenant_id, user = await _caller(request)
-    reply = await ask_conversation(
-        request.app[ROUTER],
-        tenant_id,
-        path.conversation_id,
-        "membership",
-        user,
-        muted=body.muted,
-        starred=body.starred,
-    )
+    settings = do.SetMembership(user, muted=body.muted, starred=body.starred)
+    reply = await do.ask(request.app[ROUTER], tenant_id, path.conversation_id, settings)
     return MembershipView.model_validate(reply)
 
 
@@ -235,10 +226,8 @@ async def join_conversation(request: web.Request, *, path: ConversationPath) -> 
     """Join a public channel of your tenant (others are by invitation: 404)."""
     tenant_id, user = await _caller(request)
     conversation_id = str(path.conversation_id)
-    await ask_conversation(
-        request.app[ROUTER], tenant_id, conversation_id, "add_members", user, user_ids=[user]
-    )
-    return ConversationView.model_validate(await _view(request, tenant_id, conversation_id, user))
+    await do.ask(request.app[ROUTER], tenant_id, conversation_id, do.AddMembers(user, [user]))
+    return await _view(request, tenant_id, conversation_id, user)
 
 
 @api.post(
@@ -256,11 +245,9 @@ async def add_members(
     tenant_id, user = await _caller(request)
     conversation_id = str(path.conversation_id)
     await check_tenant_members(request, tenant_id, UUID(user), body.user_ids)
-    user_ids = [str(u) for u in body.user_ids]
-    await ask_conversation(
-        request.app[ROUTER], tenant_id, conversation_id, "add_members", user, user_ids=user_ids
-    )
-    return ConversationView.model_validate(await _view(request, tenant_id, conversation_id, user))
+    add = do.AddMembers(user, [str(u) for u in body.user_ids])
+    await do.ask(request.app[ROUTER], tenant_id, conversation_id, add)
+    return await _view(request, tenant_id, conversation_id, user)
 
 
 @api.delete(
@@ -273,21 +260,15 @@ async def add_members(
 async def remove_conversation_member(request: web.Request, *, path: ConversationMemberPath) -> None:
     """Remove a member (owner or admin; only an owner removes an owner)."""
     tenant_id, user = await _caller(request)
-    await ask_conversation(
-        request.app[ROUTER],
-        tenant_id,
-        path.conversation_id,
-        "remove_member",
-        user,
-        user_id=str(path.user_id),
-    )
+    remove = do.RemoveMember(user, str(path.user_id))
+    await do.ask(request.app[ROUTER], tenant_id, path.conversation_id, remove)
 
 
 @api.post(f"{ONE}/leave", params=ConversationPath, status=204, security=BEARER, responses=NOT_FOUND)
 async def leave_conversation(request: web.Request, *, path: ConversationPath) -> None:
     """Leave a group or channel."""
     tenant_id, user = await _caller(request)
-    await ask_conversation(request.app[ROUTER], tenant_id, path.conversation_id, "leave", user)
+    await do.ask(request.app[ROUTER], tenant_id, path.conversation_id, do.Leave(user))
 
 
 @api.get(
@@ -330,29 +311,11 @@ async def send_message(
 ) -> MessageView:
     """Send a message; the same `client_msg_id` again returns the same message."""
     tenant_id, user = await _caller(request)
-    check_body(body.body, request.app[SETTINGS].message_max_bytes)
-    reply = await send(request.app, tenant_id, str(path.conversation_id), user, body)
-    return MessageView.model_validate(reply)
-
-
-async def send(
-    app: web.Application, tenant_id: UUID | str, conversation_id: str, user: str, body: NewMessage
-) -> dict:
-    """Send ``body`` as ``user`` (validated already); the committed message.
-
-    The conversation itself answers a repeated ``client_msg_id`` with the
-    message it made the first time, however old: no idempotency receipt."""
-    return await ask_conversation(
-        app[ROUTER],
-        tenant_id,
-        conversation_id,
-        "send",
-        user,
-        body=body.body,
-        client_msg_id=body.client_msg_id,
-        reply_to=None if body.reply_to is None else str(body.reply_to),
-        message_id=str(new_id()),
+    app = request.app
+    reply = await do.send_message(
+        app[ROUTER], tenant_id, path.conversation_id, user, body, app[SETTINGS].message_max_bytes
     )
+    return MessageView.model_validate(reply)
 
 
 @api.patch(
@@ -368,16 +331,9 @@ async def edit_message(
 ) -> MessageView:
     """Edit your message."""
     tenant_id, user = await _caller(request)
-    check_body(body.body, request.app[SETTINGS].message_max_bytes)
-    reply = await ask_conversation(
-        request.app[ROUTER],
-        tenant_id,
-        path.conversation_id,
-        "edit",
-        user,
-        message_id=str(path.message_id),
-        body=body.body,
-    )
+    do.check_body(body.body, request.app[SETTINGS].message_max_bytes)
+    edit = do.Edit(user, str(path.message_id), body.body)
+    reply = await do.ask(request.app[ROUTER], tenant_id, path.conversation_id, edit)
     return MessageView.model_validate(reply)
 
 
@@ -391,14 +347,8 @@ async def edit_message(
 async def delete_message(request: web.Request, *, path: MessagePath) -> MessageView:
     """Delete a message (its author, an owner or an admin): it stays as a tombstone."""
     tenant_id, user = await _caller(request)
-    reply = await ask_conversation(
-        request.app[ROUTER],
-        tenant_id,
-        path.conversation_id,
-        "delete",
-        user,
-        message_id=str(path.message_id),
-    )
+    delete = do.Delete(user, str(path.message_id))
+    reply = await do.ask(request.app[ROUTER], tenant_id, path.conversation_id, delete)
     return MessageView.model_validate(reply)
 
 
@@ -413,13 +363,8 @@ async def delete_message(request: web.Request, *, path: MessagePath) -> MessageV
 async def mark_read(request: web.Request, *, path: ConversationPath, body: ReadMark) -> ReadView:
     """Move your read mark up to a seq; it never moves backwards."""
     tenant_id, user = await _caller(request)
-    reply = await ask_conversation(
-        request.app[ROUTER],
-        tenant_id,
-        path.conversation_id,
-        "read",
-        user,
-        up_to_seq=body.up_to_seq,
+    reply = await do.mark_read(
+        request.app[ROUTER], tenant_id, path.conversation_id, user, body.up_to_seq
     )
     return ReadView.model_validate(reply)
 
@@ -485,14 +430,6 @@ async def remove_reaction(
 
 async def _react(request: web.Request, path: MessagePath, emoji: str, *, add: bool) -> MessageView:
     tenant_id, user = await _caller(request)
-    reply = await ask_conversation(
-        request.app[ROUTER],
-        tenant_id,
-        path.conversation_id,
-        "react",
-        user,
-        message_id=str(path.message_id),
-        emoji=emoji,
-        add=add,
-    )
+    react = do.React(user, str(path.message_id), emoji, add)
+    reply = await do.ask(request.app[ROUTER], tenant_id, path.conversation_id, react)
     return MessageView.model_validate(reply)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from rbloom import Bloom
 
@@ -30,6 +31,8 @@ __all__ = [
     "OlderClientIds",
     "OlderIds",
     "Ref",
+    "message_view",
+    "reactions_view",
 ]
 
 #: Messages an active conversation keeps in memory: the largest page a client
@@ -52,6 +55,31 @@ class Message:
     edited_at: datetime | None = None
     deleted: bool = False
     reactions: dict[str, list[str]] = field(default_factory=dict)  # emoji -> user ids, in order
+
+
+def message_view(conversation_id: str, message: Message) -> dict[str, Any]:
+    """A message as the wire shows it (``docs/events.md``, ``/openapi.json``)."""
+    return {
+        "id": message.id,
+        "conversation_id": conversation_id,
+        "seq": message.seq,
+        "author_id": message.author_id,
+        "body": message.body,
+        "client_msg_id": message.client_msg_id,
+        "reply_to": message.reply_to,
+        "created_at": message.created_at.isoformat(),
+        "edited_at": None if message.edited_at is None else message.edited_at.isoformat(),
+        "deleted": message.deleted,
+        "reactions": reactions_view(message.reactions),
+    }
+
+
+def reactions_view(reactions: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """``[{emoji, count, user_ids}]``, in the order each emoji was first used."""
+    return [
+        {"emoji": emoji, "count": len(users), "user_ids": list(users)}
+        for emoji, users in reactions.items()
+    ]
 
 
 @dataclass(frozen=True, slots=True)

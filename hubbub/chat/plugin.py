@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from hubbub.actors.conversation import ConversationEntity
 from hubbub.chat.api import api
+from hubbub.chat.entity import ConversationEntity
 from hubbub.chat.rooms import ConversationRooms
 from hubbub.chat.search_api import search_api
 from hubbub.chat.snooze import snooze_sweep

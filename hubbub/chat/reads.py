@@ -10,13 +10,15 @@ deleted conversation reads as absent to everyone.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
-from hubbub.chat.state import reactions_view
+from hubbub.chat.messages import message_view, reactions_view
+from hubbub.chat.rows import message_from_row
 from hubbub.errors import AppError, FieldError
 from hubbub.http.cursors import decode_cursor, encode_cursor
 
@@ -266,21 +268,10 @@ async def _views(conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> list[d
     return await with_reactions(conn, [message_row_view(dict(r)) for r in rows])
 
 
-def message_row_view(row: dict[str, Any]) -> dict[str, Any]:
-    """A message row as the wire shows it; ``reactions`` empty until :func:`with_reactions`."""
-    return {
-        "id": str(row["id"]),
-        "conversation_id": str(row["conversation_id"]),
-        "seq": row["seq"],
-        "author_id": str(row["author_id"]),
-        "body": row["body"],
-        "client_msg_id": row["client_msg_id"],
-        "reply_to": None if row["reply_to"] is None else str(row["reply_to"]),
-        "created_at": row["created_at"].isoformat(),
-        "edited_at": None if row["edited_at"] is None else row["edited_at"].isoformat(),
-        "deleted": row["deleted_at"] is not None,
-        "reactions": [],
-    }
+def message_row_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A message row as the wire shows it (:func:`~hubbub.chat.messages.message_view`);
+    ``reactions`` empty until :func:`with_reactions`."""
+    return message_view(str(row["conversation_id"]), message_from_row(row))
 
 
 def _bad_range(field: str, message: str) -> AppError:

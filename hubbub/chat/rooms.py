@@ -38,8 +38,8 @@ from typing import Any
 import asyncpg
 from redis.asyncio import Redis
 
-from hubbub.actors.conversation import channel
 from hubbub.chat import reads
+from hubbub.chat.events import channel
 from hubbub.realtime.fanout import Fanout
 from hubbub.realtime.server import Realtime
 from hubbub.storage.database import Database

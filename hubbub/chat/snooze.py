@@ -2,7 +2,7 @@
 ``snooze_until`` has passed go back to open.
 
 The conversation entity owns the rule: any command it decides after the
-time has come ends with the wake event (``hubbub.chat.state``). This sweep
+time has come ends with the wake event (``hubbub.chat.rules``). This sweep
 covers the conversations nobody touches. Every
 ``HUBBUB_SNOOZE_SWEEP_SECONDS`` a gateway tries to take a
 transaction-scoped advisory lock; the one that gets it (the others skip
@@ -22,9 +22,8 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from hubbub.actors.command import Command
 from hubbub.actors.router import Router
-from hubbub.actors.untyped import Untyped
+from hubbub.chat.commands import Wake, ask
 from hubbub.errors import AppError
 from hubbub.gateway import DATABASE, ROUTER, SETTINGS
 from hubbub.periodic import Periodic
@@ -69,11 +68,8 @@ class SnoozeSweep:
         return sum(outcomes)
 
     async def _wake(self, tenant_id: str, conversation_id: str) -> int:
-        command = Command(
-            "conversation", conversation_id, Untyped("wake", {"actor": None}), tenant_id
-        )
         try:
-            await self._router().send(command)
+            await ask(self._router(), tenant_id, conversation_id, Wake())
         except AppError as error:
             self.failures += 1
             log.warning("waking conversation %s failed (%s)", conversation_id, error)

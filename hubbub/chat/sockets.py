@@ -15,11 +15,10 @@ from uuid import UUID
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from hubbub.chat import commands as do
 from hubbub.chat import reads
-from hubbub.chat.access import ask_conversation, check_body
-from hubbub.chat.api import send
 from hubbub.chat.rooms import ConversationRooms
-from hubbub.chat.wire import NewMessage
+from hubbub.chat.wire import NewMessage, ReadMark
 from hubbub.errors import AppError
 from hubbub.gateway import DATABASE, ROUTER, SETTINGS
 from hubbub.realtime.protocol import parse_payload
@@ -53,9 +52,8 @@ class _Send(NewMessage):
     conversation_id: UUID
 
 
-class _Read(_Payload):
+class _Read(ReadMark):
     conversation_id: UUID
-    up_to_seq: int = Field(ge=0)
 
 
 async def join(context: SocketContext, data: Any) -> dict[str, Any]:
@@ -63,7 +61,7 @@ async def join(context: SocketContext, data: Any) -> dict[str, Any]:
     payload = parse_payload(_Join, data)
     app, tenant_id, user = await acting(context)
     conversation_id = str(payload.conversation_id)
-    await ask_conversation(app[ROUTER], tenant_id, conversation_id, "authorize", user)
+    await do.ask(app[ROUTER], tenant_id, conversation_id, do.Authorize(user))
     rooms = app[ROOMS]
     await rooms.begin_join(context.sid, user, conversation_id, tenant_id)
     try:
@@ -97,8 +95,14 @@ async def send_message(context: SocketContext, data: Any) -> dict[str, Any]:
     """Send a message; the ack ``{id, seq, created_at}`` comes after commit."""
     payload = parse_payload(_Send, data)
     app, tenant_id, user = await acting(context)
-    check_body(payload.body, app[SETTINGS].message_max_bytes)
-    message = await send(app, tenant_id, str(payload.conversation_id), user, payload)
+    message = await do.send_message(
+        app[ROUTER],
+        tenant_id,
+        payload.conversation_id,
+        user,
+        payload,
+        app[SETTINGS].message_max_bytes,
+    )
     return {"id": message["id"], "seq": message["seq"], "created_at": message["created_at"]}
 
 
@@ -106,8 +110,8 @@ async def mark_read(context: SocketContext, data: Any) -> dict[str, Any]:
     """Move the read mark up to ``up_to_seq`` (never backwards)."""
     payload = parse_payload(_Read, data)
     app, tenant_id, user = await acting(context)
-    return await ask_conversation(
-        app[ROUTER], tenant_id, payload.conversation_id, "read", user, up_to_seq=payload.up_to_seq
+    return await do.mark_read(
+        app[ROUTER], tenant_id, payload.conversation_id, user, payload.up_to_seq
     )
 
 

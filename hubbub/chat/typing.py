@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from hubbub.actors.conversation import channel
+from hubbub.chat.events import channel
 from hubbub.chat.rooms import ConversationRooms
 from hubbub.chat.sockets import ROOMS
 from hubbub.errors import AppError, FieldError

@@ -29,6 +29,7 @@ from typing import Any
 
 from hubbub.actors.command import Command
 from hubbub.actors.untyped import Untyped
+from hubbub.chat.commands import Create, ask
 from hubbub.config import Settings
 from hubbub.errors import AppError
 from hubbub.identity.users import User, create_user, email_taken, get_user
@@ -189,17 +190,12 @@ async def _seed(context: JobContext, input: ProvisionInput) -> None:
     assert context.router is not None
     tenant_id = str(input.tenant_id)
     channel_id = str(uuid.uuid5(_GENERAL, tenant_id))
-    args = {
-        "kind": "channel",
-        "member_ids": [],
-        "title": "general",
-        "subject": None,
-        "visibility": "public",
-        "conversation_id": channel_id,
-        "tenant_id": tenant_id,
-        "actor": str(input.user_id),
-    }
-    key = f"{context.job_id}:seed"
-    await context.router.send(
-        Command("conversation", channel_id, Untyped("create", args), tenant_id, key)
+    general = Create(
+        actor=str(input.user_id),
+        conversation_id=channel_id,
+        tenant_id=tenant_id,
+        kind="channel",
+        title="general",
+        visibility="public",
     )
+    await ask(context.router, tenant_id, channel_id, general, f"{context.job_id}:seed")

@@ -10,9 +10,9 @@ from typing import Any
 from aiohttp.test_utils import TestServer
 
 from hubbub.actors.command import Command, Outcome
-from hubbub.actors.conversation import ConversationEntity
 from hubbub.actors.shard import ShardHost
-from hubbub.actors.untyped import Untyped
+from hubbub.chat.commands import ConversationCommand, Create, Send
+from hubbub.chat.entity import ConversationEntity
 from hubbub.chat.state import ConversationState
 from hubbub.storage.database import Database
 from tests.support.tenants import Account, add_member, call, new_account, new_tenant
@@ -70,16 +70,21 @@ class LocalConversations:
     db: Database
     team: Team
 
-    def command(self, conversation_id: str, name: str, who: Account, /, **args: Any) -> Command:
-        args["actor"] = who.user_id
-        return Command("conversation", conversation_id, Untyped(name, args), self.team.tenant_id)
+    def command(self, conversation_id: str, body: ConversationCommand) -> Command:
+        return Command("conversation", conversation_id, body, self.team.tenant_id)
 
     def send(
-        self, conversation_id: str, who: Account, client_msg_id: str, /, **extra: Any
+        self,
+        conversation_id: str,
+        who: Account,
+        client_msg_id: str,
+        /,
+        body: str | None = None,
+        reply_to: str | None = None,
     ) -> Command:
-        body = extra.pop("body", f"body of {client_msg_id}")
-        message = {"body": body, "client_msg_id": client_msg_id, "message_id": str(uuid.uuid4())}
-        return self.command(conversation_id, "send", who, **message, **extra)
+        text = f"body of {client_msg_id}" if body is None else body
+        send = Send(who.user_id, text, client_msg_id, str(uuid.uuid4()), reply_to)
+        return self.command(conversation_id, send)
 
     async def run(self, *commands: Command) -> list[Outcome]:
         """The outcomes of ``commands``, sent in one batch."""
@@ -92,9 +97,9 @@ class LocalConversations:
 
     async def create(self, who: Account, *others: Account) -> str:
         conversation_id = str(uuid.uuid4())
-        args = {"kind": "group", "member_ids": [o.user_id for o in others]}
-        args |= {"conversation_id": conversation_id, "tenant_id": self.team.tenant_id}
-        await self.ask(self.command(conversation_id, "create", who, **args))
+        members = [o.user_id for o in others]
+        create = Create(who.user_id, conversation_id, self.team.tenant_id, "group", members)
+        await self.ask(self.command(conversation_id, create))
         return conversation_id
 
     def passivate(self, conversation_id: str) -> None:
