@@ -14,8 +14,6 @@ from uuid import UUID
 
 from aiohttp import web
 
-from hubbub.actors.command import Command
-from hubbub.actors.untyped import Untyped
 from hubbub.errors import AppError, FieldError
 from hubbub.gateway import ROUTER
 from hubbub.tenancy.access import roster

@@ -27,8 +27,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from hubbub.actors.command import Command
-from hubbub.actors.untyped import Untyped
 from hubbub.chat.commands import Create, ask
 from hubbub.config import Settings
 from hubbub.errors import AppError
