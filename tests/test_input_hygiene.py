@@ -21,7 +21,7 @@ import pytest
 import socketio
 from aiohttp.test_utils import TestServer
 
-from hubbub.http.validation import MAX_DEPTH, loads, unclean
+from hubbub.validation import MAX_DEPTH, loads, unclean
 from tests.support.accounts import PASSWORD, unique_email
 from tests.support.chat import CONVERSATIONS, Team, new_team
 from tests.support.tenants import TENANTS, call, new_account

@@ -4,7 +4,7 @@ A route names its body, query and path-parameter models and its response
 model. The wrapper parses and validates every input before the handler
 runs — all bad fields of body, query and path in one 422, including any
 text holding NUL or a lone surrogate and JSON nested too deep
-(``hubbub.http.validation``) — and serialises
+(``hubbub.validation``) — and serialises
 the handler's returned model with orjson. Handlers receive only the inputs
 they declared, as keyword arguments::
 
@@ -41,7 +41,7 @@ from pydantic import BaseModel, ValidationError
 
 from hubbub.errors import AppError, FieldError
 from hubbub.http.middleware import LOGGED_PATH
-from hubbub.http.validation import field_errors, loads, unclean, validation_error
+from hubbub.validation import field_errors, loads, unclean, validation_error
 
 __all__ = [
     "REQUEST_AUTHENTICATOR",

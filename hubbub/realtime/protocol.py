@@ -14,7 +14,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from hubbub.errors import AppError
-from hubbub.http.validation import field_errors, loads, unclean, validation_error
+from hubbub.validation import field_errors, loads, unclean, validation_error
 
 __all__ = ["OrjsonJson", "ack_error", "ack_ok", "check_payload", "parse_payload"]
 
@@ -30,7 +30,7 @@ class OrjsonJson:
 
     @staticmethod
     def loads(value: str | bytes, *args: Any, **kwargs: Any) -> Any:
-        # A lone surrogate escape decodes (see hubbub.http.validation.loads),
+        # A lone surrogate escape decodes (see hubbub.validation.loads),
         # so the event is acked with the field named rather than dropped.
         return loads(value)
 
