@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=_serve)
     for name, run, text in [
         ("migrate", _migrate, "apply pending database migrations and exit"),
-        ("doctor", _doctor, "say which Postgres, Redis and Ray hubbub would use, and check them"),
+        ("doctor", _doctor, "say which Postgres, Redis and Ray hubbub uses, and check them"),
     ]:
         sub = commands.add_parser(name, help=text)
         sub.set_defaults(run=run, host=None, port=None, shards=None)
@@ -109,6 +109,7 @@ class Local:
 
     settings: Settings
     lock: DataDirLock | None
+    joined: LockHolder | None = None  # the process whose servers these are
 
 
 @contextlib.asynccontextmanager
@@ -128,7 +129,8 @@ async def storage_services(
     try:
         lock.acquire(LockHolder(pid=os.getpid(), host=socket.gethostname(), command=command))
     except DataDirLocked as locked:
-        yield Local(_join_holder(settings, locked, command, redis=redis), None)
+        joined = _join_holder(settings, locked, command, redis=redis)
+        yield Local(joined, None, locked.holder)
         return
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(lock.release)  # last: after every server it guards stopped
@@ -276,4 +278,4 @@ async def _rotate_keys(settings: Settings) -> int:
 async def _doctor(settings: Settings) -> int:
     from hubbub.doctor import run_checks
 
-    return await run_checks(settings)
+    return await run_checks(settings, storage_services(settings, "doctor"))
