@@ -103,7 +103,10 @@ async def test_a_second_serve_on_the_same_data_directory_is_refused(
 ) -> None:
     second = deployment.gateway("second").start()
     assert second.process is not None
-    assert await asyncio.to_thread(second.process.wait, 120) == 2
+    try:
+        assert await asyncio.to_thread(second.process.wait, 120) == 2
+    finally:
+        second.kill()
     refusal = second.log_tail()
     assert f"pid {deployment.serve.process.pid}" in refusal  # type: ignore[union-attr]
     assert "docs/deployment.md" in refusal
