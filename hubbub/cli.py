@@ -42,7 +42,7 @@ from hubbub.storage.embedded import (
 )
 from hubbub.storage.migrate import Migration, MigrationError, migrate
 
-__all__ = ["main"]
+__all__ = ["Local", "main", "storage_services"]
 
 log = logging.getLogger("hubbub")
 

