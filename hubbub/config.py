@@ -96,7 +96,7 @@ class Settings(BaseSettings):
         "links signed with a key kept in the export directory. The same on every gateway.",
     )
     public_url: str = Field(
-        "http://127.0.0.1:8000",
+        default_factory=lambda data: _gateway_url(data["host"], data["port"]),
         pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
         description="Base URL of the links in mails (email verification, password reset).",
     )
@@ -336,6 +336,15 @@ class Settings(BaseSettings):
         return self.database_url is None or self.redis_url is None
 
 
+def _gateway_url(host: str, port: int) -> str:
+    """The URL this gateway answers on, as a browser on this machine reaches it."""
+    if host in ("", "0.0.0.0", "::"):  # every interface: loopback is one of them
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment; ``overrides`` win (used by the CLI)."""
     given = {name: value for name, value in overrides.items() if value is not None}
@@ -348,6 +357,8 @@ def load_settings(**overrides: object) -> Settings:
 def _describe(exc: ValidationError) -> str:
     lines = ["invalid configuration:"]
     for error in exc.errors():
+        if error["type"] == "default_factory_not_called":
+            continue  # a default derived from a value reported on its own line
         field = str(error["loc"][0]) if error["loc"] else "?"
         lines.append(f"  {ENV_PREFIX}{field.upper()}: {error['msg']} (got {error.get('input')!r})")
     return "\n".join(lines)

@@ -113,6 +113,8 @@ async def _shards(
         return ray_status() | {"shards": len(refs)}
 
     readiness.add("ray", check_ray)
+    refs = [ref for kind in router.kinds for ref in router.shards(kind)]
+    readiness.add("leases", lambda: router.fencing.check(app[DATABASE].pool, refs))
     yield
     await router.close()
 

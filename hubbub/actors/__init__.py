@@ -10,6 +10,7 @@ else sends it commands. Keep this table true.
 | a shard's lease epoch                        | the shard host (row in ``shard_leases``)|
 | activation, mailboxes, commit/publish queues | the shard host                          |
 | batches bound for a shard, batch numbering   | the gateway's router (one per gateway)  |
+| when a fenced shard was last restarted       | the router's ``Fencing`` (``fencing.py``)|
 | sockets, their rooms and watched topics      | the gateway holding them (``Realtime``) |
 | the Redis subscription of a gateway          | its ``Fanout``                          |
 | a tenant's profile, plan, roster, invites,   | its ``TenantEntity``                    |
