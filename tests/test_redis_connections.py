@@ -59,6 +59,8 @@ async def test_many_sockets_at_once_use_a_bounded_number_of_connections(
     after = await _clients(redis)
     # Before the pools were bounded, this gateway's client alone grew by 95.
     for seen in (during, after):
+        growth = sum(seen.values()) - sum(before.values())
+        assert growth <= MAX_CONNECTIONS + socketio_redis.MAX_CONNECTIONS, (before, seen)
         assert seen["hubbub"] - before["hubbub"] <= MAX_CONNECTIONS, (before, seen)
         assert seen["hubbub-socketio"] <= socketio_redis.MAX_CONNECTIONS, (before, seen)
         assert set(seen) <= {"hubbub", "hubbub-socketio"}, seen  # every client is named
