@@ -76,11 +76,6 @@ class ConnectDeadline:
 
         sio.eio.on("connect", on_open)
 
-    @property
-    def pending(self) -> int:
-        """Sessions whose deadline has not come yet."""
-        return len(self._timers)
-
     async def close(self) -> None:
         for timer in self._timers.values():
             timer.cancel()
