@@ -140,8 +140,29 @@ class Settings(BaseSettings):
     password_forgot_limit_per_ip: RateText = Field(
         "10/hour", description="Reset mails asked for from one address."
     )
+    register_limit_per_ip: RateText = Field(
+        "10/hour", description="Registrations (sync and async signups) from one address."
+    )
+    register_limit_global: RateText = Field(
+        "300/hour", description="Registrations (sync and async signups) on the whole deployment."
+    )
     max_body_bytes: int = Field(
         1_048_576, ge=1024, description="Largest HTTP request body accepted."
+    )
+    http_idle_seconds: float = Field(
+        15.0,
+        gt=0,
+        le=3600,
+        description="An HTTP connection is closed this long after it opened or after its last "
+        "answer unless a whole new request (its headers) has arrived: bounds idle keep-alive "
+        "connections and clients that trickle their headers.",
+    )
+    socket_connect_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="An Engine.IO session that has not sent its Socket.IO CONNECT within this "
+        "long is closed.",
     )
     socket_buffer_bytes: int = Field(
         4_194_304,

@@ -91,6 +91,8 @@ def settings(
         login_limit_per_ip="100000/minute",
         login_limit_per_account="1000/minute",
         password_forgot_limit_per_ip="100000/minute",
+        register_limit_per_ip="100000/minute",
+        register_limit_global="100000/minute",
         # Jobs waiting on a concurrency limit or a retry are launched by the
         # sweep's next round: a quick one keeps job tests short.
         job_sweep_seconds=0.1,

@@ -40,7 +40,6 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from hubbub.errors import AppError, FieldError
-from hubbub.http.middleware import LOGGED_PATH
 from hubbub.validation import field_errors, loads, unclean, validation_error
 
 __all__ = [
@@ -80,8 +79,8 @@ class Route:
     responses: Mapping[int, str] = field(default_factory=dict)
     content_type: str = "application/json"  # of the success response
     security: tuple[str, ...] = ()  # names in hubbub.http.openapi.SECURITY_SCHEMES
-    #: Path parameters that are secrets (a link's token): the access log shows
-    #: their names, never their values.
+    #: Path parameters that are secrets (a link's token): logs show their
+    #: names, never their values (``hubbub.http.secret_paths``).
     secret_params: tuple[str, ...] = ()
     #: Other success answers the handler may return as a web.Response:
     #: ``{status: (description, model)}``, documented in OpenAPI.
@@ -133,8 +132,6 @@ class Api:
 def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def endpoint(request: web.Request) -> web.StreamResponse:
         request[ROUTE_SECURITY] = route.security
-        if route.secret_params:
-            request[LOGGED_PATH] = _redacted(route, request.match_info)
         _check_headers(request)  # before the authenticator reads any
         if route.security:
             await request.app[REQUEST_AUTHENTICATOR](request)
@@ -152,15 +149,6 @@ def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespo
 
     endpoint.__name__ = route.operation_id
     return endpoint
-
-
-def _redacted(route: Route, params: Mapping[str, str]) -> str:
-    """The request's path with each secret parameter shown as ``{name}``."""
-    shown = {
-        name: f"{{{name}}}" if name in route.secret_params else value
-        for name, value in params.items()
-    }
-    return route.path.format_map(shown)
 
 
 def _check_headers(request: web.Request) -> None:

@@ -31,8 +31,9 @@ from hubbub.config import Settings
 from hubbub.errors import AppError
 from hubbub.realtime.fanout import Fanout
 from hubbub.realtime.frames import DirectServer, PacketQueue, frame
-from hubbub.realtime.handshake import Authenticator, Principal
+from hubbub.realtime.handshake import Authenticator, ConnectDeadline, Principal
 from hubbub.realtime.protocol import OrjsonJson, ack_error, ack_ok, check_payload
+from hubbub.realtime.socketio_redis import SocketioRedisManager
 
 __all__ = ["Realtime", "SocketContext", "SocketHandler", "session_room", "user_room"]
 
@@ -78,7 +79,7 @@ class Realtime:
 
     def __init__(self, settings: Settings, redis: Redis, authenticate: Authenticator) -> None:
         assert settings.redis_url is not None, "resolved Redis URL expected"
-        manager = socketio.AsyncRedisManager(
+        manager = SocketioRedisManager(
             settings.redis_url, channel=f"hubbub-socketio:{settings.ray_namespace}"
         )
         self.sio = DirectServer(
@@ -91,6 +92,7 @@ class Realtime:
             max_http_buffer_size=settings.max_body_bytes,
             transports=["websocket", "polling"],
         )
+        self.connect_deadline = ConnectDeadline(self.sio, settings.socket_connect_seconds)
         self.fanout = Fanout(redis, self._deliver)
         self._authenticate = authenticate
         self._topics: dict[str, set[str]] = {}
@@ -155,6 +157,7 @@ class Realtime:
         await self.fanout.start()
 
     async def close(self) -> None:
+        await self.connect_deadline.close()
         await self.fanout.close()
 
     async def disconnect_room(
