@@ -51,6 +51,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: The gateway's bus, which ``tenant-access`` is routed on (its rebuilds forget
+#: every confirmed membership).
 ACCESS_FANOUT = web.AppKey("tenant_access_fanout", Fanout)
 
 
