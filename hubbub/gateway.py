@@ -3,8 +3,9 @@
 :func:`create_app` assembles one gateway from resolved settings (real
 database and Redis URLs) and its plugins. Every resource is one
 ``cleanup_ctx`` generator, registered in dependency order and torn down in
-reverse: Postgres, Redis, the shards and router, then the fan-out
-subscription; plugins' own resources come after Redis, before the shards.
+reverse: Postgres, Redis, the gateway's one fan-out bus (which every
+capability's consumers route topics on), the plugins' own resources, then
+the shards and router.
 Each adds its check to the readiness report. The Socket.IO authenticator is
 the first one a plugin provides (identity's, built in) unless one is given;
 so is the authenticator of requests to routes that declare a security scheme.
@@ -71,9 +72,9 @@ def create_app(
         [
             lambda app: _database(app, readiness),
             lambda app: _redis(app, readiness),
+            lambda app: _realtime(app, readiness),
             *(context for plugin in plugins for context in plugin.cleanup_ctx),
             lambda app: _shards(app, readiness, kinds),
-            lambda app: _realtime(app, readiness),
         ]
     )
     return app

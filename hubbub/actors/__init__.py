@@ -12,7 +12,10 @@ else sends it commands. Keep this table true.
 | batches bound for a shard, batch numbering   | the gateway's router (one per gateway)  |
 | when a fenced shard was last restarted       | the router's ``Fencing`` (``fencing.py``)|
 | sockets, their rooms and watched topics      | the gateway holding them (``Realtime``) |
-| the Redis subscription of a gateway          | its ``Fanout``                          |
+| the Redis subscription of a gateway (one for | its ``Fanout`` (``realtime/fanout.py``),|
+| committed events) and each topic's route     | owned by its ``Realtime``               |
+| a durable stream's head on a gateway, its    | that topic's ``SeqStream``              |
+| queue and its repair task                    | (``hubbub/realtime/seq_stream.py``)     |
 | a tenant's profile, plan, roster, invites,   | its ``TenantEntity``                    |
 | usage counters, API keys (service accounts)  | (``hubbub/tenancy/entity.py``)          |
 | a conversation's seq, title, members, roles, | its ``ConversationEntity``              |
@@ -20,7 +23,7 @@ else sends it commands. Keep this table true.
 | support status, snooze, assignee, labels,    | ``hubbub/chat/rules.py`` and            |
 | deletion                                     | ``state.py``)                           |
 | which local sockets get which conversation,  | the gateway's ``ConversationRooms``     |
-| their replay buffers and floors              | (``hubbub/chat/rooms.py``)              |
+| which joins are in flight                    | (``hubbub/chat/rooms.py``)              |
 | a socket's typing indicators (deadline,      | the socket's gateway: its               |
 | last relay)                                  | ``TypingRelay`` (``hubbub/chat/typing.py``) |
 | a job's status, attempts, cancel request,    | its ``JobEntity``                       |

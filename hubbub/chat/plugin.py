@@ -15,7 +15,7 @@ from hubbub.chat.search_api import search_api
 from hubbub.chat.snooze import snooze_sweep
 from hubbub.chat.sockets import ROOMS, SOCKET_EVENTS
 from hubbub.chat.typing import TYPING_EVENTS, typing_relay
-from hubbub.gateway import DATABASE, REALTIME, REDIS
+from hubbub.gateway import DATABASE, REALTIME
 from hubbub.http.health import READINESS
 from hubbub.plugin import Plugin
 
@@ -23,10 +23,9 @@ __all__ = ["plugin"]
 
 
 async def _rooms(app: web.Application) -> AsyncIterator[None]:
-    """This gateway's conversation rooms and their bus subscription."""
-    rooms = app[ROOMS] = ConversationRooms(app[REALTIME], app[REDIS], app[DATABASE])
-    await rooms.start()
-    app[READINESS].add("fanout:conversations", rooms.fanout.probe)
+    """This gateway's conversation rooms: the conversation streams on its bus."""
+    rooms = app[ROOMS] = ConversationRooms(app[REALTIME], app[DATABASE])
+    app[READINESS].add("fanout:conversations", rooms.streams.check)
     app[REALTIME].on_disconnect(rooms.forget)
     yield
     await rooms.close()

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from hubbub.gateway import DATABASE, REALTIME, REDIS
+from hubbub.gateway import DATABASE, REALTIME
 from hubbub.http.health import READINESS
 from hubbub.jobs import demo
 from hubbub.jobs.api import api
@@ -35,10 +35,10 @@ async def _kinds(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _feeds(app: web.Application) -> AsyncIterator[None]:
-    """This gateway's job feeds and their bus subscription."""
-    feeds = app[FEEDS] = JobFeeds(app[REDIS], app[DATABASE])
+    """This gateway's job feeds: the job streams on its bus."""
+    feeds = app[FEEDS] = JobFeeds(app[REALTIME].fanout, app[DATABASE])
     await feeds.start()
-    app[READINESS].add("fanout:jobs", feeds.fanout.probe)
+    app[READINESS].add("fanout:jobs", feeds.check)
     yield
     await feeds.close()
 

@@ -3,8 +3,10 @@
 python-socketio serves ``/socket.io`` on the gateway's aiohttp app (websocket
 first, long-polling as fallback) with a Redis-backed manager, so an emit on
 one gateway reaches sockets on every gateway. Committed domain events take
-the bus instead (``fanout.py``): each gateway subscribes only to the topics
-its own sockets watch and writes them to the matching local room.
+the gateway's one bus instead (``fanout.py``), which this server owns: each
+gateway subscribes only to the topics its own consumers watch; a topic no
+capability routes for itself (a tenant's events, its presence) is written
+to the local room named after it.
 
 Handlers registered with :meth:`Realtime.on` receive a :class:`SocketContext`
 and the event's payload, and return the ack's data or raise an AppError,
@@ -70,7 +72,8 @@ def session_room(session_id: str) -> str:
 
 
 class Realtime:
-    """Owns: the Socket.IO server, this gateway's sockets and their topics.
+    """Owns: the Socket.IO server, this gateway's sockets and their topics,
+    and the gateway's one fan-out bus (``fanout``).
 
     Concurrency: one event loop; one client's events run in order
     (``async_handlers=False``). Failure: a handler's AppError becomes an
