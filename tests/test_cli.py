@@ -18,11 +18,13 @@ from hubbub.cli import main
 from hubbub.config import Settings
 from hubbub.storage.embedded import DataDirLock, LockHolder
 from tests.support.accounts import sign_up, unique_email
+from tests.support.processes import TWO_FACTOR_KEY
 
 
 async def hubbub(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUBBUB_")}
     env |= {"HUBBUB_DATABASE_URL": settings.database_url or "", "HUBBUB_LOG_FORMAT": "console"}
+    env["HUBBUB_TWO_FACTOR_KEY"] = TWO_FACTOR_KEY
     command = [sys.executable, "-m", "hubbub", *args]
     return await asyncio.to_thread(
         subprocess.run, command, env=env, capture_output=True, text=True, timeout=120

@@ -17,7 +17,7 @@ import psutil
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
-__all__ = ["At", "Gateway", "free_port"]
+__all__ = ["TWO_FACTOR_KEY", "At", "Gateway", "free_port"]
 
 
 def free_port() -> int:
@@ -36,9 +36,16 @@ class At:
         return URL(self._url + path)
 
 
+#: The suite's HUBBUB_TWO_FACTOR_KEY: every gateway of the suite shares one
+#: database, so one key (a gateway with it seals the token signing keys that
+#: all of them read).
+TWO_FACTOR_KEY = "k" * 40
+
+
 class Gateway:
     """One ``python -m hubbub serve`` process on a free port, configured only
-    by ``env``: no ``HUBBUB_*`` variable leaks in from the test process.
+    by ``env`` (and the suite's :data:`TWO_FACTOR_KEY`, unless ``env`` names
+    another): no ``HUBBUB_*`` variable leaks in from the test process.
     ``command`` replaces ``python -m hubbub``; ``cwd`` is its working directory."""
 
     def __init__(
@@ -52,7 +59,8 @@ class Gateway:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("HUBBUB_")}
-        self._env = {**inherited, **env, "HUBBUB_PORT": str(self.port)}
+        suite = {"HUBBUB_TWO_FACTOR_KEY": TWO_FACTOR_KEY}
+        self._env = {**inherited, **suite, **env, "HUBBUB_PORT": str(self.port)}
         self._log_path = log_path
         self._command = [*command, "serve"]
         self._cwd = cwd
