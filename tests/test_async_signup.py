@@ -21,13 +21,13 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from hubbub.errors import AppError
-from hubbub.gateway import ROUTER, SETTINGS
 from hubbub.jobs.commands import StepReport
 from hubbub.jobs.context import JobContext
 from hubbub.provisioning import SIGNUP_JOBS
 from hubbub.provisioning.provision import STEPS, provision
 from hubbub.provisioning.signups import prune_signups
 from hubbub.provisioning.wire import ProvisionInput
+from hubbub.services import ROUTER, SETTINGS
 from hubbub.storage.database import Database
 from tests.support.accounts import PASSWORD, sign_up
 from tests.support.jobs import JOBS, SseEvent

@@ -21,9 +21,10 @@ from redis.asyncio import Redis
 from hubbub.chat.events import channel
 from hubbub.chat.sockets import ROOMS
 from hubbub.config import Settings
-from hubbub.gateway import SETTINGS, create_app
+from hubbub.gateway import create_app
 from hubbub.plugin import load_plugins
 from hubbub.realtime.seq_stream import Event, SeqStream
+from hubbub.services import SETTINGS
 from hubbub.storage.embedded import EmbeddedRedis
 from tests.support.chat import Team, new_team
 from tests.support.jobs import JOBS, open_stream, submit

@@ -43,10 +43,10 @@ from hubbub.chat.wire import (
     UnreadList,
 )
 from hubbub.errors import AppError, FieldError
-from hubbub.gateway import DATABASE, ROUTER, SETTINGS
 from hubbub.http.routing import Api
 from hubbub.identity.bearer import authenticate_request
 from hubbub.ids import new_id
+from hubbub.services import DATABASE, ROUTER, SETTINGS
 from hubbub.tenancy.access import authorize, tenant_of
 
 __all__ = ["api"]

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from aiohttp import web
-
 from hubbub.chat.api import api
 from hubbub.chat.entity import ConversationEntity
 from hubbub.chat.rooms import ConversationRooms
@@ -15,18 +13,17 @@ from hubbub.chat.search_api import search_api
 from hubbub.chat.snooze import snooze_sweep
 from hubbub.chat.sockets import ROOMS, SOCKET_EVENTS
 from hubbub.chat.typing import TYPING_EVENTS, typing_relay
-from hubbub.gateway import DATABASE, REALTIME
-from hubbub.http.health import READINESS
 from hubbub.plugin import Plugin
+from hubbub.services import Services
 
 __all__ = ["plugin"]
 
 
-async def _rooms(app: web.Application) -> AsyncIterator[None]:
+async def _rooms(services: Services) -> AsyncIterator[None]:
     """This gateway's conversation rooms: the conversation streams on its bus."""
-    rooms = app[ROOMS] = ConversationRooms(app[REALTIME], app[DATABASE])
-    app[READINESS].add("fanout:conversations", rooms.streams.check)
-    app[REALTIME].on_disconnect(rooms.forget)
+    rooms = services.app[ROOMS] = ConversationRooms(services.realtime, services.db)
+    services.readiness.add("fanout:conversations", rooms.streams.check)
+    services.realtime.on_disconnect(rooms.forget)
     yield
     await rooms.close()
 
@@ -36,5 +33,5 @@ plugin = Plugin(
     entity_kinds=(ConversationEntity,),
     apis=(search_api, api),  # search first: /conversations/search is no conversation id
     socket_events={**SOCKET_EVENTS, **TYPING_EVENTS},
-    cleanup_ctx=(_rooms, typing_relay, snooze_sweep),
+    start=(_rooms, typing_relay, snooze_sweep),
 )

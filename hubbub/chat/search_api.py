@@ -12,9 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hubbub.chat import search as finder
 from hubbub.chat.wire import MessageView
-from hubbub.gateway import DATABASE, ROUTER
 from hubbub.http.routing import Api
 from hubbub.identity.bearer import authenticate_request
+from hubbub.services import DATABASE, ROUTER
 from hubbub.tenancy.access import authorize, tenant_of
 
 __all__ = ["search_api"]

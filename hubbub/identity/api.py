@@ -5,7 +5,6 @@ from __future__ import annotations
 from aiohttp import web
 
 from hubbub.errors import AppError
-from hubbub.gateway import DATABASE, REDIS
 from hubbub.http.routing import Api
 from hubbub.identity import passwords
 from hubbub.identity.bearer import authenticate_request
@@ -37,6 +36,7 @@ from hubbub.identity.wire import (
     UserView,
 )
 from hubbub.mail.delivery import MAIL
+from hubbub.services import DATABASE, REDIS
 
 __all__ = ["api", "jwks_api"]
 

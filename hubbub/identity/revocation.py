@@ -24,13 +24,11 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from hubbub.gateway import REALTIME
-from hubbub.http.health import READINESS
 from hubbub.realtime.server import Realtime, session_room, user_room
+from hubbub.services import Services
 from hubbub.storage import pubsub
 
 __all__ = [
@@ -166,10 +164,10 @@ class RevocationListener:
             )
 
 
-async def revocation_listener(app: web.Application) -> AsyncIterator[None]:
+async def revocation_listener(services: Services) -> AsyncIterator[None]:
     """The gateway's revocation listener on its bus (a cleanup context)."""
-    listener = RevocationListener(app[REALTIME])
+    listener = RevocationListener(services.realtime)
     await listener.start()
-    app[READINESS].add("fanout:revocations", listener.check)
+    services.readiness.add("fanout:revocations", listener.check)
     yield
     await listener.close()

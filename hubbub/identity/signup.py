@@ -29,7 +29,6 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from hubbub.errors import AppError
-from hubbub.gateway import DATABASE, SETTINGS
 from hubbub.http.routing import Api
 from hubbub.identity import passwords, staff
 from hubbub.identity.staff_api import STAFF_ONLY, require_staff
@@ -37,6 +36,7 @@ from hubbub.identity.users import create_user, email_taken
 from hubbub.identity.wire import NewAccount
 from hubbub.ids import new_id
 from hubbub.ratelimit import RATE_LIMITER, Limit
+from hubbub.services import DATABASE, SETTINGS
 
 __all__ = ["RATE_LIMITED", "SignupRequestView", "api", "signup_gate"]
 

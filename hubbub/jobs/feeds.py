@@ -72,12 +72,14 @@ class JobFeeds:
     dropped by that follower (``repaired`` counts both).
     """
 
-    def __init__(self, fanout: Fanout, database: Database) -> None:
+    def __init__(
+        self, fanout: Fanout, database: Database, on_ended: Callable[[], None] = lambda: None
+    ) -> None:
         self.database = database
         self.fanout = fanout
         self.streams = SeqStreams(fanout, "job:", self._deliver)
         self._followers: dict[str, set[Follower]] = {}
-        self.on_ended: Callable[[], None] = lambda: None
+        self.on_ended = on_ended
         self._standing = fanout.check(ENDED)
         fanout.route(ENDED, self._ended)
 

@@ -26,7 +26,6 @@ from typing import Any
 from aiohttp import web
 
 from hubbub.errors import AppError
-from hubbub.gateway import DATABASE, SETTINGS
 from hubbub.http.routing import Api
 from hubbub.identity import passwords
 from hubbub.identity.sessions import create_session
@@ -49,6 +48,7 @@ from hubbub.provisioning.signups import (
     stream_job,
 )
 from hubbub.provisioning.wire import AsyncSignup, SignupAccepted, StreamPath
+from hubbub.services import DATABASE, SETTINGS
 from hubbub.storage.database import Database
 from hubbub.tenancy.directory import find_user_id
 

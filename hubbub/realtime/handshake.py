@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import socketio
+from aiohttp import web
 
 __all__ = ["ANONYMOUS", "Authenticator", "ConnectDeadline", "Principal", "anonymous"]
 
@@ -43,11 +44,12 @@ class Principal:
 
 ANONYMOUS = Principal()
 
-#: ``(environ, auth) -> Principal``; raise AppError to refuse the connection.
-Authenticator = Callable[[Mapping[str, Any], Any], Awaitable[Principal]]
+#: ``(app, environ, auth) -> Principal``: ``app`` is the gateway the socket
+#: connects to; raise AppError to refuse the connection.
+Authenticator = Callable[[web.Application, Mapping[str, Any], Any], Awaitable[Principal]]
 
 
-async def anonymous(environ: Mapping[str, Any], auth: Any) -> Principal:
+async def anonymous(app: web.Application, environ: Mapping[str, Any], auth: Any) -> Principal:
     """The authenticator of a deployment without identity: everyone is anonymous."""
     return ANONYMOUS
 

@@ -53,9 +53,7 @@ class SocketContext:
     @property
     def app(self) -> web.Application:
         """The gateway's aiohttp application (its settings, router, database...)."""
-        environ = self.realtime.sio.get_environ(self.sid)
-        assert environ is not None, "a connected socket has an environ"
-        return environ["aiohttp.request"].app
+        return self.realtime.app
 
 
 SocketHandler = Callable[[SocketContext, Any], Awaitable[Any]]
@@ -80,7 +78,10 @@ class Realtime:
     error ack; any other exception is logged and acked as ``internal_error``.
     """
 
-    def __init__(self, settings: Settings, redis: Redis, authenticate: Authenticator) -> None:
+    def __init__(
+        self, app: web.Application, settings: Settings, redis: Redis, authenticate: Authenticator
+    ) -> None:
+        """Socket.IO served on ``app``, the gateway this server belongs to."""
         assert settings.redis_url is not None, "resolved Redis URL expected"
         manager = SocketioRedisManager(
             settings.redis_url, channel=f"hubbub-socketio:{settings.ray_namespace}"
@@ -98,14 +99,13 @@ class Realtime:
         self.connect_deadline = ConnectDeadline(self.sio, settings.socket_connect_seconds)
         self.fanout = Fanout(redis, self._deliver)
         self._authenticate = authenticate
+        self.app = app
         self._topics: dict[str, set[str]] = {}
         self.sio.on("connect", self._connect)
         self.sio.on("disconnect", self._disconnect)
         self._disconnect_hooks: list[Callable[[str], Awaitable[None]]] = []
         self._connect_hooks: list[Callable[[str, Principal], Awaitable[None]]] = []
         self._event_hooks: list[Callable[[str], None]] = []
-
-    def attach(self, app: web.Application) -> None:
         self.sio.attach(app, socketio_path="socket.io")
 
     def on_disconnect(self, hook: Callable[[str], Awaitable[None]]) -> None:
@@ -199,7 +199,7 @@ class Realtime:
     async def _connect(self, sid: str, environ: Mapping[str, Any], auth: Any = None) -> None:
         try:
             check_payload(auth, "auth")
-            principal = await self._authenticate(environ, auth)
+            principal = await self._authenticate(self.app, environ, auth)
         except AppError as error:
             # The client's connect_error gets {message, data: {code, message, ...}}.
             raise socketio.exceptions.ConnectionRefusedError(

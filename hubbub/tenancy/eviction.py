@@ -31,11 +31,10 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from hubbub.errors import AppError, FieldError
-from hubbub.gateway import REALTIME, ROUTER
-from hubbub.http.health import READINESS
 from hubbub.realtime.fanout import Fanout
 from hubbub.realtime.presence import topic as presence_topic
 from hubbub.realtime.server import Realtime, SocketContext
+from hubbub.services import ROUTER, Services
 from hubbub.tenancy.access import authorize
 from hubbub.tenancy.confirmed_members import CONFIRMED_MEMBERS, ConfirmedMembers
 from hubbub.tenancy.entity import ACCESS_CHANNEL, channel
@@ -121,7 +120,7 @@ async def evict(realtime: Realtime, tenant_id: str, user_id: str | None) -> int:
     return evicted
 
 
-async def tenant_access(app: web.Application) -> AsyncIterator[None]:
+async def tenant_access(services: Services) -> AsyncIterator[None]:
     """This gateway's listener of ``tenant-access`` on its bus (a cleanup context)."""
 
     async def deliver(topic: str, event: str, data: dict[str, Any]) -> None:
@@ -131,16 +130,16 @@ async def tenant_access(app: web.Application) -> AsyncIterator[None]:
         user_id = user_id if isinstance(user_id, str) else None
         members.forget(data["tenant_id"], user_id)
         try:
-            await evict(app[REALTIME], data["tenant_id"], user_id)
-            await app[PRESENCE].forget(data["tenant_id"], user_id)
+            await evict(services.realtime, data["tenant_id"], user_id)
+            await services.app[PRESENCE].forget(data["tenant_id"], user_id)
         except Exception:  # one bad eviction must not stop the subscription
             log.exception("evicting sockets from tenant %s failed", data["tenant_id"])
 
-    fanout = app[ACCESS_FANOUT] = app[REALTIME].fanout
-    members = app[CONFIRMED_MEMBERS] = ConfirmedMembers(fanout)
+    fanout = services.app[ACCESS_FANOUT] = services.bus
+    members = services.app[CONFIRMED_MEMBERS] = ConfirmedMembers(fanout)
     fanout.route(ACCESS_CHANNEL, deliver)
     fanout.on_rebuilt(members.forget_all)
     await fanout.watch(ACCESS_CHANNEL)
-    app[READINESS].add("fanout:tenant_access", fanout.check(ACCESS_CHANNEL))
+    services.readiness.add("fanout:tenant_access", fanout.check(ACCESS_CHANNEL))
     yield
     await fanout.unwatch(ACCESS_CHANNEL)
