@@ -51,7 +51,7 @@ from hubbub.tenancy.access import authorize, tenant_of
 
 __all__ = ["api"]
 
-api = Api("conversations", "Conversations, members, messages and read state.")
+api = Api("conversations", "Conversations, members, messages and read state.", tenant_header=True)
 
 BASE = "/api/v1/conversations"
 ONE = f"{BASE}/{{conversation_id}}"
