@@ -70,6 +70,7 @@ _PROBLEM_SCHEMA: dict[str, Any] = {
     },
 }
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+_EVENT_STREAM = "text/event-stream"
 _DEFAULT_PROBLEMS = {422: "Invalid input; `errors` names each bad field", 500: "Unexpected error"}
 _BODY_PROBLEMS = {
     400: "The body is not valid JSON (`invalid_json`)",
@@ -197,8 +198,31 @@ def _responses(route: Route) -> dict[str, Any]:
 def _success(route: Route) -> dict[str, Any]:
     if route.response is None:
         return {"description": "Success, no content"}
+    if route.content_type == _EVENT_STREAM:
+        content = {_EVENT_STREAM: {"schema": _sse_event(route.response)}}
+        description = f"An event stream; each event's data is a {route.response.__name__}"
+        return {"description": description, "content": content}
     content = {route.content_type: {"schema": _ref(route.response)}}
     return {"description": "Success", "content": content}
+
+
+def _sse_event(model: type[BaseModel]) -> dict[str, Any]:
+    """One Server-Sent Event, as OpenAPI 3.1 describes a stream's items: its
+    ``data`` is the JSON of ``model``."""
+    return {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "event": {"type": "string"},
+            "id": {"type": "string"},
+            "retry": {"type": "integer"},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": _ref(model),
+            },
+        },
+    }
 
 
 def _answer(description: str, model: type[BaseModel] | None) -> dict[str, Any]:
