@@ -47,10 +47,13 @@ async def change_thing(request: web.Request, *, path: ThingPath) -> None:
     """Change a thing."""
 
 
+def product_apis() -> list[Api]:
+    return [api for plugin in load_plugins([]) for api in plugin.apis]
+
+
 @pytest.fixture(scope="module")
 def document() -> dict[str, Any]:
-    apis = [health_api, *(api for plugin in load_plugins([]) for api in plugin.apis)]
-    return build_openapi(apis)
+    return build_openapi([health_api, *product_apis()])
 
 
 @pytest.fixture
@@ -79,6 +82,19 @@ async def test_a_literal_path_wins_over_its_parameterised_sibling_for_every_meth
     assert found.status == 200
     changed = await client.patch("/api/v1/things/0b9c6a3e-4f0e-5d2c-9a51-6c1f2b7d8e40")
     assert changed.status == 204
+
+
+@pytest.mark.parametrize("literal", ["search", "public", "unread"])
+@pytest.mark.parametrize("method", ["PATCH", "DELETE"])
+async def test_conversation_listings_are_not_taken_for_a_conversation_id(
+    literal: str, method: str
+) -> None:
+    # The 405 is the router's answer: no handler, storage or Ray is reached.
+    app = create_http_app(load_settings(), product_apis(), Readiness())
+    async with TestClient(TestServer(app)) as client:
+        response = await client.request(method, f"/api/v1/conversations/{literal}")
+        assert response.status == 405
+        assert response.headers["Allow"] == "GET"
 
 
 def test_the_tenant_header_is_one_reusable_parameter(document: dict[str, Any]) -> None:
