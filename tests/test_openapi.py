@@ -144,11 +144,12 @@ def test_a_json_body_documents_its_malformed_oversized_and_mistyped_answers(
             assert "`invalid_json`" in operation["responses"]["400"]["description"]
 
 
-def test_every_429_carries_retry_after(document: dict[str, Any]) -> None:
+def test_every_429_and_423_carries_retry_after(document: dict[str, Any]) -> None:
     limited = [
-        (method, path, operation["responses"]["429"])
+        (method, path, operation["responses"][status])
         for method, path, operation in operations(document)
-        if "429" in operation["responses"]
+        for status in ("423", "429")
+        if status in operation["responses"]
     ]
     assert limited
     for method, path, answer in limited:

@@ -7,7 +7,7 @@ its shape implies — a JSON body can be malformed (400 ``invalid_json``),
 too large (413) or of another type (415); a secured route answers 401; a
 route that reads ``X-Tenant-Id`` declares the header (the reusable
 ``components.parameters.TenantId``) and its 400 ``tenant_required``; every
-429 carries ``Retry-After``. ``/docs`` is Swagger UI served from the
+429 (and login's 423) carries ``Retry-After``. ``/docs`` is Swagger UI served from the
 swagger-ui-bundle package, so it works without network access.
 """
 
@@ -90,6 +90,8 @@ _TENANT_PARAMETER: dict[str, Any] = {
     "acts in its own tenant (naming another answers 404).",
     "schema": {"type": "string", "format": "uuid"},
 }
+#: Problems that say when to try again (a rate limit; login's lockout).
+_RETRY_LATER = (423, 429)
 _RETRY_AFTER: dict[str, Any] = {
     "description": "Whole seconds to wait before retrying.",
     "required": True,
@@ -255,7 +257,7 @@ def _problem(status: int, description: str) -> dict[str, Any]:
         "description": description,
         "content": {"application/problem+json": {"schema": _PROBLEM_REF}},
     }
-    if status == 429:
+    if status in _RETRY_LATER:
         problem["headers"] = {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}
     return problem
 
