@@ -333,6 +333,11 @@ class Settings(BaseSettings):
         le=600,
         description="How long POST /chat waits for the reply before answering 202 with the job.",
     )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token `/metrics` requires; unset: `/metrics` answers loopback "
+        "clients only.",
+    )
     gateway_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
         description="Name of this gateway in logs and health reports.",

@@ -24,6 +24,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from hubbub.errors import AppError
+from hubbub.metrics import RATE_LIMIT_REFUSALS
 
 __all__ = ["KEY_PREFIX", "RATE_LIMITER", "Limit", "RateLimiter"]
 
@@ -86,14 +87,17 @@ class RateLimiter:
     def __init__(self, redis: Redis) -> None:
         self._script = redis.register_script(_GCRA)
 
-    async def hit(self, key: str, limit: Limit) -> None:
+    async def hit(self, key: str, limit: Limit, *, name: str | None = None) -> None:
         """Spend one hit of ``key``'s budget under ``limit``; AppError 429 when spent.
 
         ``key`` names the bucket (``"login:ip:203.0.113.9"``); the same key
-        with a different limit is a different bucket.
+        with a different limit is a different bucket. A refusal is counted in
+        ``hubbub_rate_limit_refusals`` under ``name``, by default the key's
+        first ``:``-separated part (``login``): a fixed word, never an id.
         """
         wait = await self.wait(key, limit)
         if wait > 0:
+            RATE_LIMIT_REFUSALS.labels(name or key.partition(":")[0]).inc()
             retry_after = max(1, math.ceil(wait))
             raise AppError(
                 "rate_limited",
