@@ -71,8 +71,9 @@ def _on(registry: CollectorRegistry, *instruments: Counter | Gauge | Histogram) 
         registry.register(instrument)
 
 
-# --- gateway: realtime. Defined here, observed by the realtime layer (its one
-# bus and SeqStream); until they are wired these series stay at zero.
+# --- gateway: realtime. Defined here, to be observed by the realtime layer
+# (the bus, hubbub/realtime/fanout.py; SeqStream, hubbub/realtime/seq_stream.py;
+# the Socket.IO server and the SSE streams); until wired they stay at zero.
 
 SOCKETS_CONNECTED = Gauge(
     "hubbub_sockets_connected",
@@ -87,13 +88,13 @@ SSE_STREAMS_OPEN = Gauge(
 EVENTS_DELIVERED = Counter(
     "hubbub_events_delivered",
     "Events written to a local recipient, by transport (socketio, sse). Count "
-    "once per fan-out loop with the number of recipients, never per write.",
+    "once per SeqStream delivery loop with the number of recipients, never per write.",
     ("transport",),
 )
 DELIVERY_LAG = Histogram(
     "hubbub_delivery_lag_seconds",
-    "Seconds from the bus subscription receiving an event to its fan-out loop "
-    "having written it to every local socket; observe once per event. Bus "
+    "Seconds from the bus (Fanout._dispatch) receiving an event to its SeqStream "
+    "having written it to every local follower; observe once per event. Bus "
     "publications carry no commit timestamp, so this is bus-receive to socket "
     "write, not commit to socket write.",
     buckets=_LAG_BUCKETS,
@@ -106,11 +107,12 @@ SEQ_GAPS_DETECTED = Counter(
 SEQ_GAPS_REPAIRED = Counter(
     "hubbub_seq_gaps_repaired",
     "Gaps a SeqStream filled by read_after(seq) from Postgres; count when the "
-    "repair read has been delivered.",
+    "repair read has been delivered (beside RepairStats.repaired).",
 )
 BUS_RECONNECTS = Counter(
     "hubbub_bus_reconnects",
-    "Times the gateway's bus subscription to Redis was re-established after it broke.",
+    "Times the gateway's bus subscription to Redis was re-established after it "
+    "broke (Fanout._rebuilt).",
 )
 
 # --- gateway: router, HTTP, rate limits, jobs

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
-from hubbub.actors.runtime import open_shards
+from hubbub.actors.runtime import ShardRef, open_shards
 from hubbub.config import Settings
 from hubbub.http.metrics import MetricsSources, is_loopback
 from tests.support.chat import CONVERSATIONS, new_team
@@ -110,6 +110,17 @@ def test_without_a_token_only_loopback_clients_are_answered(
     assert is_loopback(remote) is loopback
 
 
+async def _until_dead(ref: ShardRef) -> None:
+    """Return once calls to ``ref`` fail: ``ray.kill`` only asks for the death."""
+    async with asyncio.timeout(60):
+        while True:
+            try:
+                await ref.stats()
+            except ray.exceptions.RayActorError:
+                return
+            await asyncio.sleep(0.05)  # the kill is on its way
+
+
 async def test_a_dead_shard_is_down_and_the_scrape_goes_on(ray_cluster: Settings) -> None:
     settings = ray_cluster.model_copy(update={"ray_namespace": f"ghost-{uuid.uuid4().hex[:8]}"})
     [ref] = await asyncio.to_thread(open_shards, Tally, 1, settings)
@@ -118,6 +129,7 @@ async def test_a_dead_shard_is_down_and_the_scrape_goes_on(ray_cluster: Settings
     up = ("hubbub_shard_up", frozenset({("kind", "tally"), ("shard", "0")}))
     assert _series((await sources.render()).decode())[up] == 1
     ray.kill(ref._handle, no_restart=True)
+    await _until_dead(ref)
     series = _series((await sources.render()).decode())
     assert series[up] == 0
     assert _total(series, "hubbub_commands_total", kind="tally") == 0  # its series are gone
