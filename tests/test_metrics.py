@@ -2,7 +2,8 @@
 commit, activation, job run and HTTP counters have moved; shard series carry
 ``kind`` and ``shard`` labels and ``hubbub_shard_up``; routes are labelled by
 template, never by path; the text parses; a token, when set, is required; a
-dead shard shows as down without failing the scrape."""
+dead shard shows as down without failing the scrape; rate-limit refusals are
+counted by the limit's name, never its key."""
 
 from __future__ import annotations
 
@@ -13,12 +14,17 @@ import aiohttp
 import pytest
 import ray
 from aiohttp.test_utils import TestServer
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from hubbub.actors.runtime import ShardRef, open_shards
 from hubbub.config import Settings
+from hubbub.errors import AppError
 from hubbub.http.metrics import MetricsSources, is_loopback
+from hubbub.metrics import GATEWAY
+from hubbub.ratelimit import Limit, RateLimiter
+from hubbub.storage.redis import connect_redis
 from tests.support.chat import CONVERSATIONS, new_team
 from tests.support.jobs import submit, until_final
 from tests.support.tally import Tally
@@ -98,6 +104,24 @@ async def test_a_token_when_set_is_required(serve) -> None:
     status, text = await _scrape(server, "scrape-secret")
     assert status == 200
     assert ("hubbub_shard_up", frozenset({("kind", "job"), ("shard", "0")})) in _series(text)
+
+
+async def test_rate_limit_refusals_are_counted_by_the_limits_name(migrated: Settings) -> None:
+    redis = connect_redis(migrated.redis_url or "")
+    limiter, once = RateLimiter(redis), Limit(1, 3600)
+    key = uuid.uuid4().hex
+    before = _series(generate_latest(GATEWAY).decode())
+    for name in ("login_ip", None):
+        await limiter.hit(f"probe:{key}:{name}", once, name=name)
+        with pytest.raises(AppError) as refused:
+            await limiter.hit(f"probe:{key}:{name}", once, name=name)
+        assert refused.value.status == 429
+    await redis.aclose()
+    after = _series(generate_latest(GATEWAY).decode())
+    for limit in ("login_ip", "probe"):  # named, or the key's first part: never the key
+        sample = ("hubbub_rate_limit_refusals_total", frozenset({("limit", limit)}))
+        assert after[sample] - before.get(sample, 0) == 1
+    assert key not in generate_latest(GATEWAY).decode()
 
 
 @pytest.mark.parametrize(
