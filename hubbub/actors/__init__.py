@@ -10,6 +10,9 @@ else sends it commands. Keep this table true.
 | a shard's lease epoch                        | the shard host (row in ``shard_leases``)|
 | activation, mailboxes, commit/publish queues | the shard host                          |
 | batches bound for a shard, batch numbering   | the gateway's router (one per gateway)  |
+| a process's metric values                    | its event loop (``hubbub/metrics.py``): |
+|                                              | a gateway's or a shard actor's; read at |
+|                                              | scrape on the same loop, never locked   |
 | when a fenced shard was last restarted       | the router's ``Fencing`` (``fencing.py``)|
 | sockets, their rooms and watched topics      | the gateway holding them (``Realtime``) |
 | the Redis subscription of a gateway (one for | its ``Fanout`` (``realtime/fanout.py``),|
