@@ -50,6 +50,8 @@ __all__ = [
     "SEQ_GAPS_REPAIRED",
     "SHARD",
     "SOCKETS_CONNECTED",
+    "SOCKET_DELIVERIES",
+    "SSE_DELIVERIES",
     "SSE_STREAMS_OPEN",
 ]
 
@@ -73,7 +75,7 @@ def _on(registry: CollectorRegistry, *instruments: Counter | Gauge | Histogram) 
 
 # --- gateway: realtime. Defined here, to be observed by the realtime layer
 # (the bus, hubbub/realtime/fanout.py; SeqStream, hubbub/realtime/seq_stream.py;
-# the Socket.IO server and the SSE streams); until wired they stay at zero.
+# the Socket.IO server and the SSE streams of jobs/stream.py).
 
 SOCKETS_CONNECTED = Gauge(
     "hubbub_sockets_connected",
@@ -93,8 +95,9 @@ EVENTS_DELIVERED = Counter(
 )
 DELIVERY_LAG = Histogram(
     "hubbub_delivery_lag_seconds",
-    "Seconds from the bus (Fanout._dispatch) receiving an event to its SeqStream "
-    "having written it to every local follower; observe once per event. Bus "
+    "Seconds from the bus (Fanout._dispatch) receiving an event to its consumer "
+    "having handled it: written to every local follower, or queued behind a "
+    "repair read of its stream (whose time shows in seq gaps instead). Bus "
     "publications carry no commit timestamp, so this is bus-receive to socket "
     "write, not commit to socket write.",
     buckets=_LAG_BUCKETS,
@@ -109,6 +112,9 @@ SEQ_GAPS_REPAIRED = Counter(
     "Gaps a SeqStream filled by read_after(seq) from Postgres; count when the "
     "repair read has been delivered (beside RepairStats.repaired).",
 )
+#: The bound children the delivery paths count on (no label lookup per event).
+SOCKET_DELIVERIES = EVENTS_DELIVERED.labels("socketio")
+SSE_DELIVERIES = EVENTS_DELIVERED.labels("sse")
 BUS_RECONNECTS = Counter(
     "hubbub_bus_reconnects",
     "Times the gateway's bus subscription to Redis was re-established after it "

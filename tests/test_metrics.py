@@ -28,6 +28,7 @@ from hubbub.storage.redis import connect_redis
 from tests.support.chat import CONVERSATIONS, new_team
 from tests.support.jobs import submit, until_final
 from tests.support.tally import Tally
+from tests.test_chat_sockets import ChatClient
 
 Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -65,8 +66,17 @@ async def test_a_scrape_after_messages_and_a_job_shows_every_layer_moved(
     team = await new_team(gateway, 2)
     owner, member = team.people
     conversation = await team.conversation(owner, "group", member)
+    url = str(gateway.make_url("")).rstrip("/")
+    listener = await ChatClient().connect(url, member.token, team.tenant_id)
+    ack = await listener.call("conversation:join", {"conversation_id": conversation["id"]})
+    assert "data" in ack, ack
     for body in ("one", "two"):
         await team.send(owner, conversation["id"], body)
+    while (await listener.next())[1].get("seq") != 3:  # both messages reached the socket
+        pass
+    _, connected = await _scrape(gateway)
+    assert _total(_series(connected), "hubbub_sockets_connected") >= 1
+    await listener.client.disconnect()
     status, accepted = await submit(team, owner, "demo.count", {"to": 2})
     assert status == 202, accepted
     await until_final(gateway, team, owner, accepted["id"])
@@ -90,6 +100,9 @@ async def test_a_scrape_after_messages_and_a_job_shows_every_layer_moved(
         assert moved("hubbub_commands_total", kind=kind) > 0
         for shard in ("0", "1"):
             assert after[("hubbub_shard_up", frozenset({("kind", kind), ("shard", shard)}))] == 1
+    assert moved("hubbub_events_delivered_total", transport="socketio") >= 2
+    assert moved("hubbub_events_delivered_total", transport="sse") > 0  # until_final's stream
+    assert moved("hubbub_delivery_lag_seconds_count") >= 2
     run = {"job_kind": "demo.count", "status": "succeeded", "kind": "job"}
     assert moved("hubbub_job_run_duration_seconds_count", **run) == 1
     assert ("hubbub_job_queue_depth", frozenset()) in after

@@ -24,6 +24,7 @@ from hubbub.jobs.feeds import Follower
 from hubbub.jobs.keys import FEEDS
 from hubbub.jobs.reads import Viewer
 from hubbub.jobs.wire import StreamQuery
+from hubbub.metrics import SSE_DELIVERIES, SSE_STREAMS_OPEN
 from hubbub.services import SETTINGS
 
 __all__ = ["EventRewrite", "serve_stream"]
@@ -53,8 +54,12 @@ async def serve_stream(
         async with sse_response(
             request, headers=headers, ping_interval=heartbeat, allow_all_methods=True
         ) as stream:
-            with contextlib.suppress(ConnectionResetError):  # the client left: nothing to do
-                await _relay(follower, stream, rewrite)
+            SSE_STREAMS_OPEN.inc()
+            try:
+                with contextlib.suppress(ConnectionResetError):  # the client left
+                    await _relay(follower, stream, rewrite)
+            finally:
+                SSE_STREAMS_OPEN.dec()
         return stream
     finally:
         await follower.close()
@@ -105,3 +110,4 @@ async def _send(
         event = await rewrite(event)
     data = orjson.dumps(event).decode()
     await stream.send(data, id=str(event["seq"]), event=event["type"])
+    SSE_DELIVERIES.inc()
