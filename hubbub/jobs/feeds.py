@@ -28,6 +28,12 @@ A finished job's stream ends with its terminal ``status`` event, which a
 follower always gets: in the backlog, live, or — when the client had seen it
 already — once more at the end of the backlog.
 
+A follower whose user loses access to the job's tenant (removed from it,
+or the tenant deleted) is *revoked* at once by :meth:`JobFeeds.cut_off`
+(run by ``hubbub.tenancy.eviction`` on every gateway): its ``next`` returns
+no events from then on and ``revoked`` says why, so its SSE stream or socket
+relay ends.
+
 The same bus routes :data:`~hubbub.jobs.entity.ENDED`, where jobs that stop
 running say so, to ``on_ended`` (the job sweep's kick).
 """
@@ -111,7 +117,8 @@ class JobFeeds:
         async with self.database.tenant(tenant_id) as conn:
             reads.check_after_seq(await reads.job(conn, job_id, viewer), after_seq)
         read_after = self.reader(tenant_id, job_id)
-        follower = Follower(self, tenant_id, job_id, after_seq, read_after)
+        user_id = None if viewer is None else viewer.user_id
+        follower = Follower(self, tenant_id, job_id, after_seq, read_after, user_id)
         self._followers.setdefault(job_id, set()).add(follower)
         try:
             await self.streams.follow(channel(job_id), read_after)
@@ -119,6 +126,17 @@ class JobFeeds:
             self._discard(follower)  # the stream forgot it already
             raise
         return follower
+
+    async def cut_off(self, tenant_id: str, user_id: str | None) -> list[str]:
+        """Revoke the followers of ``user_id`` (None: everyone) of the tenant's
+        jobs; no socket is cut off here (:class:`JobSubscriptions` names them)."""
+        for followers in list(self._followers.values()):
+            for follower in list(followers):
+                if follower.tenant_id == tenant_id and (
+                    user_id is None or follower.user_id == user_id
+                ):
+                    follower.revoke()
+        return []
 
     def reader(self, tenant_id: str, job_id: str) -> ReadAfter:
         """The job's ``read_after``: a page of its committed events, as bus events."""
@@ -150,20 +168,29 @@ class JobFeeds:
 
 
 class Follower:
-    """One client following one job.
+    """One client following one job (``user_id``: whose; None where the stream
+    was handed out without a member, such as a signup's link).
 
-    Owns: its buffer of live events (at most :data:`MAX_LIVE`) and the last
-    seq it handed out.
+    Owns: its buffer of live events (at most :data:`MAX_LIVE`), the last
+    seq it handed out, and whether its access was revoked.
     Concurrency: one consumer calls ``backlog`` until ``caught_up``, then ``next``.
     """
 
     def __init__(
-        self, feeds: JobFeeds, tenant_id: str, job_id: str, after_seq: int, read_after: ReadAfter
+        self,
+        feeds: JobFeeds,
+        tenant_id: str,
+        job_id: str,
+        after_seq: int,
+        read_after: ReadAfter,
+        user_id: str | None = None,
     ) -> None:
         self._feeds = feeds
         self._read_after = read_after
         self.tenant_id = tenant_id
         self.job_id = job_id
+        self.user_id = user_id
+        self.revoked = False
         self.last_seq = after_seq
         self.finished = False
         self.caught_up = False
@@ -179,6 +206,8 @@ class Follower:
 
     def offer(self, event: dict[str, Any]) -> None:
         """A live event from the bus (any order the bus gives)."""
+        if self.revoked:
+            return
         self._live.append(event)
         if len(self._live) > MAX_LIVE:  # Postgres has them all: keep the newest
             self._live = deque([max(self._live, key=lambda e: e["seq"])])
@@ -219,6 +248,8 @@ class Follower:
             if seq <= self.last_seq:
                 continue
             missed = await self._missed(seq)
+            if self.revoked:  # while the read was in flight
+                return []
             if missed and missed[-1]["seq"] < seq - 1:  # one page of a longer gap
                 self._live.appendleft(event)
                 events = missed
@@ -226,6 +257,12 @@ class Follower:
                 events = [*missed, event]
             self._advance(events)
             return events
+
+    def revoke(self) -> None:
+        """Its user lost access: no event from now on (``next`` returns none)."""
+        self.revoked = True
+        self._live.clear()
+        self.interrupt()
 
     def interrupt(self) -> None:
         """Make a waiting (or the next) ``next`` return no events."""

@@ -18,6 +18,7 @@ from hubbub.jobs.sweep import JOB_SWEEP, job_sweep
 from hubbub.plugin import Plugin
 from hubbub.provisioning import provision
 from hubbub.services import Services
+from hubbub.tenancy.eviction import ACCESS_LOSSES
 
 __all__ = ["BUILTIN_KINDS", "plugin"]
 
@@ -37,6 +38,7 @@ async def _feeds(services: Services) -> AsyncIterator[None]:
     kick = services.app[JOB_SWEEP].rounds.kick
     feeds = services.app[FEEDS] = JobFeeds(services.bus, services.db, on_ended=kick)
     await feeds.start()
+    services.app[ACCESS_LOSSES].on_lost(feeds.cut_off)
     services.readiness.add("fanout:jobs", feeds.check)
     yield
     await feeds.close()
@@ -45,6 +47,7 @@ async def _feeds(services: Services) -> AsyncIterator[None]:
 async def _subscriptions(services: Services) -> AsyncIterator[None]:
     subscriptions = services.app[SUBSCRIPTIONS] = JobSubscriptions(services.realtime)
     services.realtime.on_disconnect(subscriptions.forget)
+    services.app[ACCESS_LOSSES].on_lost(subscriptions.cut_off)
     yield
     await subscriptions.close()
 
