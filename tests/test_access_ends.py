@@ -23,6 +23,9 @@ from tests.support.chat import CONVERSATIONS, Team, new_team
 from tests.support.jobs import JOBS, SseStream, open_stream, submit, until_status
 from tests.support.tenants import TENANTS, Account
 from tests.test_chat_sockets import ChatClient, _url
+from tests.test_staff import act, staff_tokens
+
+__all__ = ["staff_tokens"]  # the fixture, used here
 
 Serve = Callable[..., Awaitable[TestServer]]
 
@@ -117,12 +120,12 @@ def _sid(client: ChatClient) -> str:
     return sid
 
 
-async def _http_refused(scene: Scene) -> None:
+async def _http_refused(scene: Scene, refusals: tuple[int, ...] = (403, 404)) -> None:
     ann = scene.team.people[1]
     messages = f"{CONVERSATIONS}/{scene.conversation_id}/messages"
     for path in (messages, f"{JOBS}/{scene.job_id}"):
         status, problem = await scene.team.call("GET", path, ann)
-        assert status in (403, 404), (path, problem)
+        assert status in refusals, (path, problem)
 
 
 async def test_a_member_removed_through_one_gateway_gets_nothing_more_on_another(
@@ -150,6 +153,20 @@ async def test_a_member_removed_from_a_conversation_gets_nothing_more_of_it(
     assert await scene.ann_got("message:new") == []
     status, _ = await team.call("GET", f"{CONVERSATIONS}/{scene.conversation_id}/messages", ann)
     assert status == 404
+
+
+async def test_a_banned_user_loses_every_socket_and_stream_on_every_gateway(
+    scene: Scene, gateway: TestServer, staff_tokens: dict
+) -> None:
+    ann = scene.team.people[1]
+    assert (await act(gateway, staff_tokens, "ban", ann.user_id))[0] == 200
+    while (await scene.ann.next())[0] != "auth:revoked":
+        pass
+    await _stream_revoked(scene)
+    status, _ = await scene.team.call("POST", f"{JOBS}/{scene.job_id}/cancel", scene.owner)
+    assert status == 200
+    await scene.witness_until("job:event", lambda d: d["data"].get("status") == "cancelled")
+    await _http_refused(scene, (401, 403))
 
 
 async def test_a_deleted_tenant_ends_every_live_delivery_on_every_gateway(scene: Scene) -> None:

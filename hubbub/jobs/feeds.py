@@ -32,7 +32,8 @@ A follower whose user loses access to the job's tenant (removed from it,
 or the tenant deleted) is *revoked* at once by :meth:`JobFeeds.cut_off`
 (run by ``hubbub.tenancy.eviction`` on every gateway): its ``next`` returns
 no events from then on and ``revoked`` says why, so its SSE stream or socket
-relay ends.
+relay ends. So is every follower of a user all of whose sessions were
+revoked (a ban, a lock, logout everywhere: :meth:`JobFeeds.sessions_revoked`).
 
 The same bus routes :data:`~hubbub.jobs.entity.ENDED`, where jobs that stop
 running say so, to ``on_ended`` (the job sweep's kick).
@@ -46,6 +47,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from hubbub.identity.revocation import Revocation
 from hubbub.jobs import reads
 from hubbub.jobs.entity import ENDED, EVENT, channel
 from hubbub.jobs.state import TERMINAL
@@ -137,6 +139,19 @@ class JobFeeds:
                 ):
                     follower.revoke()
         return []
+
+    async def sessions_revoked(self, revocation: Revocation) -> None:
+        """Revoke the followers of a user whose every session was revoked.
+
+        A revocation of some sessions only (one logout; a password change
+        sparing the session that made it) ends no stream: a follower does
+        not know its session, so it ends when its client next reconnects."""
+        if revocation.user_id is None or revocation.except_session_id is not None:
+            return
+        for followers in list(self._followers.values()):
+            for follower in list(followers):
+                if follower.user_id == revocation.user_id:
+                    follower.revoke()
 
     def reader(self, tenant_id: str, job_id: str) -> ReadAfter:
         """The job's ``read_after``: a page of its committed events, as bus events."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from hubbub.identity.revocation import REVOCATIONS
 from hubbub.jobs import demo
 from hubbub.jobs.api import api
 from hubbub.jobs.entity import JobEntity
@@ -39,6 +40,7 @@ async def _feeds(services: Services) -> AsyncIterator[None]:
     feeds = services.app[FEEDS] = JobFeeds(services.bus, services.db, on_ended=kick)
     await feeds.start()
     services.app[ACCESS_LOSSES].on_lost(feeds.cut_off)
+    services.app[REVOCATIONS].on_revoked(feeds.sessions_revoked)
     services.readiness.add("fanout:jobs", feeds.check)
     yield
     await feeds.close()
