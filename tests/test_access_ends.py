@@ -11,13 +11,14 @@ beside a witness (the tenant's owner) on B who still gets the events.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 import pytest
 from aiohttp.test_utils import TestServer
 
 from hubbub.chat.sockets import ROOMS
+from hubbub.jobs.sockets import REVOKED as SOCKET_REVOKED
 from hubbub.jobs.stream import REVOKED
 from tests.support.chat import CONVERSATIONS, Team, new_team
 from tests.support.jobs import JOBS, SseStream, open_stream, submit, until_status
@@ -70,11 +71,17 @@ class Scene:
 
 @pytest.fixture
 async def scene(gateway: TestServer, serve: Serve) -> AsyncIterator[Scene]:
-    b = await serve()
+    """Ann, a member, and the owner following a conversation and the owner's held job."""
     team = await new_team(gateway)
+    async with _staged(team, await serve(), "test.hold", {}) as staged:
+        yield staged
+
+
+@asynccontextmanager
+async def _staged(team: Team, b: TestServer, kind: str, input: dict) -> AsyncIterator[Scene]:
     owner, ann, _ = team.people
     conversation = await team.conversation(owner, "group", ann)
-    status, job = await submit(team, owner, "test.hold")
+    status, job = await submit(team, owner, kind, input)
     assert status == 202, job
     await until_status(team, owner, job["id"], "running")
     async with AsyncExitStack() as stack:
@@ -85,7 +92,8 @@ async def scene(gateway: TestServer, serve: Serve) -> AsyncIterator[Scene]:
             assert "data" in await client.call("tenant:watch", {"tenant_id": team.tenant_id})
             join = {"conversation_id": conversation["id"]}
             assert "data" in await client.call("conversation:join", join)
-            assert "data" in await client.call("job:subscribe", {"job_id": job["id"]})
+            ack = await client.call("job:subscribe", {"job_id": job["id"]})
+            assert "data" in ack, ack
             clients.append(client)
         stream = await stack.enter_async_context(open_stream(b, team, ann, job["id"]))
         yield Scene(team, b, conversation["id"], job["id"], *clients, stream)
@@ -181,3 +189,35 @@ async def test_a_deleted_tenant_ends_every_live_delivery_on_every_gateway(scene:
         assert not rooms.is_joined(_sid(client), scene.conversation_id)
     await _stream_revoked(scene)
     await _http_refused(scene)
+
+
+async def _set_role(team: Team, who: Account, role: str) -> None:
+    path = f"{TENANTS}/{team.tenant_id}/members/{who.user_id}"
+    status, body = await team.call("PATCH", path, team.people[0], {"role": role})
+    assert status == 200, body
+
+
+async def test_an_admin_demoted_to_member_stops_following_another_members_private_job(
+    gateway: TestServer, serve: Serve
+) -> None:
+    """A tenant role is no conversation role: Ann keeps her conversation; the
+    private job only admins may see ends on her socket and her SSE stream."""
+    team = await new_team(gateway)
+    ann = team.people[1]
+    await _set_role(team, ann, "admin")
+    async with _staged(team, await serve(), "test.private", {"ms": 60_000}) as scene:
+        await _set_role(team, ann, "member")
+        while (await scene.ann.next())[0] != SOCKET_REVOKED:
+            pass
+        await _stream_revoked(scene)
+        status, _ = await team.call("GET", f"{JOBS}/{scene.job_id}", ann)
+        assert status == 404
+        sent = await team.send(scene.owner, scene.conversation_id, "still yours")
+        await scene.witness_until("message:new", lambda d: d["seq"] == sent["seq"])
+        while (event := await scene.ann.next())[0] != "message:new":
+            pass
+        assert event[1]["seq"] == sent["seq"]
+        status, _ = await team.call("POST", f"{JOBS}/{scene.job_id}/cancel", scene.owner)
+        assert status == 200
+        await scene.witness_until("job:event", lambda d: d["type"] == "status")
+        assert await scene.ann_got("job:event") == []

@@ -33,7 +33,9 @@ or the tenant deleted) is *revoked* at once by :meth:`JobFeeds.cut_off`
 (run by ``hubbub.tenancy.eviction`` on every gateway): its ``next`` returns
 no events from then on and ``revoked`` says why, so its SSE stream or socket
 relay ends. So is every follower of a user all of whose sessions were
-revoked (a ban, a lock, logout everywhere: :meth:`JobFeeds.sessions_revoked`).
+revoked (a ban, a lock, logout everywhere: :meth:`JobFeeds.sessions_revoked`),
+and every follower of another member's private job whose owner or admin
+role was lowered to one that cannot see it (:meth:`JobFeeds.role_lowered`).
 
 The same bus routes :data:`~hubbub.jobs.entity.ENDED`, where jobs that stop
 running say so, to ``on_ended`` (the job sweep's kick).
@@ -47,6 +49,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import asyncpg
+
+from hubbub.errors import AppError
 from hubbub.identity.revocation import Revocation
 from hubbub.jobs import reads
 from hubbub.jobs.entity import ENDED, EVENT, channel
@@ -54,6 +59,7 @@ from hubbub.jobs.state import TERMINAL
 from hubbub.realtime.fanout import Fanout
 from hubbub.realtime.seq_stream import Event, ReadAfter, SeqStreams
 from hubbub.storage.database import Database
+from hubbub.tenancy.roles import at_least
 
 __all__ = ["MAX_LIVE", "PAGE", "Follower", "JobFeeds", "is_final"]
 
@@ -118,9 +124,15 @@ class JobFeeds:
         """
         async with self.database.tenant(tenant_id) as conn:
             reads.check_after_seq(await reads.job(conn, job_id, viewer), after_seq)
+            managed = (
+                viewer is not None
+                and viewer.manages
+                and not await _visible_to_members(conn, job_id, viewer.user_id)
+            )
         read_after = self.reader(tenant_id, job_id)
         user_id = None if viewer is None else viewer.user_id
         follower = Follower(self, tenant_id, job_id, after_seq, read_after, user_id)
+        follower.needs_manager = managed
         self._followers.setdefault(job_id, set()).add(follower)
         try:
             await self.streams.follow(channel(job_id), read_after)
@@ -139,6 +151,17 @@ class JobFeeds:
                 ):
                     follower.revoke()
         return []
+
+    async def role_lowered(self, tenant_id: str, user_id: str, role: str) -> None:
+        """Revoke the user's followers of jobs only owners and admins may see
+        (other members' private ones), if ``role`` is neither."""
+        if at_least(role, "admin"):
+            return
+        for followers in list(self._followers.values()):
+            for follower in list(followers):
+                same = follower.tenant_id == tenant_id and follower.user_id == user_id
+                if same and follower.needs_manager:
+                    follower.revoke()
 
     async def sessions_revoked(self, revocation: Revocation) -> None:
         """Revoke the followers of a user whose every session was revoked.
@@ -182,6 +205,15 @@ class JobFeeds:
             follower.offer(data)
 
 
+async def _visible_to_members(conn: asyncpg.Connection, job_id: str, user_id: str) -> bool:
+    """Whether ``user_id`` would see the job as a plain member."""
+    try:
+        await reads.job(conn, job_id, reads.Viewer(user_id, manages=False))
+    except AppError:
+        return False
+    return True
+
+
 class Follower:
     """One client following one job (``user_id``: whose; None where the stream
     was handed out without a member, such as a signup's link).
@@ -206,6 +238,7 @@ class Follower:
         self.job_id = job_id
         self.user_id = user_id
         self.revoked = False
+        self.needs_manager = False  # seen only as an owner or admin (another's private job)
         self.last_seq = after_seq
         self.finished = False
         self.caught_up = False

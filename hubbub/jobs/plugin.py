@@ -40,6 +40,7 @@ async def _feeds(services: Services) -> AsyncIterator[None]:
     feeds = services.app[FEEDS] = JobFeeds(services.bus, services.db, on_ended=kick)
     await feeds.start()
     services.app[ACCESS_LOSSES].on_lost(feeds.cut_off)
+    services.app[ACCESS_LOSSES].on_lowered(feeds.role_lowered)
     services.app[REVOCATIONS].on_revoked(feeds.sessions_revoked)
     services.readiness.add("fanout:jobs", feeds.check)
     yield

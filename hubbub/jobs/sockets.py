@@ -29,12 +29,15 @@ from hubbub.services import ROUTER
 from hubbub.tenancy.access import authorize
 from hubbub.tenancy.confirmed_members import acting
 
-__all__ = ["EVENT", "REPLAY_LIMIT", "SOCKET_EVENTS", "SUBSCRIPTIONS", "JobSubscriptions"]
+__all__ = ["EVENT", "REPLAY_LIMIT", "REVOKED", "SOCKET_EVENTS", "SUBSCRIPTIONS", "JobSubscriptions"]
 
 #: Most events a subscribe replays; further behind, page ``GET /jobs/{id}/events`` first.
 REPLAY_LIMIT = 1000
 #: The server → client event carrying one job event.
 EVENT = "job:event"
+#: The server → client event of a subscription ended because the socket's
+#: user may no longer see the job (a lowered role).
+REVOKED = "job:access_revoked"
 
 
 class _Subscribe(BaseModel):
@@ -109,10 +112,13 @@ class JobSubscriptions:
         try:
             while not follower.finished:
                 events = await follower.next()
-                if not events:  # interrupted
-                    return
+                if not events:  # interrupted, or access revoked
+                    break
                 for event in events:
                     await self._realtime.sio.emit(EVENT, event, to=sid, ignore_queue=True)
+            if follower.revoked:  # still in the tenant, no longer allowed to see the job
+                notice = {"job_id": follower.job_id}
+                await self._realtime.sio.emit(REVOKED, notice, to=sid, ignore_queue=True)
         finally:
             await follower.close()
 

@@ -17,7 +17,9 @@ on :class:`AccessLosses` (``ACCESS_LOSSES``): each ends that user's (or
 everyone's) live deliveries of the tenant's streams on this gateway — the
 conversation rooms their sockets joined, the job streams their sockets and
 SSE responses follow — and names the sockets it cut off, which are told
-``tenant:access_revoked`` once, like those of the tenant's rooms.
+``tenant:access_revoked`` once, like those of the tenant's rooms. A lowered
+role (``tenant:role_lowered`` on the same topic) runs the ``on_lowered``
+hooks: each ends what the user's new role may no longer follow.
 
 Joining checks membership twice — before entering the room and again
 after — so a removal decided between the two cannot leave a socket behind:
@@ -50,6 +52,7 @@ __all__ = [
     "ACCESS_LOSSES",
     "AccessLosses",
     "AccessLost",
+    "RoleLowered",
     "evict",
     "tenant_access",
     "unwatch_tenant",
@@ -67,6 +70,10 @@ ACCESS_FANOUT = web.AppKey("tenant_access_fanout", Fanout)
 #: the tenant; end their live deliveries here and return the sockets cut off.
 AccessLost = Callable[[str, str | None], Awaitable[Iterable[str]]]
 
+#: ``lowered(tenant_id, user_id, role)``: the user's role in the tenant is now
+#: the lower ``role``; end what it may no longer follow here.
+RoleLowered = Callable[[str, str, str], Awaitable[None]]
+
 
 class AccessLosses:
     """Owns: the hooks that end a capability's live deliveries on this gateway
@@ -79,10 +86,23 @@ class AccessLosses:
 
     def __init__(self) -> None:
         self._hooks: list[AccessLost] = []
+        self._lowered: list[RoleLowered] = []
 
     def on_lost(self, hook: AccessLost) -> None:
         """Call ``hook`` whenever access to a tenant ends."""
         self._hooks.append(hook)
+
+    def on_lowered(self, hook: RoleLowered) -> None:
+        """Call ``hook`` whenever a member's role is lowered."""
+        self._lowered.append(hook)
+
+    async def lowered(self, tenant_id: str, user_id: str, role: str) -> None:
+        """Run every ``on_lowered`` hook."""
+        for hook in self._lowered:
+            try:
+                await hook(tenant_id, user_id, role)
+            except Exception:  # one capability's failure must not spare another's streams
+                log.exception("narrowing deliveries of tenant %s failed", tenant_id)
 
     async def lost(self, tenant_id: str, user_id: str | None) -> set[str]:
         """Run every hook; the sockets they cut off."""
@@ -171,7 +191,14 @@ async def tenant_access(services: Services) -> AsyncIterator[None]:
     """This gateway's listener of ``tenant-access`` on its bus (a cleanup context)."""
 
     async def deliver(topic: str, event: str, data: dict[str, Any]) -> None:
-        if event != "tenant:access_revoked" or not isinstance(data.get("tenant_id"), str):
+        if not isinstance(data.get("tenant_id"), str):
+            return
+        if event == "tenant:role_lowered":
+            user_id, role = data.get("user_id"), data.get("role")
+            if isinstance(user_id, str) and isinstance(role, str):
+                await losses.lowered(data["tenant_id"], user_id, role)
+            return
+        if event != "tenant:access_revoked":
             return
         user_id = data.get("user_id")
         user_id = user_id if isinstance(user_id, str) else None
