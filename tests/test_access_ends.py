@@ -52,14 +52,14 @@ class Scene:
         while (await self.ann.next())[0] != "tenant:access_revoked":
             pass
 
-    async def ann_got(self, event: str) -> list[dict]:
-        """The ``event``s Ann's socket got so far (a round trip flushes them)."""
+    async def ann_got(self, *events: str) -> list[tuple[str, dict]]:
+        """The ``events`` Ann's socket got so far (a round trip flushes them)."""
         await self.ann.call("conversation:leave", {"conversation_id": self.conversation_id})
         found = []
         while not self.ann.events.empty():
             name, data = self.ann.events.get_nowait()
-            if name == event:
-                found.append(data)
+            if name in events:
+                found.append((name, data))
         return found
 
     async def witness_until(self, event: str, test: Callable[[dict], bool]) -> None:
@@ -108,8 +108,7 @@ async def _no_live_delivery_after(scene: Scene) -> None:
     status, _ = await team.call("POST", f"{JOBS}/{scene.job_id}/cancel", owner)
     assert status == 200
     await scene.witness_until("job:event", lambda d: d["data"].get("status") == "cancelled")
-    assert await scene.ann_got("message:new") == []
-    assert await scene.ann_got("job:event") == []
+    assert await scene.ann_got("message:new", "job:event") == []
     await _stream_revoked(scene)
 
 
