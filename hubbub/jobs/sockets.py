@@ -140,7 +140,10 @@ async def subscribe(context: SocketContext, data: Any) -> dict[str, Any]:
     viewer = await _viewer(app, tenant_id, user_id)
     follower = await app[FEEDS].follow(tenant_id, job_id, payload.after_seq, viewer)
     try:
+        await acting(context)  # a removal decided meanwhile found no follower to revoke
         events = await follower.backlog(REPLAY_LIMIT + 1)
+        if follower.revoked:  # its user lost access while the backlog was read
+            raise AppError.not_found("job")
         if not follower.caught_up:
             raise AppError(
                 "too_far_behind",
