@@ -15,6 +15,7 @@ from hubbub.chat.sockets import ROOMS, SOCKET_EVENTS
 from hubbub.chat.typing import TYPING_EVENTS, typing_relay
 from hubbub.plugin import Plugin
 from hubbub.services import Services
+from hubbub.tenancy.eviction import ACCESS_LOSSES
 
 __all__ = ["plugin"]
 
@@ -24,6 +25,7 @@ async def _rooms(services: Services) -> AsyncIterator[None]:
     rooms = services.app[ROOMS] = ConversationRooms(services.realtime, services.db)
     services.readiness.add("fanout:conversations", rooms.streams.check)
     services.realtime.on_disconnect(rooms.forget)
+    services.app[ACCESS_LOSSES].on_lost(rooms.cut_off)
     yield
     await rooms.close()
 

@@ -65,6 +65,7 @@ async def join(context: SocketContext, data: Any) -> dict[str, Any]:
     rooms = app[ROOMS]
     await rooms.begin_join(context.sid, user, conversation_id, tenant_id)
     try:
+        await acting(context)  # a removal decided meanwhile found no socket to drop
         async with app[DATABASE].tenant(tenant_id) as conn:
             events, _ = await reads.events_after(
                 conn, conversation_id, user, payload.since_seq, REPLAY_LIMIT + 1

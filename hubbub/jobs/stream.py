@@ -6,6 +6,10 @@ capabilities whose resources are jobs (workflow runs, agent chat streams, a
 signup's provisioning stream). Events come from this gateway's job feeds
 (``hubbub.jobs.feeds``); each is one SSE message with ``id`` its seq and
 ``event`` its type, so a client resumes with ``Last-Event-ID``.
+
+A stream whose follower loses access to the tenant (its user removed, the
+tenant deleted) ends at once with one last event, ``access_revoked``
+(``data: {"job_id", "tenant_id"}``, no ``id``), and no job event after it.
 """
 
 from __future__ import annotations
@@ -27,7 +31,10 @@ from hubbub.jobs.wire import StreamQuery
 from hubbub.metrics import SSE_DELIVERIES, SSE_STREAMS_OPEN
 from hubbub.services import SETTINGS
 
-__all__ = ["EventRewrite", "serve_stream"]
+__all__ = ["REVOKED", "EventRewrite", "serve_stream"]
+
+#: The last SSE event of a stream whose follower lost access to the tenant.
+REVOKED = "access_revoked"
 
 #: What one stream's client gets instead of a job event (the event itself
 #: unchanged for all others): async signup hands its tokens out this way.
@@ -83,20 +90,26 @@ def _resume_point(request: web.Request, query: StreamQuery) -> int:
 async def _relay(
     follower: Follower, stream: EventSourceResponse, rewrite: EventRewrite | None
 ) -> None:
-    """Send the backlog, then live events, until the job's final event or the
-    client leaves (its heartbeat fails: the follower is interrupted)."""
+    """Send the backlog, then live events, until the job's final event, the
+    client leaves (its heartbeat fails: the follower is interrupted) or the
+    follower's access is revoked (then one ``access_revoked`` event ends it)."""
     gone = asyncio.get_running_loop().create_task(stream.wait())
     gone.add_done_callback(lambda task: task.cancelled() or follower.interrupt())
     try:
-        while not follower.caught_up:
+        while not follower.caught_up and not follower.revoked:
             for event in await follower.backlog():
+                if follower.revoked:
+                    break
                 await _send(stream, event, rewrite)
-        while not follower.finished:
+        while not follower.finished and not follower.revoked:
             events = await follower.next()
-            if not events:  # interrupted: the client left
-                return
+            if not events:  # interrupted: the client left, or access was revoked
+                break
             for event in events:
                 await _send(stream, event, rewrite)
+        if follower.revoked:
+            notice = {"job_id": follower.job_id, "tenant_id": follower.tenant_id}
+            await stream.send(orjson.dumps(notice).decode(), event=REVOKED)
     finally:
         gone.cancel()
         with contextlib.suppress(asyncio.CancelledError):
