@@ -1,6 +1,6 @@
 """Conversations as a gateway plugin: the conversation entity kind, its routes,
-its Socket.IO events, this gateway's conversation rooms and typing relay, and
-the sweep that wakes snoozed support conversations."""
+its Socket.IO events, this gateway's conversation rooms, send limits and typing
+relay, and the sweep that wakes snoozed support conversations."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ from hubbub.chat.api import api
 from hubbub.chat.entity import ConversationEntity
 from hubbub.chat.rooms import ConversationRooms
 from hubbub.chat.search_api import search_api
+from hubbub.chat.send_limits import SEND_LIMITS, SendLimits
 from hubbub.chat.snooze import snooze_sweep
 from hubbub.chat.sockets import ROOMS, SOCKET_EVENTS
 from hubbub.chat.typing import TYPING_EVENTS, typing_relay
-from hubbub.gateway import DATABASE, REALTIME, REDIS
+from hubbub.gateway import DATABASE, REALTIME, REDIS, SETTINGS
 from hubbub.http.health import READINESS
 from hubbub.plugin import Plugin
+from hubbub.ratelimit import RATE_LIMITER
 
 __all__ = ["plugin"]
 
@@ -32,10 +34,17 @@ async def _rooms(app: web.Application) -> AsyncIterator[None]:
     await rooms.close()
 
 
+async def _send_limits(app: web.Application) -> AsyncIterator[None]:
+    """The sockets' and users' send limits, on the identity plugin's rate limiter."""
+    limits = app[SEND_LIMITS] = SendLimits(app[RATE_LIMITER], app[SETTINGS])
+    app[REALTIME].on_disconnect(limits.forget)
+    yield
+
+
 plugin = Plugin(
     "chat",
     entity_kinds=(ConversationEntity,),
     apis=(search_api, api),  # search first: /conversations/search is no conversation id
     socket_events={**SOCKET_EVENTS, **TYPING_EVENTS},
-    cleanup_ctx=(_rooms, typing_relay, snooze_sweep),
+    cleanup_ctx=(_rooms, _send_limits, typing_relay, snooze_sweep),
 )
