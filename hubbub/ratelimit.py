@@ -123,7 +123,7 @@ class RateLimiter:
     async def take(self, key: str, limit: Limit, wanted: int) -> tuple[int, float]:
         """Spend up to ``wanted`` hits at once: ``(hits granted, 0)``, or, when
         none is left, ``(0, seconds until one is)``."""
-        interval = limit.per_seconds * _MICROS // limit.count
+        interval = max(1, limit.per_seconds * _MICROS // limit.count)
         bucket = f"{KEY_PREFIX}{limit.count}/{limit.per_seconds}:{key}"
         args = [interval, limit.per_seconds * _MICROS, wanted]
         granted, micros = await self._script(keys=[bucket], args=args)
@@ -156,7 +156,7 @@ class LocalBucket:
 
     def __init__(self, limit: Limit) -> None:
         self._period = limit.per_seconds * _NANOS
-        self._interval = self._period // limit.count
+        self._interval = max(1, self._period // limit.count)
         self._tat = 0
 
     def take(self, now_ns: int) -> float:
