@@ -96,7 +96,7 @@ class Settings(BaseSettings):
         "links signed with a key kept in the export directory. The same on every gateway.",
     )
     public_url: str = Field(
-        "http://127.0.0.1:8000",
+        default_factory=lambda data: _gateway_url(data["host"], data["port"]),
         pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
         description="Base URL of the links in mails (email verification, password reset).",
     )
@@ -140,8 +140,29 @@ class Settings(BaseSettings):
     password_forgot_limit_per_ip: RateText = Field(
         "10/hour", description="Reset mails asked for from one address."
     )
+    register_limit_per_ip: RateText = Field(
+        "10/hour", description="Registrations (sync and async signups) from one address."
+    )
+    register_limit_global: RateText = Field(
+        "300/hour", description="Registrations (sync and async signups) on the whole deployment."
+    )
     max_body_bytes: int = Field(
         1_048_576, ge=1024, description="Largest HTTP request body accepted."
+    )
+    http_idle_seconds: float = Field(
+        15.0,
+        gt=0,
+        le=3600,
+        description="An HTTP connection is closed this long after it opened or after its last "
+        "answer unless a whole new request (its headers) has arrived: bounds idle keep-alive "
+        "connections and clients that trickle their headers.",
+    )
+    socket_connect_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="An Engine.IO session that has not sent its Socket.IO CONNECT within this "
+        "long is closed.",
     )
     socket_buffer_bytes: int = Field(
         4_194_304,
@@ -346,6 +367,15 @@ class Settings(BaseSettings):
         return self.database_url is None or self.redis_url is None
 
 
+def _gateway_url(host: str, port: int) -> str:
+    """The URL this gateway answers on, as a browser on this machine reaches it."""
+    if host in ("", "0.0.0.0", "::"):  # every interface: loopback is one of them
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment; ``overrides`` win (used by the CLI)."""
     given = {name: value for name, value in overrides.items() if value is not None}
@@ -358,6 +388,8 @@ def load_settings(**overrides: object) -> Settings:
 def _describe(exc: ValidationError) -> str:
     lines = ["invalid configuration:"]
     for error in exc.errors():
+        if error["type"] == "default_factory_not_called":
+            continue  # a default derived from a value reported on its own line
         field = str(error["loc"][0]) if error["loc"] else "?"
         lines.append(f"  {ENV_PREFIX}{field.upper()}: {error['msg']} (got {error.get('input')!r})")
     return "\n".join(lines)

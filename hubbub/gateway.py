@@ -3,8 +3,9 @@
 :func:`create_app` assembles one gateway from resolved settings (real
 database and Redis URLs) and its plugins. Every resource is one
 ``cleanup_ctx`` generator, registered in dependency order and torn down in
-reverse: Postgres, Redis, the shards and router, then the fan-out
-subscription; plugins' own resources come after Redis, before the shards.
+reverse: Postgres, Redis, the shards and their router, the gateway's one
+fan-out bus (which every capability's consumers route topics on), then each
+plugin's start hooks, given the :class:`~hubbub.services.Services`.
 Each adds its check to the readiness report. The Socket.IO authenticator is
 the first one a plugin provides (identity's, built in) unless one is given;
 so is the authenticator of requests to routes that declare a security scheme.
@@ -14,11 +15,10 @@ Ray must be connected before the app starts (``hubbub.actors.runtime.connect_ray
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
-from redis.asyncio import Redis
 
 from hubbub.actors.router import Router
 from hubbub.actors.runtime import open_shards, ray_status
@@ -29,16 +29,20 @@ from hubbub.http.routing import REQUEST_AUTHENTICATOR
 from hubbub.plugin import Plugin
 from hubbub.realtime.handshake import Authenticator, anonymous
 from hubbub.realtime.server import Realtime
+from hubbub.services import (
+    DATABASE,
+    REALTIME,
+    REDIS,
+    ROUTER,
+    SERVICES,
+    SETTINGS,
+    Services,
+    StartHook,
+)
 from hubbub.storage.database import Database
 from hubbub.storage.redis import connect_redis, ping_redis
 
-__all__ = ["DATABASE", "REALTIME", "REDIS", "ROUTER", "SETTINGS", "create_app"]
-
-SETTINGS = web.AppKey("settings", Settings)
-DATABASE = web.AppKey("database", Database)
-REDIS = web.AppKey("redis", Redis)
-ROUTER = web.AppKey("router", Router)
-REALTIME = web.AppKey("realtime", Realtime)
+__all__ = ["create_app"]
 
 _SHARD_CHECK_TIMEOUT = 2.0
 
@@ -61,22 +65,26 @@ def create_app(
     elif any(route.security for api in apis for route in api.routes):
         raise ConfigError("routes declare a security scheme but no plugin authenticates requests")
     app[REDIS] = connect_redis(settings.redis_url)
-    realtime = app[REALTIME] = Realtime(settings, app[REDIS], authenticate)
+    realtime = app[REALTIME] = Realtime(app, settings, app[REDIS], authenticate)
     for plugin in plugins:
         for event, handler in plugin.socket_events.items():
             realtime.on(event, handler)
-    realtime.attach(app)
     kinds = [kind for plugin in plugins for kind in plugin.entity_kinds]
     app.cleanup_ctx.extend(
         [
             lambda app: _database(app, readiness),
             lambda app: _redis(app, readiness),
-            *(context for plugin in plugins for context in plugin.cleanup_ctx),
             lambda app: _shards(app, readiness, kinds),
             lambda app: _realtime(app, readiness),
+            *(_started(hook) for plugin in plugins for hook in plugin.start),
         ]
     )
     return app
+
+
+def _started(hook: StartHook) -> Callable[[web.Application], AsyncIterator[None]]:
+    """``hook`` as a ``cleanup_ctx``, given the services started before it."""
+    return lambda app: hook(app[SERVICES])
 
 
 async def _database(app: web.Application, readiness: Readiness) -> AsyncIterator[None]:
@@ -113,6 +121,8 @@ async def _shards(
         return ray_status() | {"shards": len(refs)}
 
     readiness.add("ray", check_ray)
+    refs = [ref for kind in router.kinds for ref in router.shards(kind)]
+    readiness.add("leases", lambda: router.fencing.check(app[DATABASE].pool, refs))
     yield
     await router.close()
 
@@ -121,5 +131,8 @@ async def _realtime(app: web.Application, readiness: Readiness) -> AsyncIterator
     realtime = app[REALTIME]
     await realtime.start()
     readiness.add("fanout", realtime.fanout.probe)
+    app[SERVICES] = Services(
+        app, app[SETTINGS], app[DATABASE], app[REDIS], app[ROUTER], realtime, readiness
+    )
     yield
     await realtime.close()

@@ -2,7 +2,7 @@
 
 Used by the sweeps every gateway runs (snoozed conversations, tenant
 purges, pruning): a round that fails is logged and the next one runs as
-usual. :func:`every` makes one a gateway resource.
+usual. :func:`hubbub.services.every` makes one a start hook.
 """
 
 from __future__ import annotations
@@ -10,11 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
-from aiohttp import web
-
-__all__ = ["Periodic", "every"]
+__all__ = ["Periodic"]
 
 log = logging.getLogger(__name__)
 
@@ -65,18 +63,3 @@ class Periodic:
                 self.failures += 1
                 log.exception("%s failed; trying again in %.1fs", self.name, self._interval)
             await asyncio.sleep(self._gap)
-
-
-def every(
-    name: str, interval: float, round: Callable[[web.Application], Awaitable[object]]
-) -> Callable[[web.Application], AsyncIterator[None]]:
-    """A ``cleanup_ctx`` that runs ``round(app)`` every ``interval`` seconds
-    (the first an interval after start-up) while the gateway runs."""
-
-    async def context(app: web.Application) -> AsyncIterator[None]:
-        rounds = Periodic(name, interval, lambda: round(app))
-        rounds.start()
-        yield
-        await rounds.close()
-
-    return context

@@ -1,8 +1,9 @@
 """Plugins: how capabilities join a gateway.
 
 A plugin bundles entity kinds (hosted on shards), HTTP APIs, Socket.IO
-event handlers, resources with a lifecycle (``cleanup_ctx`` generators, run
-after Postgres and Redis are up) and optionally the Socket.IO
+event handlers, start hooks (resources with a lifecycle, run in order after
+every service of the gateway is up, each given the
+:class:`~hubbub.services.Services`) and optionally the Socket.IO
 authenticator. hubbub's own capabilities are plugins whose modules are
 listed in ``BUILTIN``; ``HUBBUB_PLUGINS`` names more modules, each defining
 a module attribute ``plugin = Plugin(...)``. Shard processes import entity kinds by
@@ -12,23 +13,19 @@ module path, so a plugin's module must be importable on every Ray node.
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from aiohttp import web
 
 from hubbub.actors.entity import Entity
 from hubbub.config import ConfigError
 from hubbub.http.routing import Api, RequestAuthenticator
 from hubbub.realtime.handshake import Authenticator
 from hubbub.realtime.server import SocketHandler
+from hubbub.services import StartHook
 from hubbub.storage.migrate import HUBBUB_STREAM
 
-__all__ = ["BUILTIN", "CleanupContext", "Plugin", "load_plugins", "migration_streams"]
-
-#: An aiohttp ``cleanup_ctx`` generator: set up, ``yield``, tear down.
-CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+__all__ = ["BUILTIN", "Plugin", "load_plugins", "migration_streams"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +35,7 @@ class Plugin:
     apis: tuple[Api, ...] = ()
     socket_events: Mapping[str, SocketHandler] = field(default_factory=dict)
     migrations: Path | None = None  # NNNN_name.sql files, applied after hubbub's own
-    cleanup_ctx: tuple[CleanupContext, ...] = ()
+    start: tuple[StartHook, ...] = ()
     #: Who a socket is; the gateway uses the first plugin that provides one.
     authenticator: Authenticator | None = None
     #: Who a request to a route that declares a security scheme is (likewise).

@@ -33,12 +33,11 @@ from hubbub.storage.migrate import migrate
 from hubbub.storage.redis import connect_redis
 from tests.support import probe
 from tests.support.chat import LocalConversations, new_team
+from tests.support.processes import TWO_FACTOR_KEY
 
 TEST_STREAMS = migration_streams([probe.plugin])
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-#: The suite's HUBBUB_TWO_FACTOR_KEY (secrets at rest are sealed under it).
-TWO_FACTOR_KEY = "k" * 40
 
 
 @pytest.fixture(scope="session")
@@ -91,14 +90,14 @@ def settings(
         login_limit_per_ip="100000/minute",
         login_limit_per_account="1000/minute",
         password_forgot_limit_per_ip="100000/minute",
+        register_limit_per_ip="100000/minute",
+        register_limit_global="100000/minute",
         # Jobs waiting on a concurrency limit or a retry are launched by the
         # sweep's next round: a quick one keeps job tests short.
         job_sweep_seconds=0.1,
         # One recipient per round, so a test can cancel a broadcast mid-way
         # (workers take the deployment's settings, from the launcher).
         broadcast_batch_size=1,
-        # Every gateway of the suite shares one database, so one key: a gateway
-        # with it seals the token signing keys that all of them read.
         two_factor_key=SecretStr(TWO_FACTOR_KEY),
     )
 

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestServer
 from hubbub.agent.provider import Turn
 from hubbub.agent.provider_local import LocalProvider, local_reply
 from hubbub.chat.state import ASSISTANT_ID
-from hubbub.gateway import SETTINGS
+from hubbub.services import SETTINGS
 from tests.support.agent import CHAT, ModelServer, open_chat_stream
 from tests.support.chat import CONVERSATIONS, Team, new_team
 from tests.support.jobs import JOBS, submit, until_final

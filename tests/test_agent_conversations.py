@@ -23,7 +23,7 @@ from hubbub.chat.commands import (
 from hubbub.chat.events import Event, MessageSent
 from hubbub.chat.state import ASSISTANT_ID, ConversationState, apply
 from hubbub.errors import AppError
-from hubbub.gateway import ROUTER
+from hubbub.services import ROUTER
 from tests.support.chat import CONVERSATIONS, new_team
 from tests.test_chat_sockets import ChatClient
 

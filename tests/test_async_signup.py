@@ -16,17 +16,18 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
 from hubbub.errors import AppError
-from hubbub.gateway import ROUTER, SETTINGS
 from hubbub.jobs.commands import StepReport
 from hubbub.jobs.context import JobContext
 from hubbub.provisioning import SIGNUP_JOBS
 from hubbub.provisioning.provision import STEPS, provision
 from hubbub.provisioning.signups import prune_signups
 from hubbub.provisioning.wire import ProvisionInput
+from hubbub.services import ROUTER, SETTINGS
 from hubbub.storage.database import Database
 from tests.support.accounts import PASSWORD, sign_up
 from tests.support.jobs import JOBS, SseEvent
@@ -267,6 +268,28 @@ async def test_the_access_log_shows_the_links_route_never_its_token(
     paths = [r.__dict__["path"] for r in caplog.records if r.name == "hubbub.access"]
     assert paths == [f"{SIGNUP}/{{stream_token}}/stream"] * 2
     assert not any(token in r.getMessage() for r in caplog.records)
+
+
+async def test_no_method_or_mistyped_tail_puts_a_links_token_in_any_log(
+    gateway: TestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    status, accepted = await start_signup(gateway, new_signup_body())
+    assert status == 202, accepted
+    token = accepted["stream_url"].split("/")[-2]
+    tried = [
+        (method, f"{SIGNUP}/{token}{tail}")
+        for method in ("HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE")
+        for tail in ("/stream", "/stream/", "")
+    ] + [("GET", f"{SIGNUP}/{token}/stream/more"), ("GET", f"{SIGNUP}/{token}")]
+    with caplog.at_level(logging.DEBUG):
+        async with aiohttp.ClientSession() as http:
+            for method, path in tried:
+                async with http.request(method, gateway.make_url(path)) as response:
+                    assert response.status in (404, 405), (method, path, response.status)
+    access = [r for r in caplog.records if r.name == "hubbub.access"]
+    assert len(access) == len(tried)
+    assert all(r.__dict__["path"].startswith(f"{SIGNUP}/{{stream_token}}") for r in access)
+    assert not any(token in f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
 
 
 async def test_an_unknown_link_is_404(gateway: TestServer) -> None:

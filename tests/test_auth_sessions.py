@@ -29,8 +29,8 @@ from hubbub.identity.retention import prune_auth
 from hubbub.identity.sealing import SecretBox, is_sealed
 from hubbub.identity.tokens import issue_access_token
 from hubbub.storage.database import Database
-from tests.conftest import TWO_FACTOR_KEY
 from tests.support.accounts import PASSWORD, sign_up, unique_email
+from tests.support.processes import TWO_FACTOR_KEY
 
 AUTH = "/api/v1/auth"
 

@@ -19,8 +19,8 @@ from aiohttp.test_utils import TestServer
 from hubbub.broadcasts.sending import SendInput, client_msg_id, send
 from hubbub.config import Settings
 from hubbub.errors import AppError
-from hubbub.gateway import ROUTER
 from hubbub.jobs.context import JobContext
+from hubbub.services import ROUTER
 from tests.support.chat import CONVERSATIONS, Team, new_team
 from tests.support.jobs import JOBS, open_stream, unique_key, until_final
 from tests.support.tenants import Account, call

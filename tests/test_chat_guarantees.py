@@ -25,7 +25,7 @@ from hubbub.actors.router import shard_index
 from hubbub.chat.events import channel
 from hubbub.chat.sockets import ROOMS
 from hubbub.config import Settings
-from hubbub.gateway import ROUTER
+from hubbub.services import ROUTER
 from hubbub.storage import pubsub
 from tests.support.chat import Team, new_team
 from tests.support.processes import Gateway

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 
 from hubbub.config import Settings
 from hubbub.errors import AppError
-from hubbub.gateway import REALTIME
+from hubbub.services import REALTIME
 from hubbub.tenancy.confirmed_members import CONFIRMED_MEMBERS
 from hubbub.tenancy.eviction import ACCESS_FANOUT
 from tests.support.chat import Team, new_team

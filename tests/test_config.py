@@ -74,3 +74,23 @@ def test_the_readme_documents_every_setting() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     documented = set(re.findall(r"`(HUBBUB_[A-Z_]+)`", readme))
     assert {f"HUBBUB_{name.upper()}" for name in Settings.model_fields} <= documented
+
+
+def test_an_invalid_value_is_the_only_error_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Defaults derived from another setting (the export directory from the data
+    # directory, the public URL from the port) must not add errors of their own.
+    monkeypatch.setenv("HUBBUB_SHARDS", "many")
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    lines = str(error.value).splitlines()[1:]
+    assert [line.split(":")[0].strip() for line in lines] == ["HUBBUB_SHARDS"]
+    assert "PydanticUndefined" not in str(error.value)
+
+
+def test_the_public_url_follows_the_port_and_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HUBBUB_PUBLIC_URL", raising=False)
+    assert load_settings(port=9002).public_url == "http://127.0.0.1:9002"
+    assert load_settings(host="0.0.0.0", port=9003).public_url == "http://127.0.0.1:9003"
+    assert load_settings(host="10.1.2.3").public_url == "http://10.1.2.3:8000"
+    monkeypatch.setenv("HUBBUB_PUBLIC_URL", "https://chat.example")
+    assert load_settings(port=9002).public_url == "https://chat.example"

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestServer
 from hubbub.chat import rules
 from hubbub.chat.commands import Read, Send, ask
 from hubbub.errors import AppError
-from hubbub.gateway import ROUTER
+from hubbub.services import ROUTER
 from tests.support.chat import CONVERSATIONS, new_team
 from tests.support.tenants import call, new_account
 

@@ -28,6 +28,7 @@ READY_CHECKS = {
     "postgres",
     "redis",
     "ray",
+    "leases",
     "fanout",
     "fanout:conversations",
     "fanout:jobs",

@@ -27,7 +27,7 @@ from hubbub.errors import AppError
 from hubbub.storage.database import Database, connect_owner
 from hubbub.storage.redis import connect_redis
 from tests.support.chat import LocalConversations
-from tests.support.tally import Tally
+from tests.support.tally import Add, Tally
 
 TENANTS = [str(uuid.uuid4()) for _ in range(4)]
 NUL = "sent by\x00a client the edge missed"
@@ -41,7 +41,7 @@ def new_tally(tenant: str, name: str) -> Eid:
 
 def add(eid: Eid, amount: int = 1, sender: str | None = None) -> Command:
     tenant, key = eid
-    return Command("tally", key, "add", {"amount": amount, "sender": sender}, tenant_id=tenant)
+    return Command("tally", key, Add(amount, sender), tenant_id=tenant)
 
 
 def failed(outcome: Outcome) -> tuple[str, int, bool]:

@@ -20,8 +20,8 @@ from aiohttp.test_utils import TestServer
 
 from hubbub.actors.command import Command
 from hubbub.errors import AppError
-from hubbub.gateway import ROUTER
 from hubbub.jobs.commands import Cancel
+from hubbub.services import ROUTER
 from tests.support.chat import new_team
 from tests.support.jobs import JOBS, SseStream, open_stream, submit, unique_key, until_final
 from tests.test_api_keys import keyed, new_key, pro_tenant

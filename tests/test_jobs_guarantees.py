@@ -14,7 +14,7 @@ import asyncpg
 from aiohttp.test_utils import TestServer
 
 from hubbub.actors.router import shard_index
-from hubbub.gateway import ROUTER
+from hubbub.services import ROUTER
 from tests.support.chat import new_team
 from tests.support.jobs import open_stream, submit
 

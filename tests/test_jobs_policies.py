@@ -18,8 +18,8 @@ import pytest
 import ray
 from aiohttp.test_utils import TestServer
 
-from hubbub.gateway import SETTINGS
 from hubbub.jobs import sweep
+from hubbub.services import SETTINGS
 from tests.support.chat import new_team
 from tests.support.jobs import JOBS, submit, until_final, until_status, worker_pid
 

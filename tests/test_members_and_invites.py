@@ -19,8 +19,9 @@ from aiohttp.test_utils import TestServer
 from hubbub.actors.command import Command, CommandBody
 from hubbub.config import Settings
 from hubbub.errors import AppError
-from hubbub.gateway import ROUTER, create_app
+from hubbub.gateway import create_app
 from hubbub.plugin import load_plugins
+from hubbub.services import ROUTER
 from hubbub.tenancy import state as rules
 from hubbub.tenancy import views
 from hubbub.tenancy.commands import CreateInvite, CreateTenant, GetTenant, RemoveMember

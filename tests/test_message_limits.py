@@ -22,8 +22,8 @@ from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 
 from hubbub.errors import AppError
-from hubbub.gateway import REALTIME, SETTINGS
 from hubbub.ratelimit import Limit, LocalBucket, RateLimiter, ReservedBudget
+from hubbub.services import REALTIME, SETTINGS
 from hubbub.storage.redis import connect_redis
 from tests.support.chat import CONVERSATIONS, Team, new_team
 

@@ -27,7 +27,7 @@ from hubbub.chat.messages import (
     OlderClientIds,
     OlderIds,
 )
-from hubbub.gateway import SETTINGS
+from hubbub.services import SETTINGS
 from tests.support.chat import CONVERSATIONS, LocalConversations, new_team
 
 

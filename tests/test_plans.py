@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestServer
 
 from hubbub.actors.command import Command
 from hubbub.config import ConfigError
-from hubbub.gateway import ROUTER
+from hubbub.services import ROUTER
 from hubbub.tenancy.commands import SetPlan
 from hubbub.tenancy.plans import DEFAULT_PLANS, parse_plans
 from tests.support.accounts import unique_email

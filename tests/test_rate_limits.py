@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -349,3 +349,40 @@ async def _sessions(conn: asyncpg.Connection, tokens: dict[str, Any]) -> int:
     return await conn.fetchval(
         "SELECT count(*) FROM sessions WHERE user_id = $1::uuid", tokens["user"]["id"]
     )
+
+
+# --- registration, on gateways of their own -------------------------------------
+
+ASYNC_SIGNUP = f"{AUTH}/signup/async"
+
+
+def _registration(path: str) -> dict[str, Any]:
+    body = {"email": unique_email("limited"), "password": PASSWORD, "name": "Limited"}
+    return body | {"tenant_name": "Limited Co"} if path == ASYNC_SIGNUP else body
+
+
+async def test_registrations_are_limited_per_address_across_both_routes(
+    serve: Callable[..., Awaitable[TestServer]],
+) -> None:
+    server = await serve(register_limit_per_ip="3/hour", register_limit_global="1000/hour")
+    ip = client_ip()
+    for path in (f"{AUTH}/register", ASYNC_SIGNUP, f"{AUTH}/register"):
+        answer = await call(server, path, _registration(path), ip=ip)
+        assert answer.status in (201, 202), answer.body
+    for path in (f"{AUTH}/register", ASYNC_SIGNUP):
+        assert assert_limited(await call(server, path, _registration(path), ip=ip)) > 60
+    other = await call(server, f"{AUTH}/register", _registration(""), ip=client_ip())
+    assert other.status == 201, other.body
+
+
+async def test_registrations_are_limited_on_the_whole_deployment(
+    serve: Callable[..., Awaitable[TestServer]], redis: Redis
+) -> None:
+    # A limit of this test's own: its bucket is no other test's (and starts full).
+    await redis.delete(f"{KEY_PREFIX}2/86400:register:global")
+    server = await serve(register_limit_per_ip="1000/hour", register_limit_global="2/day")
+    for _ in range(2):
+        answer = await call(server, f"{AUTH}/register", _registration(""), ip=client_ip())
+        assert answer.status == 201, answer.body
+    refused = await call(server, f"{AUTH}/register", _registration(""), ip=client_ip())
+    assert assert_limited(refused) > 3600

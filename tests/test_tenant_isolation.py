@@ -12,7 +12,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from hubbub.actors.command import Command
-from hubbub.gateway import ROUTER
+from hubbub.services import ROUTER
 from hubbub.storage.database import Database
 from hubbub.tenancy.commands import SetPlan
 from hubbub.tenancy.directory import acting_as

@@ -27,8 +27,8 @@ from hubbub.identity.totp import (
     recovery_code_hash,
 )
 from hubbub.plugin import load_plugins
-from tests.conftest import TWO_FACTOR_KEY
 from tests.support.accounts import PASSWORD
+from tests.support.processes import TWO_FACTOR_KEY
 from tests.test_auth_sessions import call, login, new_account
 
 TWO_FA = "/api/v1/auth/2fa"

@@ -10,8 +10,12 @@ else sends it commands. Keep this table true.
 | a shard's lease epoch                        | the shard host (row in ``shard_leases``)|
 | activation, mailboxes, commit/publish queues | the shard host                          |
 | batches bound for a shard, batch numbering   | the gateway's router (one per gateway)  |
+| when a fenced shard was last restarted       | the router's ``Fencing`` (``fencing.py``)|
 | sockets, their rooms and watched topics      | the gateway holding them (``Realtime``) |
-| the Redis subscription of a gateway          | its ``Fanout``                          |
+| the Redis subscription of a gateway (one for | its ``Fanout`` (``realtime/fanout.py``),|
+| committed events) and each topic's route     | owned by its ``Realtime``               |
+| a durable stream's head on a gateway, its    | that topic's ``SeqStream``              |
+| queue and its repair task                    | (``hubbub/realtime/seq_stream.py``)     |
 | a tenant's profile, plan, roster, invites,   | its ``TenantEntity``                    |
 | usage counters, API keys (service accounts)  | (``hubbub/tenancy/entity.py``)          |
 | a conversation's seq, title, members, roles, | its ``ConversationEntity``              |
@@ -19,7 +23,7 @@ else sends it commands. Keep this table true.
 | support status, snooze, assignee, labels,    | ``hubbub/chat/rules.py`` and            |
 | deletion                                     | ``state.py``)                           |
 | which local sockets get which conversation,  | the gateway's ``ConversationRooms``     |
-| their replay buffers and floors              | (``hubbub/chat/rooms.py``)              |
+| which joins are in flight                    | (``hubbub/chat/rooms.py``)              |
 | a socket's typing indicators (deadline,      | the socket's gateway: its               |
 | last relay)                                  | ``TypingRelay`` (``hubbub/chat/typing.py``) |
 | a job's status, attempts, cancel request,    | its ``JobEntity``                       |
@@ -49,6 +53,10 @@ else sends it commands. Keep this table true.
 | a user's presence (devices, status, text,    | Redis, changed only by atomic scripts   |
 | availability, last_seen_at, idle); a         | of ``Presence`` (``realtime/presence.py``); |
 | gateway's presence lease and its sockets     | each gateway its own lease and sockets  |
+| login failure counts, locks and known        | Redis, changed only by ``LoginGuard``   |
+| devices (hashed device tokens)               | (``hubbub/identity/login_guard.py``)    |
+| a gateway's started services (db, Redis,     | its ``create_app`` (``gateway.py``),    |
+| router, bus) handed to start hooks           | as one ``Services`` (``services.py``)   |
 
 Ray appears only in ``runtime.py``.
 """

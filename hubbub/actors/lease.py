@@ -5,7 +5,8 @@ lease of its ``(kind, shard)`` by bumping the epoch in Postgres. Every
 commit re-reads the epoch ``FOR SHARE`` inside its transaction: a shard
 whose epoch is no longer current fails the commit instead of writing, and
 a new owner's bump waits for commits in flight, so no write of a deposed
-owner can land after the new owner started.
+owner can land after the new owner started. A shard deposed from outside
+its Ray cluster stays fenced until restarted: :mod:`hubbub.actors.fencing`.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from typing import Any
 
 from hubbub.actors.batcher import Batcher
 from hubbub.actors.command import Command, Outcome
+from hubbub.actors.fencing import Fencing
 from hubbub.actors.runtime import ShardRef
 from hubbub.config import Settings
 from hubbub.errors import AppError
@@ -47,6 +48,7 @@ class Router:
     def __init__(self, shards: Mapping[str, Sequence[ShardRef]], settings: Settings) -> None:
         self._shards = {kind: list(refs) for kind, refs in shards.items()}
         self._timeout = settings.command_timeout_seconds
+        self.fencing = Fencing()
         self._batchers = {
             (ref.kind, ref.index): Batcher(
                 ref.call,
@@ -74,7 +76,8 @@ class Router:
         refs = self._shards.get(command.kind)
         if refs is None:
             return Outcome(error=AppError("unknown_kind", f"no entity kind {command.kind!r}"))
-        batcher = self._batchers[(command.kind, shard_index(command.key, len(refs)))]
+        ref = refs[shard_index(command.key, len(refs))]
+        batcher = self._batchers[(ref.kind, ref.index)]
         deadline = time.monotonic() + self._timeout
         delay = _RETRY_FIRST_DELAY
         while True:
@@ -85,6 +88,7 @@ class Router:
                 return Outcome(error=_timed_out(command))
             except AppError as error:  # the whole shard call failed
                 outcome = Outcome(error=error)
+            self.fencing.observe(ref, outcome.error)
             if not _should_retry(command, outcome, deadline, delay):
                 return _explain(command, outcome)
             await asyncio.sleep(delay)
@@ -93,6 +97,7 @@ class Router:
     async def close(self) -> None:
         """Let batches in flight finish; accept no more commands."""
         await asyncio.gather(*(batcher.close() for batcher in self._batchers.values()))
+        await self.fencing.close()
 
 
 def _loop_deadline(deadline: float) -> float:

@@ -10,17 +10,23 @@ router, not Ray, retries the calls that were in flight.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import itertools
 import logging
+import os
+import shutil
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ray
+from ray._private import ray_constants
 from ray.actor import ActorHandle
 
+import hubbub
 from hubbub.actors.command import (
     Command,
     Outcome,
@@ -175,29 +181,82 @@ class ShardRef:
     async def stats(self) -> dict[str, Any]:
         return await self._handle.stats.remote()
 
+    def restart(self) -> None:
+        """Kill the actor's process; Ray restarts it (calls meanwhile fail with
+        ``shard_unavailable``) and the new one takes a fresh lease. Blocking."""
+        ray.kill(self._handle, no_restart=False)
+
 
 def connect_ray(settings: Settings) -> None:
-    """Join ``settings.ray_address``, or start a local Ray bound to this process."""
+    """Join ``settings.ray_address``, or start a local Ray bound to this process.
+
+    A local Ray listens on loopback only and keeps no session folder after a
+    clean stop (:func:`disconnect_ray`).
+    """
     if ray.is_initialized():
         return
     common: dict[str, Any] = {
         "namespace": settings.ray_namespace,
-        "logging_level": logging.WARNING,
+        # Ray's own logger is left alone: its records are lines of hubbub's log.
+        "configure_logging": False,
         "log_to_driver": False,
     }
-    if settings.ray_address:
-        ray.init(address=settings.ray_address, **common)
-    else:
-        # Shards are on every request's path: Ray's default niceness (15) would
-        # starve them whenever the gateway or Postgres keep the CPU busy.
-        system = {"worker_niceness": 0}
-        ray.init(include_dashboard=False, _system_config=system, **common)
+    with _importable_cwd():
+        if settings.ray_address:
+            ray.init(address=settings.ray_address, **common)
+        else:
+            _start_local_ray(common)
+
+
+#: The session folder of the local Ray this process started, removed at stop.
+_LOCAL_SESSION: Path | None = None
+
+
+def _start_local_ray(common: dict[str, Any]) -> None:
+    # Ray binds its servers (GCS, raylet, object manager, every worker) to
+    # the node's address, which it resolves to the outward one even when told
+    # 127.0.0.1; with clusters "disabled" (Ray's switch for single-machine
+    # use, read at call time here and from the environment by its children)
+    # the node address, hence every listener, is loopback.
+    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    # Shards are on every request's path: Ray's default niceness (15) would
+    # starve them whenever the gateway or Postgres keep the CPU busy.
+    system = {"worker_niceness": 0}
+    ray.init(include_dashboard=False, _system_config=system, **common)
+    global _LOCAL_SESSION
+    _LOCAL_SESSION = Path(ray._private.worker._global_node.get_session_dir_path())
+
+
+@contextlib.contextmanager
+def _importable_cwd() -> Iterator[None]:
+    """Run ``ray.init`` from the folder this ``hubbub`` was imported from.
+
+    Ray puts the driver's working directory first on every worker's
+    ``sys.path``: started from a folder holding some other ``hubbub/`` (a
+    clone's parent, say) workers would import that instead of the installed
+    package. From here, they import what the gateway imports.
+    """
+    before = Path.cwd()
+    os.chdir(Path(hubbub.__file__).resolve().parent.parent)
+    try:
+        yield
+    finally:
+        os.chdir(before)
 
 
 def disconnect_ray() -> None:
-    """Leave the cluster; a local Ray stops with every actor it hosted."""
+    """Leave the cluster; a local Ray stops with every actor it hosted, and
+    its session folder (logs, sockets, spilled objects) is removed."""
+    global _LOCAL_SESSION
     if ray.is_initialized():
         ray.shutdown()
+    session, _LOCAL_SESSION = _LOCAL_SESSION, None
+    if session is not None:
+        shutil.rmtree(session, ignore_errors=True)
+        latest = session.parent / "session_latest"
+        if latest.is_symlink() and latest.resolve() == session.resolve():
+            latest.unlink(missing_ok=True)
 
 
 def ray_status() -> dict[str, Any]:

@@ -30,9 +30,16 @@ from redis.asyncio import Redis
 
 from hubbub.actors.batcher import Batcher
 from hubbub.actors.command import Command, CommandCodec, Outcome
-from hubbub.actors.entity import Entity, Publication, Write
+from hubbub.actors.entity import Entity
+from hubbub.actors.group import EntityId, Failed, Group, PendingCommit, Staged
 from hubbub.actors.group_commit import CommitRequest, commit_group, reset_error
 from hubbub.actors.lease import Lease
+from hubbub.actors.receipts import (
+    PRUNE_EVERY_SECONDS,
+    load_receipts,
+    prune_receipts,
+    receipt_write,
+)
 from hubbub.errors import AppError
 from hubbub.storage import pubsub
 from hubbub.storage.database import Database
@@ -41,58 +48,15 @@ __all__ = ["ShardHost"]
 
 log = logging.getLogger(__name__)
 
-EntityId = tuple[str | None, str]  # (tenant_id, key): tenants never share an entity
-_Failed = dict[EntityId, AppError]  # a group's entities whose commands fail, and why
-
-_RECORD_REPLY = """INSERT INTO entity_commands (kind, entity_key, idempotency_key, tenant_id, reply)
-VALUES ($1, $2, $3, $4, $5)"""
-_PRUNE_REPLIES = """DELETE FROM entity_commands WHERE ctid = ANY(ARRAY(
-  SELECT ctid FROM entity_commands WHERE kind = $1 AND created_at < now() - $2::interval
-  LIMIT 10000))"""
-_PRUNE_EVERY_SECONDS = 600.0
-_LOAD_REPLIES = """SELECT entity_key, idempotency_key, reply FROM entity_commands
-WHERE kind = $1 AND entity_key = ANY($2::text[]) AND created_at > now() - $3::interval"""
-
 
 @dataclass(slots=True)
 class _Active:
     """An activated entity, its idempotency receipts, and its latest commit."""
 
     entity: Entity
-    receipts: dict[str, tuple[Any, asyncio.Future[_Failed] | None]] = field(default_factory=dict)
+    receipts: dict[str, tuple[Any, asyncio.Future[Failed] | None]] = field(default_factory=dict)
     last_used: float = 0.0
-    committing: asyncio.Future[_Failed] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Staged:
-    """A decided command waiting for its commit."""
-
-    entity: EntityId
-    reply: Any = None
-    error: AppError | None = None
-    publications: tuple[Publication, ...] = ()
-    replay_of: asyncio.Future[_Failed] | None = None  # an earlier, maybe uncommitted, reply
-
-
-@dataclass(slots=True)
-class _Group:
-    """Commands decided together: one commit request, one settlement."""
-
-    committed: asyncio.Future[_Failed]
-    generation: int
-    now: datetime
-    staged: list[tuple[_Staged, asyncio.Future[Outcome]]] = field(default_factory=list)
-    writes: dict[EntityId, list[Write]] = field(default_factory=dict)  # by entity
-    activate: list[EntityId] = field(default_factory=list)  # first seen: load them
-    reload: list[EntityId] = field(default_factory=list)  # suspect: load after this commit
-
-
-@dataclass(frozen=True, slots=True)
-class _PendingCommit:
-    requests: list[CommitRequest]
-    staged: list[tuple[_Staged, asyncio.Future[Outcome]]]  # the group's, read only on failure
-    generation: int
+    committing: asyncio.Future[Failed] | None = None
 
 
 _Waiting = list[tuple[Command, asyncio.Future[Outcome]]]
@@ -156,8 +120,8 @@ class ShardHost:
         self._loads: Batcher[EntityId, _Active] = Batcher(
             self._load_batch, max_size=512, max_delay=0.0005, max_concurrency=4
         )
-        self._latest_commit: asyncio.Future[_Failed] | None = None
-        self._commits: Batcher[_PendingCommit, _Failed] = Batcher(
+        self._latest_commit: asyncio.Future[Failed] | None = None
+        self._commits: Batcher[PendingCommit, Failed] = Batcher(
             self._commit_batch, max_size=1024, max_delay=0.0005, max_concurrency=1
         )
         self._publishes: Batcher[tuple[str, bytes], None] = Batcher(
@@ -220,11 +184,11 @@ class ShardHost:
         await self._commits.close()
         await self._publishes.close()
 
-    def _new_group(self) -> _Group:
+    def _new_group(self) -> Group:
         committed = asyncio.get_running_loop().create_future()
-        return _Group(committed, self._generation, self._clock())
+        return Group(committed, self._generation, self._clock())
 
-    def _route(self, command: Command, future: asyncio.Future[Outcome], group: _Group) -> None:
+    def _route(self, command: Command, future: asyncio.Future[Outcome], group: Group) -> None:
         """Decide ``command`` now, or queue it behind its entity's activation."""
         eid = (command.tenant_id, command.key)
         waiting = self._waiting.get(eid)
@@ -245,7 +209,7 @@ class ShardHost:
         active: _Active,
         command: Command,
         future: asyncio.Future[Outcome],
-        group: _Group,
+        group: Group,
     ) -> bool:
         """Stage ``command``'s outcome in ``group``, or hold it until the rows
         it needs are read; False if the entity failed."""
@@ -253,7 +217,7 @@ class ShardHost:
         key = command.idempotency_key
         receipt = active.receipts.get(key) if key else None
         if receipt is not None:
-            group.staged.append((_Staged(eid, reply=receipt[0], replay_of=receipt[1]), future))
+            group.staged.append((Staged(eid, reply=receipt[0], replay_of=receipt[1]), future))
             return True
         try:
             refs = active.entity.missing(command)
@@ -262,21 +226,21 @@ class ShardHost:
                 return True
             decision = active.entity.handle(command, group.now)
         except AppError as error:
-            group.staged.append((_Staged(eid, error=error), future))
+            group.staged.append((Staged(eid, error=error), future))
             return True
         except Exception:  # a bug in the entity kind
             log.exception("%s %r failed to decide; reloading it", self.kind, command.key)
             failure = AppError("internal_error", "the command failed", status=500)
-            group.staged.append((_Staged(eid, error=failure), future))
+            group.staged.append((Staged(eid, error=failure), future))
             return False
         reply = decision.reply
         writes = group.writes.setdefault((command.tenant_id, command.key), [])
         writes.extend(decision.writes)
         if key:
             reply = orjson.loads(orjson.dumps(reply))  # a replay returns the same form
-            writes.append(self._receipt_write(command, reply))
+            writes.append(receipt_write(self.kind, command, reply))
             active.receipts[key] = (reply, group.committed)
-        staged = _Staged(eid, reply=reply, publications=tuple(decision.publications))
+        staged = Staged(eid, reply=reply, publications=tuple(decision.publications))
         group.staged.append((staged, future))
         active.last_used = time.monotonic()
         active.committing = group.committed
@@ -296,13 +260,7 @@ class ShardHost:
         self._waiting[eid] = [(command, future)]
         self._spawn(self._fault_in(eid, active, refs, generation))
 
-    def _receipt_write(self, command: Command, reply: Any) -> Write:
-        return Write(
-            _RECORD_REPLY,
-            (self.kind, command.key, command.idempotency_key, command.tenant_id, reply),
-        )
-
-    def _finish(self, group: _Group) -> None:
+    def _finish(self, group: Group) -> None:
         """Submit the group's commit; settle it and start its activations."""
         requests = [
             CommitRequest(tenant, key, writes)
@@ -310,7 +268,7 @@ class ShardHost:
             if writes
         ]
         if requests:
-            pending = _PendingCommit(requests, group.staged, group.generation)
+            pending = PendingCommit(requests, group.staged, group.generation)
             commit = self._commits.submit(pending)
             commit.add_done_callback(lambda done: _copy_outcome(done, group.committed))
             self._latest_commit = commit
@@ -330,7 +288,7 @@ class ShardHost:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _settle(self, group: _Group) -> None:
+    async def _settle(self, group: Group) -> None:
         """Reply to every command of ``group`` once its commit is over: a
         command of an entity whose commit failed gets that entity's error."""
         failed = await group.committed
@@ -385,7 +343,7 @@ class ShardHost:
         self._resume(eid, active, group)
         self._finish(group)
 
-    def _resume(self, eid: EntityId, active: _Active, group: _Group) -> None:
+    def _resume(self, eid: EntityId, active: _Active, group: Group) -> None:
         """Make ``active`` current and decide, in order, the commands that waited for it."""
         self._active[eid] = active
         for command, future in self._waiting.pop(eid):
@@ -405,7 +363,7 @@ class ShardHost:
         for tenant_id, keys in tenants.items():
             async with self._db.tenant(tenant_id) as conn:
                 states = await self._entity_cls.load(conn, keys)
-                replies = await conn.fetch(_LOAD_REPLIES, self.kind, keys, self._window)
+                replies = await load_receipts(conn, self.kind, keys, self._window)
             for key in keys:
                 entity = self._entity_cls(key, tenant_id, states.get(key))
                 loaded[(tenant_id, key)] = _Active(entity, last_used=time.monotonic())
@@ -415,7 +373,7 @@ class ShardHost:
         # Loaded state is committed state, valid whatever reset happened meanwhile.
         return [loaded[eid] for eid in eids]
 
-    async def _commit_batch(self, pending: list[_PendingCommit]) -> list[_Failed]:
+    async def _commit_batch(self, pending: list[PendingCommit]) -> list[Failed]:
         """Commit the groups' writes; for each group, its entities whose commands fail.
 
         Writes decided from memory that a failed commit spoiled are not sent.
@@ -429,7 +387,7 @@ class ShardHost:
             if not self._spoiled(group, (request.tenant_id, request.key))
         ]
         outcomes = await commit_group(self._db, self._lease, [r for _, r in sent]) if sent else []
-        errors: list[_Failed] = [{} for _ in pending]
+        errors: list[Failed] = [{} for _ in pending]
         first: dict[EntityId, int] = {}  # each failed entity's first group with a failure
         for (index, request), error in zip(sent, outcomes, strict=True):
             if error is not None:
@@ -443,12 +401,12 @@ class ShardHost:
         return failed
 
     def _failed(
-        self, index: int, group: _PendingCommit, errors: _Failed, first: dict[EntityId, int]
-    ) -> _Failed:
+        self, index: int, group: PendingCommit, errors: Failed, first: dict[EntityId, int]
+    ) -> Failed:
         """The entities of the ``index``-th group of a batch whose commands fail."""
         if not first and not self._dropped and group.generation >= self._reset_at:
             return {}  # the usual case: nothing failed, nothing is spoiled
-        failed: _Failed = {}
+        failed: Failed = {}
         awaiting = Counter(staged.entity for staged, _ in group.staged if staged.error is None)
         for eid, commands in awaiting.items():
             error = errors.get(eid)
@@ -460,7 +418,7 @@ class ShardHost:
                 failed[eid] = error
         return failed
 
-    def _spoiled(self, group: _PendingCommit, eid: EntityId) -> bool:
+    def _spoiled(self, group: PendingCommit, eid: EntityId) -> bool:
         """Whether ``group`` decided ``eid`` from memory since dropped."""
         return group.generation < max(self._reset_at, self._dropped.get(eid, 0))
 
@@ -496,13 +454,13 @@ class ShardHost:
             for eid in [e for e, active in self._active.items() if active.last_used < horizon]:
                 self.passivate(*eid)
             if self._lease.shard == 0 and time.monotonic() >= next_prune:
-                next_prune = time.monotonic() + _PRUNE_EVERY_SECONDS
+                next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
                 await self._prune_receipts()
 
     async def _prune_receipts(self) -> None:
         try:
             async with self._db.tenant(None) as conn:
-                await conn.execute(_PRUNE_REPLIES, self.kind, self._window)
+                await prune_receipts(conn, self.kind, self._window)
         except Exception:  # the next sweep tries again
             log.exception("pruning expired %s receipts failed", self.kind)
 
@@ -512,7 +470,7 @@ def _resolve(future: asyncio.Future[Outcome], outcome: Outcome) -> None:
         future.set_result(outcome)
 
 
-def _copy_outcome(source: asyncio.Future[_Failed], target: asyncio.Future[_Failed]) -> None:
+def _copy_outcome(source: asyncio.Future[Failed], target: asyncio.Future[Failed]) -> None:
     if source.cancelled():
         target.cancel()
     elif (error := source.exception()) is not None:

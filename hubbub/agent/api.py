@@ -24,7 +24,6 @@ from hubbub.agent.wire import AgentChatRequest, AgentChatResponse, ChatOpening
 from hubbub.chat import commands as chat
 from hubbub.chat import reads
 from hubbub.errors import AppError
-from hubbub.gateway import DATABASE, ROUTER, SETTINGS
 from hubbub.http.routing import Api
 from hubbub.ids import new_id
 from hubbub.jobs.caller import caller
@@ -34,10 +33,15 @@ from hubbub.jobs.keys import FEEDS
 from hubbub.jobs.registry import KINDS
 from hubbub.jobs.stream import serve_stream
 from hubbub.jobs.wire import JobEventView, StreamQuery
+from hubbub.services import DATABASE, ROUTER, SETTINGS
 
 __all__ = ["api"]
 
-api = Api("chat", "Chat with the AI assistant: your message, then its reply, streamed.")
+api = Api(
+    "chat",
+    "Chat with the AI assistant: your message, then its reply, streamed.",
+    tenant_header=True,
+)
 
 BASE = "/api/v1/chat"
 JOBS = "/api/v1/jobs"

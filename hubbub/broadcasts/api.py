@@ -26,7 +26,6 @@ from hubbub.broadcasts.wire import (
 )
 from hubbub.chat.commands import check_body
 from hubbub.errors import AppError, FieldError
-from hubbub.gateway import DATABASE, SETTINGS
 from hubbub.http.routing import Api
 from hubbub.ids import new_id
 from hubbub.jobs.caller import Caller, idempotency_key
@@ -34,11 +33,12 @@ from hubbub.jobs.caller import caller as _caller
 from hubbub.jobs.control import cancel_job
 from hubbub.jobs.dispatch import job_id_for, submit_job
 from hubbub.jobs.registry import KINDS
+from hubbub.services import DATABASE, SETTINGS
 from hubbub.tenancy.creations import request_hash
 
 __all__ = ["api"]
 
-api = Api("broadcasts", "One message to many conversations, sent by a job.")
+api = Api("broadcasts", "One message to many conversations, sent by a job.", tenant_header=True)
 
 BASE = "/api/v1/broadcasts"
 ONE = f"{BASE}/{{broadcast_id}}"

@@ -15,7 +15,7 @@ from uuid import UUID
 from aiohttp import web
 
 from hubbub.errors import AppError, FieldError
-from hubbub.gateway import ROUTER
+from hubbub.services import ROUTER
 from hubbub.tenancy.access import roster
 
 __all__ = [

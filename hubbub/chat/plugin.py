@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from aiohttp import web
-
 from hubbub.chat.api import api
 from hubbub.chat.entity import ConversationEntity
 from hubbub.chat.rooms import ConversationRooms
@@ -16,28 +14,27 @@ from hubbub.chat.send_limits import SEND_LIMITS, SendLimits
 from hubbub.chat.snooze import snooze_sweep
 from hubbub.chat.sockets import ROOMS, SOCKET_EVENTS
 from hubbub.chat.typing import TYPING_EVENTS, typing_relay
-from hubbub.gateway import DATABASE, REALTIME, REDIS, SETTINGS
-from hubbub.http.health import READINESS
 from hubbub.plugin import Plugin
 from hubbub.ratelimit import RATE_LIMITER
+from hubbub.services import Services
 
 __all__ = ["plugin"]
 
 
-async def _rooms(app: web.Application) -> AsyncIterator[None]:
-    """This gateway's conversation rooms and their bus subscription."""
-    rooms = app[ROOMS] = ConversationRooms(app[REALTIME], app[REDIS], app[DATABASE])
-    await rooms.start()
-    app[READINESS].add("fanout:conversations", rooms.fanout.probe)
-    app[REALTIME].on_disconnect(rooms.forget)
+async def _rooms(services: Services) -> AsyncIterator[None]:
+    """This gateway's conversation rooms: the conversation streams on its bus."""
+    rooms = services.app[ROOMS] = ConversationRooms(services.realtime, services.db)
+    services.readiness.add("fanout:conversations", rooms.streams.check)
+    services.realtime.on_disconnect(rooms.forget)
     yield
     await rooms.close()
 
 
-async def _send_limits(app: web.Application) -> AsyncIterator[None]:
+async def _send_limits(services: Services) -> AsyncIterator[None]:
     """The sockets' and users' send limits, on the identity plugin's rate limiter."""
-    limits = app[SEND_LIMITS] = SendLimits(app[RATE_LIMITER], app[SETTINGS])
-    app[REALTIME].on_disconnect(limits.forget)
+    limits = SendLimits(services.app[RATE_LIMITER], services.settings)
+    services.app[SEND_LIMITS] = limits
+    services.realtime.on_disconnect(limits.forget)
     yield
 
 
@@ -46,5 +43,5 @@ plugin = Plugin(
     entity_kinds=(ConversationEntity,),
     apis=(search_api, api),  # search first: /conversations/search is no conversation id
     socket_events={**SOCKET_EVENTS, **TYPING_EVENTS},
-    cleanup_ctx=(_rooms, _send_limits, typing_relay, snooze_sweep),
+    start=(_rooms, _send_limits, typing_relay, snooze_sweep),
 )

@@ -12,14 +12,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hubbub.chat import search as finder
 from hubbub.chat.wire import MessageView
-from hubbub.gateway import DATABASE, ROUTER
 from hubbub.http.routing import Api
 from hubbub.identity.bearer import authenticate_request
+from hubbub.services import DATABASE, ROUTER
 from hubbub.tenancy.access import authorize, tenant_of
 
 __all__ = ["search_api"]
 
-search_api = Api("conversation search", "Full-text search and the public channel directory.")
+search_api = Api(
+    "conversation search", "Full-text search and the public channel directory.", tenant_header=True
+)
 
 BASE = "/api/v1/conversations"
 BEARER = ("bearer",)

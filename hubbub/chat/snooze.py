@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from hubbub.actors.router import Router
 from hubbub.chat.commands import Wake, ask
 from hubbub.errors import AppError
-from hubbub.gateway import DATABASE, ROUTER, SETTINGS
 from hubbub.periodic import Periodic
+from hubbub.services import Services
 from hubbub.storage.database import Database
 
 __all__ = ["SNOOZE", "SnoozeSweep", "snooze_sweep"]
@@ -50,9 +50,9 @@ class SnoozeSweep:
     failed wake or round is logged and counted, and the loop goes on.
     """
 
-    def __init__(self, db: Database, router: Callable[[], Router], *, interval: float) -> None:
+    def __init__(self, db: Database, router: Router, *, interval: float) -> None:
         self._db = db
-        self._router = router  # the gateway's, which starts after its plugins
+        self._router = router
         self.rounds = Periodic("snooze sweep", interval, self.sweep)
         self.woken = 0
         self.failures = 0
@@ -69,7 +69,7 @@ class SnoozeSweep:
 
     async def _wake(self, tenant_id: str, conversation_id: str) -> int:
         try:
-            await ask(self._router(), tenant_id, conversation_id, Wake())
+            await ask(self._router, tenant_id, conversation_id, Wake())
         except AppError as error:
             self.failures += 1
             log.warning("waking conversation %s failed (%s)", conversation_id, error)
@@ -81,11 +81,10 @@ class SnoozeSweep:
 SNOOZE = web.AppKey("snooze_sweep", SnoozeSweep)
 
 
-async def snooze_sweep(app: web.Application) -> AsyncIterator[None]:
-    """A ``cleanup_ctx``: the wake sweep (its first round one interval after start-up,
-    when the gateway's router is up)."""
-    sweep = app[SNOOZE] = SnoozeSweep(
-        app[DATABASE], lambda: app[ROUTER], interval=app[SETTINGS].snooze_sweep_seconds
+async def snooze_sweep(services: Services) -> AsyncIterator[None]:
+    """A start hook: the wake sweep (its first round one interval after start-up)."""
+    sweep = services.app[SNOOZE] = SnoozeSweep(
+        services.db, services.router, interval=services.settings.snooze_sweep_seconds
     )
     sweep.rounds.start()
     yield

@@ -21,9 +21,9 @@ from hubbub.chat.rooms import ConversationRooms
 from hubbub.chat.send_limits import SEND_LIMITS
 from hubbub.chat.wire import NewMessage, ReadMark
 from hubbub.errors import AppError
-from hubbub.gateway import DATABASE, ROUTER, SETTINGS
 from hubbub.realtime.protocol import parse_payload
 from hubbub.realtime.server import SocketContext
+from hubbub.services import DATABASE, ROUTER, SETTINGS
 from hubbub.tenancy.confirmed_members import acting
 
 __all__ = ["REPLAY_LIMIT", "ROOMS", "SOCKET_EVENTS"]

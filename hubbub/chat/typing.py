@@ -33,9 +33,9 @@ from hubbub.chat.events import channel
 from hubbub.chat.rooms import ConversationRooms
 from hubbub.chat.sockets import ROOMS
 from hubbub.errors import AppError, FieldError
-from hubbub.gateway import REALTIME, REDIS, SETTINGS
 from hubbub.http.routing import validation_error
 from hubbub.realtime.server import SocketContext
+from hubbub.services import Services
 from hubbub.storage import pubsub
 
 __all__ = ["TYPING", "TYPING_EVENTS", "TypingRelay", "typing_relay"]
@@ -194,12 +194,15 @@ async def typing(context: SocketContext, data: Any) -> dict[str, Any]:
 TYPING_EVENTS = {"typing": typing}
 
 
-async def typing_relay(app: web.Application) -> AsyncIterator[None]:
+async def typing_relay(services: Services) -> AsyncIterator[None]:
     """This gateway's typing relay (a cleanup context, after the conversation rooms)."""
-    settings = app[SETTINGS]
-    relay = app[TYPING] = TypingRelay(
-        app[ROOMS], app[REDIS], settings.typing_ttl_seconds, settings.typing_relay_seconds
+    settings = services.settings
+    relay = services.app[TYPING] = TypingRelay(
+        services.app[ROOMS],
+        services.redis,
+        settings.typing_ttl_seconds,
+        settings.typing_relay_seconds,
     )
-    app[REALTIME].on_disconnect(relay.forget)
+    services.realtime.on_disconnect(relay.forget)
     yield
     await relay.close()

@@ -15,8 +15,8 @@ from hubbub.errors import AppError
 from hubbub.exports.formats import MEDIA_TYPES
 from hubbub.exports.links import EXPORTS, verify
 from hubbub.exports.store import FileStore
-from hubbub.gateway import SETTINGS
 from hubbub.http.routing import Api
+from hubbub.services import SETTINGS
 
 __all__ = ["STORE", "api"]
 

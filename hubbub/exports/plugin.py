@@ -7,16 +7,13 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-from aiohttp import web
-
 from hubbub.config import Settings
 from hubbub.exports import job
 from hubbub.exports.api import STORE, api
 from hubbub.exports.links import load_key
 from hubbub.exports.store import FileStore, open_store
-from hubbub.gateway import SETTINGS
-from hubbub.periodic import every
 from hubbub.plugin import Plugin
+from hubbub.services import Services, every
 
 __all__ = ["JOB_KINDS", "PRUNE_SECONDS", "plugin", "prune_expired"]
 
@@ -35,20 +32,20 @@ async def prune_expired(store: FileStore, settings: Settings) -> int:
     return await store.prune(datetime.now(UTC) - lifetime - _MARGIN)
 
 
-async def _store(app: web.Application) -> AsyncIterator[None]:
+async def _store(services: Services) -> AsyncIterator[None]:
     """The export store, and the link key read once off the event loop."""
-    settings = app[SETTINGS]
-    app[STORE] = open_store(settings)
+    settings = services.settings
+    services.app[STORE] = open_store(settings)
     await asyncio.to_thread(load_key, settings)
     yield
 
 
-async def _prune(app: web.Application) -> int:
-    return await prune_expired(app[STORE], app[SETTINGS])
+async def _prune(services: Services) -> int:
+    return await prune_expired(services.app[STORE], services.settings)
 
 
 plugin = Plugin(
     "exports",
     apis=(api,),
-    cleanup_ctx=(_store, every("export pruning", PRUNE_SECONDS, _prune)),
+    start=(_store, every("export pruning", PRUNE_SECONDS, _prune)),
 )

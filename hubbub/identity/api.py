@@ -5,7 +5,6 @@ from __future__ import annotations
 from aiohttp import web
 
 from hubbub.errors import AppError
-from hubbub.gateway import DATABASE, REDIS
 from hubbub.http.routing import Api
 from hubbub.identity import passwords
 from hubbub.identity.bearer import authenticate_request
@@ -21,7 +20,7 @@ from hubbub.identity.sessions import (
     rotate_refresh_token,
 )
 from hubbub.identity.sign_in import open_session, refresh_lifetime, token_answer
-from hubbub.identity.signup import signup_gate
+from hubbub.identity.signup import RATE_LIMITED, SignupRequestView, signup_gate
 from hubbub.identity.standing import refuse_if_barred
 from hubbub.identity.two_factor_api import TwoFactorChallenge, challenge_if_enabled
 from hubbub.identity.users import create_user, email_taken, find_for_login, get_user
@@ -37,6 +36,7 @@ from hubbub.identity.wire import (
     UserView,
 )
 from hubbub.mail.delivery import MAIL
+from hubbub.services import DATABASE, REDIS
 
 __all__ = ["api", "jwks_api"]
 
@@ -52,11 +52,17 @@ BEARER = ("bearer",)
     body=NewAccount,
     response=AuthTokens,
     status=201,
+    alternatives={
+        202: (
+            "Signup policy `approval`: a signup request was filed for staff to approve",
+            SignupRequestView,
+        )
+    },
     responses={
-        202: "Signup policy `approval`: a signup request was filed for staff to approve",
         403: "Signup policy `invite_only`: accounts come only from invites (`signup_invite_only`)",
         409: "The email already has an account (`email_taken`) or a pending signup request "
         "(`signup_request_pending`)",
+        429: RATE_LIMITED,
     },
 )
 async def register(request: web.Request, *, body: NewAccount) -> AuthTokens | web.Response:

@@ -20,13 +20,13 @@ from uuid import UUID
 from aiohttp import web
 
 from hubbub.errors import AppError
-from hubbub.gateway import DATABASE
 from hubbub.http.routing import ROUTE_SECURITY
 from hubbub.identity import api_keys
 from hubbub.identity.keys import KEYRING
 from hubbub.identity.sessions import is_live
 from hubbub.identity.tokens import AccessClaims, verify_access_token
 from hubbub.realtime.handshake import Principal
+from hubbub.services import DATABASE
 from hubbub.tenancy.service_accounts import WRITE_SCOPES
 
 __all__ = ["authenticate_request", "authenticate_socket"]
@@ -79,7 +79,9 @@ async def _api_key_request(request: web.Request) -> AccessClaims:
     return claims
 
 
-async def authenticate_socket(environ: Mapping[str, Any], auth: Any) -> Principal:
+async def authenticate_socket(
+    app: web.Application, environ: Mapping[str, Any], auth: Any
+) -> Principal:
     """The Socket.IO authenticator: ``auth: {token: <access token or API key>}``.
 
     A key's socket has its key id as user and session id (so revoking the key
@@ -88,7 +90,6 @@ async def authenticate_socket(environ: Mapping[str, Any], auth: Any) -> Principa
     token = auth.get("token") if isinstance(auth, dict) else None
     if not isinstance(token, str) or not token:
         raise _missing("expected auth {token: <access token>} in the Socket.IO handshake")
-    app = environ["aiohttp.request"].app
     if api_keys.is_api_key(token):
         claims = await _check_api_key(app, token)
         return Principal(

@@ -14,7 +14,6 @@ import asyncpg
 from aiohttp import web
 
 from hubbub.errors import AppError
-from hubbub.gateway import DATABASE, REDIS, SETTINGS
 from hubbub.http.routing import Api
 from hubbub.identity import passwords
 from hubbub.identity.bearer import authenticate_request
@@ -34,6 +33,7 @@ from hubbub.ids import new_id
 from hubbub.mail.delivery import MAIL
 from hubbub.mail.outbox import enqueue
 from hubbub.ratelimit import RATE_LIMITER, Limit
+from hubbub.services import DATABASE, REDIS, SETTINGS
 
 __all__ = ["queue_verification", "recovery_api"]
 

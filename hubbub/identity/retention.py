@@ -15,10 +15,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from aiohttp import web
-
-from hubbub.gateway import DATABASE, SETTINGS
-from hubbub.periodic import every
+from hubbub.services import Services, every
 from hubbub.storage.database import Database
 
 __all__ = ["BATCH", "PRUNE_SECONDS", "auth_retention", "prune_auth"]
@@ -45,9 +42,9 @@ async def prune_auth(db: Database, retention: timedelta, batch: int = BATCH) -> 
             return batches
 
 
-async def _prune(app: web.Application) -> int | None:
-    return await prune_auth(app[DATABASE], timedelta(days=app[SETTINGS].auth_retention_days))
+async def _prune(services: Services) -> int | None:
+    return await prune_auth(services.db, timedelta(days=services.settings.auth_retention_days))
 
 
-#: A ``cleanup_ctx``: this gateway's hourly pruning (first round an hour in).
+#: A start hook: this gateway's hourly pruning (first round an hour in).
 auth_retention = every("identity retention", PRUNE_SECONDS, _prune)

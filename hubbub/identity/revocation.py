@@ -3,8 +3,8 @@
 Whoever revokes sessions (logout, logout-all, a deleted session, refresh
 token reuse, a ban or lock, a password change or reset, a revoked API key) calls
 :func:`announce_revoked` after the revocation committed. It publishes one
-message on the bus topic :data:`REVOCATIONS_TOPIC`, which every gateway
-subscribes to for as long as it runs (:class:`RevocationListener`). Each
+message on the bus topic :data:`REVOCATIONS_TOPIC`, which every gateway's one
+bus watches for as long as it runs, routed to its :class:`RevocationListener`. Each
 gateway then sends its matching local sockets the event ``auth:revoked``
 ``{code, message}`` and disconnects them. A socket joins the rooms of its
 user and its session when it connects (``hubbub.realtime.server``), so a
@@ -24,14 +24,11 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from hubbub.gateway import REALTIME, REDIS
-from hubbub.http.health import READINESS
-from hubbub.realtime.fanout import Fanout
 from hubbub.realtime.server import Realtime, session_room, user_room
+from hubbub.services import Services
 from hubbub.storage import pubsub
 
 __all__ = [
@@ -122,29 +119,28 @@ async def announce_revoked(
 
 
 class RevocationListener:
-    """Owns: this gateway's subscription to revocations (its own Fanout).
+    """Owns: the counts of revocations dropped and sockets disconnected here.
 
     Concurrency: one event loop; revocations are applied one at a time in
-    the order they arrive. Failure: the subscription is rebuilt by Fanout;
-    a malformed message is logged and counted in ``dropped``.
+    the order the gateway's bus reader hands them over (no Postgres read
+    waits in front of them: seq streams repair in their own tasks).
+    Failure: the bus rebuilds its subscription; a malformed message is
+    logged and counted in ``dropped``.
     """
 
-    def __init__(self, redis: Redis, realtime: Realtime) -> None:
+    def __init__(self, realtime: Realtime) -> None:
         self._realtime = realtime
-        self._fanout = Fanout(redis, self._apply)
+        self._fanout = realtime.fanout
+        self._fanout.route(REVOCATIONS_TOPIC, self._apply)
+        self.check = self._fanout.check(REVOCATIONS_TOPIC)
         self.dropped = 0
         self.disconnected = 0
 
     async def start(self) -> None:
-        await self._fanout.start()
         await self._fanout.watch(REVOCATIONS_TOPIC)
 
     async def close(self) -> None:
-        await self._fanout.close()
-
-    async def probe(self) -> dict[str, Any]:
-        """The readiness check of this subscription."""
-        return await self._fanout.probe()
+        await self._fanout.unwatch(REVOCATIONS_TOPIC)
 
     async def _apply(self, topic: str, event: str, data: dict[str, Any]) -> None:
         try:
@@ -168,10 +164,10 @@ class RevocationListener:
             )
 
 
-async def revocation_listener(app: web.Application) -> AsyncIterator[None]:
-    """The gateway's revocation subscription (a cleanup context, after Redis)."""
-    listener = RevocationListener(app[REDIS], app[REALTIME])
+async def revocation_listener(services: Services) -> AsyncIterator[None]:
+    """The gateway's revocation listener on its bus (a cleanup context)."""
+    listener = RevocationListener(services.realtime)
     await listener.start()
-    app[READINESS].add("fanout:revocations", listener.probe)
+    services.readiness.add("fanout:revocations", listener.check)
     yield
     await listener.close()

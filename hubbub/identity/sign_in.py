@@ -10,12 +10,12 @@ import asyncpg
 from aiohttp import web
 
 from hubbub.config import Settings
-from hubbub.gateway import SETTINGS
 from hubbub.identity.keys import KEYRING, KeyRing
 from hubbub.identity.sessions import create_session
 from hubbub.identity.tokens import issue_access_token
 from hubbub.identity.users import User
 from hubbub.identity.wire import AuthTokens, UserView
+from hubbub.services import SETTINGS
 
 __all__ = ["issue_tokens", "open_session", "refresh_lifetime", "token_answer"]
 

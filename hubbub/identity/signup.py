@@ -10,6 +10,11 @@ requests of the ``approval`` policy.
 
 Accepting an invite creates an account under every policy: the invite is
 the approval.
+
+Every registration attempt (``register`` and the async signup) first spends
+one hit of its address's budget (``HUBBUB_REGISTER_LIMIT_PER_IP``) and one of
+the deployment's (``HUBBUB_REGISTER_LIMIT_GLOBAL``), whatever the policy:
+past either, 429 ``rate_limited`` with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -24,15 +29,16 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from hubbub.errors import AppError
-from hubbub.gateway import DATABASE, SETTINGS
 from hubbub.http.routing import Api
 from hubbub.identity import passwords, staff
 from hubbub.identity.staff_api import STAFF_ONLY, require_staff
 from hubbub.identity.users import create_user, email_taken
 from hubbub.identity.wire import NewAccount
 from hubbub.ids import new_id
+from hubbub.ratelimit import RATE_LIMITER, Limit
+from hubbub.services import DATABASE, SETTINGS
 
-__all__ = ["SignupRequestView", "api", "signup_gate"]
+__all__ = ["RATE_LIMITED", "SignupRequestView", "api", "signup_gate"]
 
 api = Api("signup", "Signup requests of the approval policy (platform staff).")
 
@@ -69,9 +75,17 @@ class SignupRequestQuery(BaseModel):
     limit: int = Field(50, ge=1, le=100)
 
 
+#: The ``responses`` entry of a route that registers.
+RATE_LIMITED = (
+    "Too many registrations from this address or on the deployment (`rate_limited`, `Retry-After`)"
+)
+
+
 async def signup_gate(request: web.Request, body: NewAccount) -> web.Response | None:
     """None when the policy lets ``register`` create the account now; the 202
-    answer of a filed request under ``approval``; AppError 403 under ``invite_only``."""
+    answer of a filed request under ``approval``; AppError 403 under
+    ``invite_only``; AppError 429 past a registration limit (checked first)."""
+    await _spend_registration_budgets(request)
     policy = request.app[SETTINGS].signup_policy
     if policy == "open":
         return None
@@ -87,6 +101,13 @@ async def signup_gate(request: web.Request, body: NewAccount) -> web.Response | 
         status=202,
         content_type="application/json",
     )
+
+
+async def _spend_registration_budgets(request: web.Request) -> None:
+    settings, limiter = request.app[SETTINGS], request.app[RATE_LIMITER]
+    per_ip = Limit.parse(settings.register_limit_per_ip)
+    await limiter.hit(f"register:ip:{request.remote or 'unknown'}", per_ip)
+    await limiter.hit("register:global", Limit.parse(settings.register_limit_global))
 
 
 async def _file_request(request: web.Request, body: NewAccount) -> SignupRequestView:

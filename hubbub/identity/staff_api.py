@@ -14,13 +14,13 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from hubbub.errors import AppError
-from hubbub.gateway import DATABASE, REDIS
 from hubbub.http.routing import Api
 from hubbub.identity import staff
 from hubbub.identity.bearer import authenticate_request
 from hubbub.identity.revocation import announce_revoked
 from hubbub.identity.staff import StaffAction
 from hubbub.identity.tokens import AccessClaims
+from hubbub.services import DATABASE, REDIS
 
 __all__ = ["STAFF_ONLY", "require_staff", "staff_api"]
 

@@ -18,7 +18,6 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from hubbub.errors import AppError
-from hubbub.gateway import DATABASE, SETTINGS
 from hubbub.http.routing import Api
 from hubbub.identity import passwords, two_factor
 from hubbub.identity.bearer import authenticate_request
@@ -29,6 +28,7 @@ from hubbub.identity.standing import refuse_if_barred
 from hubbub.identity.totp import new_secret, otpauth_url
 from hubbub.identity.users import get_user
 from hubbub.identity.wire import AuthTokens, DeviceToken
+from hubbub.services import DATABASE, SETTINGS
 
 __all__ = ["TwoFactorChallenge", "challenge_if_enabled", "two_factor_api"]
 

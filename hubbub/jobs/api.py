@@ -15,7 +15,6 @@ from __future__ import annotations
 from aiohttp import web
 
 from hubbub.errors import AppError
-from hubbub.gateway import DATABASE
 from hubbub.http.routing import Api
 from hubbub.ids import new_id
 from hubbub.jobs import control, reads, schedules
@@ -41,11 +40,12 @@ from hubbub.jobs.wire import (
     ScheduleView,
     StreamQuery,
 )
+from hubbub.services import DATABASE
 from hubbub.tenancy.roles import at_least
 
 __all__ = ["api"]
 
-api = Api("jobs", "Long-running work on Ray workers, with live progress.")
+api = Api("jobs", "Long-running work on Ray workers, with live progress.", tenant_header=True)
 
 BASE = "/api/v1/jobs"
 ONE = f"{BASE}/{{job_id}}"

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from hubbub.errors import AppError, FieldError
-from hubbub.gateway import ROUTER
 from hubbub.identity.bearer import authenticate_request
 from hubbub.jobs.reads import Viewer
+from hubbub.services import ROUTER
 from hubbub.tenancy.access import authorize, tenant_of
 
 __all__ = ["IDEMPOTENCY_HEADER", "Caller", "caller", "idempotency_key"]

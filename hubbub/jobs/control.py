@@ -13,9 +13,9 @@ from typing import Any
 from aiohttp import web
 
 from hubbub.actors.command import Command
-from hubbub.gateway import ROUTER
 from hubbub.jobs.commands import Cancel, Retry
 from hubbub.jobs.keys import SWEEP_ROUNDS
+from hubbub.services import ROUTER
 
 __all__ = ["cancel_job", "retry_job"]
 

@@ -24,11 +24,11 @@ from aiohttp import web
 
 from hubbub.actors.command import Command
 from hubbub.errors import AppError
-from hubbub.gateway import DATABASE, ROUTER
 from hubbub.ids import new_id
 from hubbub.jobs.commands import Submit
 from hubbub.jobs.keys import SWEEP_ROUNDS
 from hubbub.jobs.registry import JobKind
+from hubbub.services import DATABASE, ROUTER
 from hubbub.tenancy.creations import request_hash
 
 __all__ = ["job_id_for", "submit_job"]

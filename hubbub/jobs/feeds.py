@@ -2,17 +2,22 @@
 bus, in seq order, with no gap and no duplicate — for SSE streams and
 Socket.IO subscriptions alike.
 
-Following a job takes three steps. :meth:`JobFeeds.follow` subscribes the
-gateway to the job's bus topic (for the topic's first follower, a probe round
-trip through the same Redis connection proves the SUBSCRIBE was processed)
-and starts buffering every event of the job for the new :class:`Follower`.
-Then the follower's :meth:`~Follower.backlog` reads what was committed after
-the client's ``after_seq`` from Postgres, a page at a time. Finally
-:meth:`~Follower.next` hands out the buffered and live events: those at or
-below the last seq handed out are
-dropped (committed before the backlog read, published after it), and one
-above the next expected seq means events were lost on the bus — the missing
-range is read from Postgres and handed out first.
+Each followed job is a :class:`~hubbub.realtime.seq_stream.SeqStream` on the
+gateway's one bus: it hands the job's events to the job's local followers
+in seq order, once, and reads back from Postgres what the bus lost — in the
+stream's own task, so a slow read holds up only that job.
+
+Following a job takes three steps. :meth:`JobFeeds.follow` follows the job's
+stream (for the topic's first follower, a probe round trip through the same
+Redis connection proves the SUBSCRIBE was processed) and starts buffering
+every event of the job for the new :class:`Follower`. Then the follower's
+:meth:`~Follower.backlog` reads what was committed after the client's
+``after_seq`` from Postgres, a page at a time. Finally :meth:`~Follower.next`
+hands out the buffered and live events: those at or below the last seq
+handed out are dropped (committed before the backlog read, published after
+it), and one above the next expected seq — the follower dropped events while
+its client read slowly — means the missing range is read back first, with
+the stream's own ``read_after``.
 
 A follower that does not keep up (its client reads slowly, or not at all)
 holds at most :data:`MAX_LIVE` live events: past that it keeps only the
@@ -23,8 +28,8 @@ A finished job's stream ends with its terminal ``status`` event, which a
 follower always gets: in the backlog, live, or — when the client had seen it
 already — once more at the end of the backlog.
 
-The same subscription hears :data:`~hubbub.jobs.entity.ENDED`, where jobs
-that stop running say so, and calls ``on_ended`` (the job sweep's kick).
+The same bus routes :data:`~hubbub.jobs.entity.ENDED`, where jobs that stop
+running say so, to ``on_ended`` (the job sweep's kick).
 """
 
 from __future__ import annotations
@@ -35,12 +40,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from redis.asyncio import Redis
-
 from hubbub.jobs import reads
-from hubbub.jobs.entity import ENDED, channel
+from hubbub.jobs.entity import ENDED, EVENT, channel
 from hubbub.jobs.state import TERMINAL
 from hubbub.realtime.fanout import Fanout
+from hubbub.realtime.seq_stream import Event, ReadAfter, SeqStreams
 from hubbub.storage.database import Database
 
 __all__ = ["MAX_LIVE", "PAGE", "Follower", "JobFeeds", "is_final"]
@@ -60,26 +64,40 @@ def is_final(event: dict[str, Any]) -> bool:
 
 
 class JobFeeds:
-    """Owns: this gateway's job subscriptions and the followers of each job.
+    """Owns: the followers of each job on this gateway (the streams own each
+    job's head).
 
-    Concurrency: one event loop. Failure: events lost on the bus (or dropped
-    for a follower that fell behind) are read back from Postgres at the next
-    seq gap (``repaired`` counts them).
+    Concurrency: one event loop. Failure: events lost on the bus are read
+    back by the job's stream at the next seq gap, events a slow follower
+    dropped by that follower (``repaired`` counts both).
     """
 
-    def __init__(self, redis: Redis, database: Database) -> None:
+    def __init__(
+        self, fanout: Fanout, database: Database, on_ended: Callable[[], None] = lambda: None
+    ) -> None:
         self.database = database
-        self.fanout = Fanout(redis, self._deliver)
+        self.fanout = fanout
+        self.streams = SeqStreams(fanout, "job:", self._deliver)
         self._followers: dict[str, set[Follower]] = {}
-        self.repaired = 0
-        self.on_ended: Callable[[], None] = lambda: None
+        self.on_ended = on_ended
+        self._standing = fanout.check(ENDED)
+        fanout.route(ENDED, self._ended)
+
+    @property
+    def repaired(self) -> int:
+        """Events read back from Postgres, by the streams and by slow followers."""
+        return self.streams.stats.repaired
 
     async def start(self) -> None:
-        await self.fanout.start()
         await self.fanout.watch(ENDED)
 
     async def close(self) -> None:
-        await self.fanout.close()
+        await self.streams.close()
+        await self.fanout.unwatch(ENDED)
+
+    async def check(self) -> dict[str, Any]:
+        """Readiness: ``jobs:ended`` is watched on a live bus; the streams' counts."""
+        return {**await self._standing(), **await self.streams.check()}
 
     async def follow(
         self, tenant_id: str, job_id: str, after_seq: int, viewer: reads.Viewer | None
@@ -92,26 +110,41 @@ class JobFeeds:
         """
         async with self.database.tenant(tenant_id) as conn:
             reads.check_after_seq(await reads.job(conn, job_id, viewer), after_seq)
-        follower = Follower(self, tenant_id, job_id, after_seq)
+        read_after = self.reader(tenant_id, job_id)
+        follower = Follower(self, tenant_id, job_id, after_seq, read_after)
         self._followers.setdefault(job_id, set()).add(follower)
         try:
-            await self.fanout.subscribe(channel(job_id))
+            await self.streams.follow(channel(job_id), read_after)
         except BaseException:
-            await follower.close()
+            self._discard(follower)  # the stream forgot it already
             raise
         return follower
 
-    async def _forget(self, follower: Follower) -> None:
+    def reader(self, tenant_id: str, job_id: str) -> ReadAfter:
+        """The job's ``read_after``: a page of its committed events, as bus events."""
+
+        async def read_after(after: int, before: int) -> list[Event]:
+            async with self.database.tenant(tenant_id) as conn:
+                limit = min(before - after - 1, PAGE)
+                events = await reads.stream_after(conn, job_id, after, limit, before)
+            return [(EVENT, event) for event in events]
+
+        return read_after
+
+    def _discard(self, follower: Follower) -> None:
         followers = self._followers.get(follower.job_id, set())
         followers.discard(follower)
         if not followers:
             self._followers.pop(follower.job_id, None)
-        await self.fanout.unwatch(channel(follower.job_id))
+
+    async def _forget(self, follower: Follower) -> None:
+        self._discard(follower)
+        await self.streams.unfollow(channel(follower.job_id))
+
+    async def _ended(self, topic: str, event: str, data: dict[str, Any]) -> None:
+        self.on_ended()
 
     async def _deliver(self, topic: str, event: str, data: dict[str, Any]) -> None:
-        if topic == ENDED:
-            self.on_ended()
-            return
         for follower in list(self._followers.get(topic.removeprefix("job:"), ())):
             follower.offer(data)
 
@@ -124,8 +157,11 @@ class Follower:
     Concurrency: one consumer calls ``backlog`` until ``caught_up``, then ``next``.
     """
 
-    def __init__(self, feeds: JobFeeds, tenant_id: str, job_id: str, after_seq: int) -> None:
+    def __init__(
+        self, feeds: JobFeeds, tenant_id: str, job_id: str, after_seq: int, read_after: ReadAfter
+    ) -> None:
         self._feeds = feeds
+        self._read_after = read_after
         self.tenant_id = tenant_id
         self.job_id = job_id
         self.last_seq = after_seq
@@ -209,17 +245,15 @@ class Follower:
             self.finished = self.finished or any(is_final(e) for e in events)
 
     async def _missed(self, before: int) -> list[dict[str, Any]]:
+        """A page of the events this follower dropped below ``before``."""
         if before <= self.last_seq + 1:
             return []
-        async with self._feeds.database.tenant(self.tenant_id) as conn:
-            missed = await reads.stream_after(
-                conn, self.job_id, self.last_seq, min(before - self.last_seq - 1, PAGE), before
-            )
-        self._feeds.repaired += len(missed)
+        missed = [event for _, event in await self._read_after(self.last_seq, before)]
+        self._feeds.streams.stats.repaired += len(missed)
         if missed:
             log.warning(
-                "job %s: read seqs %d..%d back from Postgres (lost on the bus, or dropped "
-                "while the client read slowly)",
+                "job %s: read seqs %d..%d back from Postgres (dropped while the client "
+                "read slowly, or offered out of order)",
                 self.job_id,
                 missed[0]["seq"],
                 missed[-1]["seq"],

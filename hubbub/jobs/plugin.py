@@ -7,10 +7,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from aiohttp import web
-
-from hubbub.gateway import DATABASE, REALTIME, REDIS
-from hubbub.http.health import READINESS
 from hubbub.jobs import demo
 from hubbub.jobs.api import api
 from hubbub.jobs.entity import JobEntity
@@ -18,9 +14,10 @@ from hubbub.jobs.feeds import JobFeeds
 from hubbub.jobs.keys import FEEDS
 from hubbub.jobs.registry import KINDS
 from hubbub.jobs.sockets import SOCKET_EVENTS, SUBSCRIPTIONS, JobSubscriptions
-from hubbub.jobs.sweep import job_sweep
+from hubbub.jobs.sweep import JOB_SWEEP, job_sweep
 from hubbub.plugin import Plugin
 from hubbub.provisioning import provision
+from hubbub.services import Services
 
 __all__ = ["BUILTIN_KINDS", "plugin"]
 
@@ -28,24 +25,26 @@ __all__ = ["BUILTIN_KINDS", "plugin"]
 BUILTIN_KINDS = (demo, provision)
 
 
-async def _kinds(app: web.Application) -> AsyncIterator[None]:
+async def _kinds(services: Services) -> AsyncIterator[None]:
     """Kinds of installed packages (entry-point group ``hubbub.jobs``)."""
     KINDS.discover()
     yield
 
 
-async def _feeds(app: web.Application) -> AsyncIterator[None]:
-    """This gateway's job feeds and their bus subscription."""
-    feeds = app[FEEDS] = JobFeeds(app[REDIS], app[DATABASE])
+async def _feeds(services: Services) -> AsyncIterator[None]:
+    """This gateway's job feeds: the job streams on its bus; a job that stops
+    running kicks the sweep (a slot freed: launch what waits for it now)."""
+    kick = services.app[JOB_SWEEP].rounds.kick
+    feeds = services.app[FEEDS] = JobFeeds(services.bus, services.db, on_ended=kick)
     await feeds.start()
-    app[READINESS].add("fanout:jobs", feeds.fanout.probe)
+    services.readiness.add("fanout:jobs", feeds.check)
     yield
     await feeds.close()
 
 
-async def _subscriptions(app: web.Application) -> AsyncIterator[None]:
-    subscriptions = app[SUBSCRIPTIONS] = JobSubscriptions(app[REALTIME])
-    app[REALTIME].on_disconnect(subscriptions.forget)
+async def _subscriptions(services: Services) -> AsyncIterator[None]:
+    subscriptions = services.app[SUBSCRIPTIONS] = JobSubscriptions(services.realtime)
+    services.realtime.on_disconnect(subscriptions.forget)
     yield
     await subscriptions.close()
 
@@ -55,5 +54,5 @@ plugin = Plugin(
     entity_kinds=(JobEntity,),
     apis=(api,),
     socket_events=SOCKET_EVENTS,
-    cleanup_ctx=(_kinds, _feeds, _subscriptions, job_sweep),
+    start=(_kinds, job_sweep, _feeds, _subscriptions),
 )

@@ -18,12 +18,12 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from hubbub.errors import AppError
-from hubbub.gateway import ROUTER
 from hubbub.jobs.feeds import Follower
 from hubbub.jobs.keys import FEEDS
 from hubbub.jobs.reads import Viewer
 from hubbub.realtime.protocol import parse_payload
 from hubbub.realtime.server import Realtime, SocketContext
+from hubbub.services import ROUTER
 from hubbub.tenancy.access import authorize
 from hubbub.tenancy.confirmed_members import acting
 

@@ -20,11 +20,11 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
 from hubbub.errors import AppError, FieldError
-from hubbub.gateway import SETTINGS
 from hubbub.jobs.feeds import Follower
 from hubbub.jobs.keys import FEEDS
 from hubbub.jobs.reads import Viewer
 from hubbub.jobs.wire import StreamQuery
+from hubbub.services import SETTINGS
 
 __all__ = ["EventRewrite", "serve_stream"]
 

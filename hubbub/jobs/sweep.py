@@ -37,7 +37,7 @@ import asyncio
 import logging
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -49,13 +49,13 @@ from hubbub.actors.router import Router
 from hubbub.actors.runtime import Launcher, Task, open_launcher
 from hubbub.config import Settings
 from hubbub.errors import AppError
-from hubbub.gateway import DATABASE, ROUTER, SETTINGS
 from hubbub.jobs.commands import Dispatch, Lost, Supervise
-from hubbub.jobs.keys import FEEDS, SWEEP_ROUNDS
+from hubbub.jobs.keys import SWEEP_ROUNDS
 from hubbub.jobs.registry import KINDS, JobKind
 from hubbub.jobs.schedules import fire_due
 from hubbub.jobs.worker import Launch
 from hubbub.periodic import Periodic
+from hubbub.services import Services
 from hubbub.storage.database import Database
 
 __all__ = ["JOB_SWEEP", "WORK", "JobSweep", "job_sweep"]
@@ -113,13 +113,13 @@ class JobSweep:
     def __init__(
         self,
         db: Database,
-        router: Callable[[], Router],
+        router: Router,
         launcher: Launcher,
         app: web.Application,
         settings: Settings,
     ) -> None:
         self._db = db
-        self._router = router  # the gateway's, which starts after its plugins
+        self._router = router
         self._launcher = launcher
         self._app = app
         self._grace = settings.job_cancel_grace_seconds
@@ -215,7 +215,7 @@ class JobSweep:
         async def one(row: asyncpg.Record, body: CommandBody) -> dict[str, Any] | None:
             job = Command("job", str(row["id"]), body, str(row["tenant_id"]))
             try:
-                return await self._router().send(job)
+                return await self._router.send(job)
             except AppError as error:
                 self.failures += 1
                 name = type(body).__name__.lower()
@@ -234,14 +234,15 @@ def _task(row: asyncpg.Record, kind: JobKind, launch_id: str) -> Task:
 JOB_SWEEP = web.AppKey("job_sweep", JobSweep)
 
 
-async def job_sweep(app: web.Application) -> AsyncIterator[None]:
-    """A ``cleanup_ctx``: the deployment's launcher and this gateway's sweep
-    (after the job feeds, which hear of jobs that stop running)."""
-    settings = app[SETTINGS]
+async def job_sweep(services: Services) -> AsyncIterator[None]:
+    """A start hook: the deployment's launcher and this gateway's sweep (before
+    the job feeds, which kick it when a job stops running)."""
+    settings = services.settings
     launcher = await asyncio.to_thread(open_launcher, settings)
-    sweep = app[JOB_SWEEP] = JobSweep(app[DATABASE], lambda: app[ROUTER], launcher, app, settings)
-    app[SWEEP_ROUNDS] = sweep.rounds
-    app[FEEDS].on_ended = sweep.rounds.kick  # a slot freed: launch what waits for it now
+    sweep = services.app[JOB_SWEEP] = JobSweep(
+        services.db, services.router, launcher, services.app, settings
+    )
+    services.app[SWEEP_ROUNDS] = sweep.rounds
     sweep.rounds.start()
     yield
     await sweep.rounds.close()

@@ -5,7 +5,7 @@
   retried with backoff or given up.
 - ``sender``: SMTP through aiosmtplib (``HUBBUB_SMTP_URL``), or the log when
   no server is configured (the zero-setup default).
-- ``delivery``: the loop each gateway runs (a ``cleanup_ctx``), and the
+- ``delivery``: the loop each gateway runs (a start hook), and the
   :data:`~hubbub.mail.delivery.MAIL` key requests wake it through.
 """
 

@@ -16,9 +16,9 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from hubbub.gateway import DATABASE, SETTINGS
 from hubbub.mail.outbox import QueuedMail, claim_due, mark_failed, mark_sent
 from hubbub.mail.sender import SMTP_TIMEOUT_SECONDS, Sender, sender_for
+from hubbub.services import Services
 from hubbub.storage.database import Database
 
 __all__ = ["BATCH", "MAIL", "Delivery", "mail_delivery"]
@@ -108,11 +108,11 @@ class Delivery:
 MAIL = web.AppKey("mail", Delivery)
 
 
-async def mail_delivery(app: web.Application) -> AsyncIterator[None]:
-    """A ``cleanup_ctx``: the delivery loop, after Postgres is up."""
-    settings = app[SETTINGS]
-    delivery = app[MAIL] = Delivery(
-        app[DATABASE],
+async def mail_delivery(services: Services) -> AsyncIterator[None]:
+    """A start hook: the delivery loop."""
+    settings = services.settings
+    delivery = services.app[MAIL] = Delivery(
+        services.db,
         sender_for(settings.smtp_url, settings.mail_from),
         poll=settings.mail_poll_seconds,
         max_attempts=settings.mail_max_attempts,

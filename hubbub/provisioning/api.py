@@ -26,12 +26,11 @@ from typing import Any
 from aiohttp import web
 
 from hubbub.errors import AppError
-from hubbub.gateway import DATABASE, SETTINGS
 from hubbub.http.routing import Api
 from hubbub.identity import passwords
 from hubbub.identity.sessions import create_session
 from hubbub.identity.sign_in import refresh_lifetime, token_answer
-from hubbub.identity.signup import signup_gate
+from hubbub.identity.signup import RATE_LIMITED, signup_gate
 from hubbub.identity.users import email_taken, find_for_login, get_user
 from hubbub.ids import new_id
 from hubbub.jobs.caller import idempotency_key
@@ -49,6 +48,7 @@ from hubbub.provisioning.signups import (
     stream_job,
 )
 from hubbub.provisioning.wire import AsyncSignup, SignupAccepted, StreamPath
+from hubbub.services import DATABASE, SETTINGS
 from hubbub.storage.database import Database
 from hubbub.tenancy.directory import find_user_id
 
@@ -76,6 +76,7 @@ _DEVICE_MAX = 200
         "policy, a pending signup request (`signup_request_pending`)",
         422: "A field is invalid (`validation_failed`, naming it), or the `Idempotency-Key` "
         "came with another body (`idempotency_key_reused`)",
+        429: RATE_LIMITED,
     },
 )
 async def signup_async(request: web.Request, *, body: AsyncSignup) -> SignupAccepted | web.Response:

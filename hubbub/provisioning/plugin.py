@@ -7,13 +7,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from aiohttp import web
-
-from hubbub.gateway import DATABASE, SETTINGS
-from hubbub.periodic import every
 from hubbub.plugin import Plugin
 from hubbub.provisioning.api import api
 from hubbub.provisioning.signups import prune_signups
+from hubbub.services import Services, every
 
 __all__ = ["PRUNE_SECONDS", "plugin"]
 
@@ -21,11 +18,11 @@ __all__ = ["PRUNE_SECONDS", "plugin"]
 PRUNE_SECONDS = 3600.0
 
 
-async def _prune(app: web.Application) -> int:
-    retention = timedelta(days=app[SETTINGS].auth_retention_days)
-    return await prune_signups(app[DATABASE], retention)
+async def _prune(services: Services) -> int:
+    retention = timedelta(days=services.settings.auth_retention_days)
+    return await prune_signups(services.db, retention)
 
 
 plugin = Plugin(
-    "provisioning", apis=(api,), cleanup_ctx=(every("signup pruning", PRUNE_SECONDS, _prune),)
+    "provisioning", apis=(api,), start=(every("signup pruning", PRUNE_SECONDS, _prune),)
 )

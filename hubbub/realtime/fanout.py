@@ -1,16 +1,25 @@
-"""This gateway's end of the fan-out bus.
+"""This gateway's one fan-out bus: a single Redis subscription for committed
+events, routed by topic to the gateway's local consumers.
 
-The gateway subscribes to a topic's Redis channel while at least one local
-socket watches it, and hands every event published there to ``deliver``
-(which writes it to the local sockets in the topic's room). If the
-subscription breaks it is rebuilt with every watched channel (by redis-py's
-own reconnect, or here if that gives up); events lost
-meanwhile are repaired by receivers from their seq gaps, and ``on_rebuilt``
-hears of the rebuild so a receiver without seqs can drop what it trusted.
-A probe round trip through Redis tells readiness whether the subscription
-really delivers, and :meth:`Fanout.subscribe` whether a topic's new
-SUBSCRIBE took effect (once per topic and subscription: later subscribers of
-a topic already proven pay no round trip).
+Every committed domain event a gateway hears arrives on one Redis pub/sub
+connection (python-socketio's manager holds its own, for emits between
+gateways). The gateway subscribes to a topic's channel while at least one
+local consumer watches it, and hands each event to the consumer *routed* to
+its topic: an exact topic (``auth:revocations``), a kind of topic (every
+``conversation:`` topic, every ``job:`` topic), or else the default (the
+Socket.IO room named after the topic, ``realtime/server.py``). A consumer
+must not wait on anything slow in its route: a seq stream's repair runs in
+the stream's own task (``seq_stream.py``), so one stream's slow read never
+holds up another's delivery, nor revocations or tenant evictions.
+
+If the subscription breaks it is rebuilt with every watched channel (by
+redis-py's own reconnect, or here if that gives up); events lost meanwhile
+are repaired by receivers from their seq gaps, and hooks given to
+:meth:`Fanout.on_rebuilt` hear of the rebuild so a receiver without seqs can
+drop what it trusted. A probe round trip through Redis tells readiness
+whether the subscription really delivers, and :meth:`Fanout.subscribe`
+whether a topic's new SUBSCRIBE took effect (once per topic and
+subscription: later subscribers of a topic already proven pay no round trip).
 """
 
 from __future__ import annotations
@@ -30,11 +39,11 @@ from redis.exceptions import RedisError
 from hubbub.errors import AppError
 from hubbub.storage import pubsub
 
-__all__ = ["Deliver", "Fanout"]
+__all__ = ["Deliver", "Fanout", "kind_of"]
 
 log = logging.getLogger(__name__)
 
-#: ``(topic, event, data)``: hand one committed event to the local sockets.
+#: ``(topic, event, data)``: hand one committed event to a local consumer.
 Deliver = Callable[[str, str, dict[str, Any]], Awaitable[None]]
 
 _PROBE_EVENT = "hubbub:probe"
@@ -42,20 +51,31 @@ _RECONNECT_MAX_DELAY = 5.0
 _PROBE_TIMEOUT = 2.0
 
 
-class Fanout:
-    """Owns: one Redis pub/sub connection and the count of watchers per topic.
+def kind_of(topic: str) -> str:
+    """A topic's kind: its name up to and with the first ``:`` (``"job:"``),
+    or ``""`` for a topic without one."""
+    colon = topic.find(":")
+    return topic[: colon + 1]
 
-    Concurrency: one event loop; one listener task owned by this object.
-    Failure: a broken subscription is rebuilt with backoff; ``probe`` fails
-    until it delivers again. Undecodable messages are counted, not raised.
+
+class Fanout:
+    """Owns: this gateway's one Redis subscription for committed events, the
+    count of watchers per topic and the route of each topic to its consumer.
+
+    Concurrency: one event loop; one reader task owned by this object hands
+    events to the routes one at a time, in the order Redis delivers them.
+    Durability: none (Redis pub/sub is at most once); receivers repair by seq.
+    Failure: a broken subscription is rebuilt with backoff and every watched
+    channel; ``probe`` fails until it delivers again. Undecodable messages are
+    counted in ``dropped``, not raised.
     """
 
-    def __init__(
-        self, redis: Redis, deliver: Deliver, on_rebuilt: Callable[[], None] | None = None
-    ) -> None:
+    def __init__(self, redis: Redis, default: Deliver) -> None:
         self._redis = redis
-        self._deliver = deliver
-        self._on_rebuilt = on_rebuilt
+        self._default = default
+        self._topics: dict[str, Deliver] = {}
+        self._kinds: dict[str, Deliver] = {}
+        self._rebuilt_hooks: list[Callable[[], None]] = []
         self._watchers: Counter[str] = Counter()
         self._proven: set[str] = set()  # watched topics known to deliver
         self._subscription = 0  # counts rebuilds: a proof holds for one subscription
@@ -64,6 +84,17 @@ class Fanout:
         self._pubsub: PubSub | None = None
         self._listener: asyncio.Task[None] | None = None
         self.dropped = 0
+
+    def route(self, topic: str, deliver: Deliver) -> None:
+        """Hand ``topic``'s events to ``deliver``; a topic ending in ``:`` is a
+        kind and routes every topic of that kind (an exact topic wins)."""
+        routes = self._kinds if topic.endswith(":") else self._topics
+        assert topic not in routes, f"expected one route per topic, {topic!r} has one"
+        routes[topic] = deliver
+
+    def on_rebuilt(self, hook: Callable[[], None]) -> None:
+        """Call ``hook()`` whenever the subscription was rebuilt (events may be lost)."""
+        self._rebuilt_hooks.append(hook)
 
     async def start(self) -> None:
         self._pubsub = await self._subscribe_all()  # fail fast if Redis is down at start
@@ -79,9 +110,12 @@ class Fanout:
 
     @property
     def subscribed(self) -> bool:
-        """Whether events published now reach ``deliver`` (as far as this end knows)."""
+        """Whether events published now reach the routes (as far as this end knows)."""
         connection = None if self._pubsub is None else self._pubsub.connection
         return connection is not None and connection.is_connected
+
+    def watches(self, topic: str) -> bool:
+        return topic in self._watchers
 
     async def watch(self, topic: str) -> None:
         """Receive ``topic``'s events from now on (reference-counted)."""
@@ -90,9 +124,13 @@ class Fanout:
             await self._pubsub.subscribe(pubsub.channel_name(topic))
 
     async def subscribe(self, topic: str) -> None:
-        """Watch ``topic``; on return its events are known to arrive (a probe
-        round trip proves it, unless one did for this topic already)."""
+        """Watch ``topic``; on return its events are known to arrive."""
         await self.watch(topic)
+        await self.prove(topic)
+
+    async def prove(self, topic: str) -> None:
+        """Return once ``topic``'s events are known to arrive: a probe round trip
+        proves it, unless one did for this topic and subscription already."""
         if topic in self._proven:
             return
         subscription = self._subscription
@@ -128,6 +166,21 @@ class Fanout:
             self._probes.pop(nonce, None)
         return {"topics": len(self._watchers), "dropped": self.dropped}
 
+    def check(self, *topics: str) -> Callable[[], Awaitable[dict[str, Any]]]:
+        """A readiness check of one consumer's standing ``topics`` on this bus:
+        it fails unless the subscription is up and watches them (no round trip;
+        the ``fanout`` check's probe proves the subscription delivers)."""
+
+        async def check() -> dict[str, Any]:
+            missing = [t for t in topics if t not in self._watchers]
+            if not self.subscribed or missing:
+                raise AppError.unavailable(
+                    "fanout_down", f"the fan-out subscription is down or misses {missing}"
+                )
+            return {"topics": list(topics)}
+
+        return check
+
     async def _subscribe_all(self) -> PubSub:
         connection = self._redis.pubsub(ignore_subscribe_messages=True)
         channels = [pubsub.channel_name(t) for t in [self._probe_topic, *self._watchers]]
@@ -143,8 +196,8 @@ class Fanout:
     def _rebuilt(self) -> None:
         self._subscription += 1
         self._proven.clear()
-        if self._on_rebuilt is not None:
-            self._on_rebuilt()
+        for hook in self._rebuilt_hooks:
+            hook()
 
     async def _listen(self) -> None:
         delay = 0.05
@@ -183,4 +236,8 @@ class Fanout:
             if arrived is not None and not arrived.done():
                 arrived.set_result(None)
             return
-        await self._deliver(topic, event, data)
+        deliver = self._topics.get(topic) or self._kinds.get(kind_of(topic)) or self._default
+        try:
+            await deliver(topic, event, data)
+        except Exception:  # one consumer's bug must not stop every other's events
+            log.exception("delivering %s on %s failed", event, topic)

@@ -3,8 +3,10 @@
 python-socketio serves ``/socket.io`` on the gateway's aiohttp app (websocket
 first, long-polling as fallback) with a Redis-backed manager, so an emit on
 one gateway reaches sockets on every gateway. Committed domain events take
-the bus instead (``fanout.py``): each gateway subscribes only to the topics
-its own sockets watch and writes them to the matching local room.
+the gateway's one bus instead (``fanout.py``), which this server owns: each
+gateway subscribes only to the topics its own consumers watch; a topic no
+capability routes for itself (a tenant's events, its presence) is written
+to the local room named after it.
 
 Handlers registered with :meth:`Realtime.on` receive a :class:`SocketContext`
 and the event's payload, and return the ack's data or raise an AppError,
@@ -31,8 +33,9 @@ from hubbub.config import Settings
 from hubbub.errors import AppError
 from hubbub.realtime.fanout import Fanout
 from hubbub.realtime.frames import DirectServer, PacketQueue, frame
-from hubbub.realtime.handshake import Authenticator, Principal
+from hubbub.realtime.handshake import Authenticator, ConnectDeadline, Principal
 from hubbub.realtime.protocol import OrjsonJson, ack_error, ack_ok, check_payload
+from hubbub.realtime.socketio_redis import SocketioRedisManager
 
 __all__ = ["Realtime", "SocketContext", "SocketHandler", "session_room", "user_room"]
 
@@ -50,9 +53,7 @@ class SocketContext:
     @property
     def app(self) -> web.Application:
         """The gateway's aiohttp application (its settings, router, database...)."""
-        environ = self.realtime.sio.get_environ(self.sid)
-        assert environ is not None, "a connected socket has an environ"
-        return environ["aiohttp.request"].app
+        return self.realtime.app
 
 
 SocketHandler = Callable[[SocketContext, Any], Awaitable[Any]]
@@ -69,16 +70,20 @@ def session_room(session_id: str) -> str:
 
 
 class Realtime:
-    """Owns: the Socket.IO server, this gateway's sockets and their topics.
+    """Owns: the Socket.IO server, this gateway's sockets and their topics,
+    and the gateway's one fan-out bus (``fanout``).
 
     Concurrency: one event loop; one client's events run in order
     (``async_handlers=False``). Failure: a handler's AppError becomes an
     error ack; any other exception is logged and acked as ``internal_error``.
     """
 
-    def __init__(self, settings: Settings, redis: Redis, authenticate: Authenticator) -> None:
+    def __init__(
+        self, app: web.Application, settings: Settings, redis: Redis, authenticate: Authenticator
+    ) -> None:
+        """Socket.IO served on ``app``, the gateway this server belongs to."""
         assert settings.redis_url is not None, "resolved Redis URL expected"
-        manager = socketio.AsyncRedisManager(
+        manager = SocketioRedisManager(
             settings.redis_url, channel=f"hubbub-socketio:{settings.ray_namespace}"
         )
         self.sio = DirectServer(
@@ -91,16 +96,16 @@ class Realtime:
             max_http_buffer_size=settings.max_body_bytes,
             transports=["websocket", "polling"],
         )
+        self.connect_deadline = ConnectDeadline(self.sio, settings.socket_connect_seconds)
         self.fanout = Fanout(redis, self._deliver)
         self._authenticate = authenticate
+        self.app = app
         self._topics: dict[str, set[str]] = {}
         self.sio.on("connect", self._connect)
         self.sio.on("disconnect", self._disconnect)
         self._disconnect_hooks: list[Callable[[str], Awaitable[None]]] = []
         self._connect_hooks: list[Callable[[str, Principal], Awaitable[None]]] = []
         self._event_hooks: list[Callable[[str], None]] = []
-
-    def attach(self, app: web.Application) -> None:
         self.sio.attach(app, socketio_path="socket.io")
 
     def on_disconnect(self, hook: Callable[[str], Awaitable[None]]) -> None:
@@ -155,6 +160,7 @@ class Realtime:
         await self.fanout.start()
 
     async def close(self) -> None:
+        await self.connect_deadline.close()
         await self.fanout.close()
 
     async def disconnect_room(
@@ -193,7 +199,7 @@ class Realtime:
     async def _connect(self, sid: str, environ: Mapping[str, Any], auth: Any = None) -> None:
         try:
             check_payload(auth, "auth")
-            principal = await self._authenticate(environ, auth)
+            principal = await self._authenticate(self.app, environ, auth)
         except AppError as error:
             # The client's connect_error gets {message, data: {code, message, ...}}.
             raise socketio.exceptions.ConnectionRefusedError(

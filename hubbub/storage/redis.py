@@ -1,4 +1,12 @@
-"""The Redis client (redis.asyncio), shared by every part of a process."""
+"""The Redis client (redis.asyncio), shared by every part of a process.
+
+A client's pool opens connections as concurrent commands need them and never
+closes an idle one, so its size is what a burst leaves behind for good: 300
+sockets connecting at once (each runs a presence script) left the gateway
+holding its pool's maximum. The maximum is therefore small, and the pool
+blocking: a burst queues for a connection instead of opening more. Each
+connection carries its client's name (``CLIENT LIST`` shows who holds what).
+"""
 
 from __future__ import annotations
 
@@ -13,15 +21,21 @@ __all__ = ["MAX_CONNECTIONS", "connect_redis", "ping_redis"]
 #: redis-py's default pool raised ``MaxConnectionsError`` on the 101st
 #: concurrent command, which a burst of SSE streams opening (each probes the
 #: bus) turned into HTTP 500s (bench/jobs_bench.py, docs/performance.md).
-MAX_CONNECTIONS = 100
+#: Only the bus subscription holds a connection for long; every other command
+#: is a round trip of well under a millisecond, so 20 carry any burst.
+MAX_CONNECTIONS = 20
 _POOL_WAIT_SECONDS = 10.0
 
 
-def connect_redis(url: str) -> Redis:
-    """A client owning a connection pool; connections open on first use."""
+def connect_redis(
+    url: str, *, max_connections: int = MAX_CONNECTIONS, name: str = "hubbub"
+) -> Redis:
+    """A client owning a pool of at most ``max_connections``, each named
+    ``name``; connections open on first use."""
     pool = BlockingConnectionPool.from_url(
         url,
-        max_connections=MAX_CONNECTIONS,
+        max_connections=max_connections,
+        client_name=name,
         timeout=_POOL_WAIT_SECONDS,
         health_check_interval=10,
         socket_connect_timeout=5,

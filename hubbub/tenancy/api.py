@@ -12,10 +12,10 @@ from uuid import UUID
 from aiohttp import web
 
 from hubbub.errors import AppError
-from hubbub.gateway import DATABASE, SETTINGS
 from hubbub.http.routing import Api
 from hubbub.identity.bearer import authenticate_request
 from hubbub.ids import new_id
+from hubbub.services import DATABASE, SETTINGS
 from hubbub.tenancy.access import PLANS, ask_tenant, require_feature, require_member
 from hubbub.tenancy.commands import (
     CreateTenant,

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from hubbub.gateway import DATABASE
 from hubbub.http.routing import Api
 from hubbub.identity.api_keys import issue_key, list_api_keys
 from hubbub.ids import new_id
+from hubbub.services import DATABASE
 from hubbub.tenancy.access import PLANS, ask_tenant, require_member
 from hubbub.tenancy.api_keys_wire import (
     ApiKeyList,

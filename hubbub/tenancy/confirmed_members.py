@@ -26,9 +26,9 @@ from aiohttp import web
 
 from hubbub.actors.router import Router
 from hubbub.errors import AppError
-from hubbub.gateway import ROUTER
 from hubbub.realtime.fanout import Fanout
 from hubbub.realtime.server import SocketContext
+from hubbub.services import ROUTER
 from hubbub.tenancy.access import authorize
 
 __all__ = ["CONFIRMED_FOR", "CONFIRMED_MEMBERS", "ConfirmedMembers", "acting"]

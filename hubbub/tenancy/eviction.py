@@ -4,8 +4,8 @@
 ``tenant:{id}``, whose events are listed in docs/events.md) after the tenant
 entity confirms membership. When the entity removes a member or deletes the
 tenant it also publishes ``tenant:access_revoked`` on the global topic
-``tenant-access``; every gateway listens to it (its own :class:`Fanout`
-subscription) and makes its local sockets of that user (of everyone, for a
+``tenant-access``; every gateway's one bus watches it, routed to
+:func:`tenant_access`, which makes its local sockets of that user (of everyone, for a
 deletion) leave the tenant's rooms at once — its events and its presence
 — telling each once with a ``tenant:access_revoked`` event, and stop
 counting as devices in the tenant's presence. The socket stays connected:
@@ -31,11 +31,10 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from hubbub.errors import AppError, FieldError
-from hubbub.gateway import REALTIME, REDIS, ROUTER
-from hubbub.http.health import READINESS
 from hubbub.realtime.fanout import Fanout
 from hubbub.realtime.presence import topic as presence_topic
 from hubbub.realtime.server import Realtime, SocketContext
+from hubbub.services import ROUTER, Services
 from hubbub.tenancy.access import authorize
 from hubbub.tenancy.confirmed_members import CONFIRMED_MEMBERS, ConfirmedMembers
 from hubbub.tenancy.entity import ACCESS_CHANNEL, channel
@@ -51,6 +50,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: The gateway's bus, which ``tenant-access`` is routed on (its rebuilds forget
+#: every confirmed membership).
 ACCESS_FANOUT = web.AppKey("tenant_access_fanout", Fanout)
 
 
@@ -119,8 +120,8 @@ async def evict(realtime: Realtime, tenant_id: str, user_id: str | None) -> int:
     return evicted
 
 
-async def tenant_access(app: web.Application) -> AsyncIterator[None]:
-    """This gateway's subscription to ``tenant-access`` (a cleanup context)."""
+async def tenant_access(services: Services) -> AsyncIterator[None]:
+    """This gateway's listener of ``tenant-access`` on its bus (a cleanup context)."""
 
     async def deliver(topic: str, event: str, data: dict[str, Any]) -> None:
         if event != "tenant:access_revoked" or not isinstance(data.get("tenant_id"), str):
@@ -129,17 +130,16 @@ async def tenant_access(app: web.Application) -> AsyncIterator[None]:
         user_id = user_id if isinstance(user_id, str) else None
         members.forget(data["tenant_id"], user_id)
         try:
-            await evict(app[REALTIME], data["tenant_id"], user_id)
-            await app[PRESENCE].forget(data["tenant_id"], user_id)
+            await evict(services.realtime, data["tenant_id"], user_id)
+            await services.app[PRESENCE].forget(data["tenant_id"], user_id)
         except Exception:  # one bad eviction must not stop the subscription
             log.exception("evicting sockets from tenant %s failed", data["tenant_id"])
 
-    fanout = app[ACCESS_FANOUT] = Fanout(
-        app[REDIS], deliver, on_rebuilt=lambda: members.forget_all()
-    )
-    members = app[CONFIRMED_MEMBERS] = ConfirmedMembers(fanout)
-    await fanout.start()
+    fanout = services.app[ACCESS_FANOUT] = services.bus
+    members = services.app[CONFIRMED_MEMBERS] = ConfirmedMembers(fanout)
+    fanout.route(ACCESS_CHANNEL, deliver)
+    fanout.on_rebuilt(members.forget_all)
     await fanout.watch(ACCESS_CHANNEL)
-    app[READINESS].add("fanout:tenant_access", fanout.probe)
+    services.readiness.add("fanout:tenant_access", fanout.check(ACCESS_CHANNEL))
     yield
-    await fanout.close()
+    await fanout.unwatch(ACCESS_CHANNEL)

@@ -15,7 +15,6 @@ from uuid import UUID
 from aiohttp import web
 
 from hubbub.errors import AppError
-from hubbub.gateway import DATABASE, SETTINGS
 from hubbub.http.routing import Api
 from hubbub.identity import passwords
 from hubbub.identity.bearer import authenticate_request
@@ -23,6 +22,7 @@ from hubbub.identity.sign_in import open_session, token_answer
 from hubbub.identity.users import User, create_user, get_user, mark_email_verified
 from hubbub.identity.wire import AuthTokens
 from hubbub.ids import new_id
+from hubbub.services import DATABASE, SETTINGS
 from hubbub.tenancy import commands
 from hubbub.tenancy.access import PLANS, ask_tenant
 from hubbub.tenancy.commands import (

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from aiohttp import web
-
-from hubbub.gateway import SETTINGS
 from hubbub.plugin import Plugin
+from hubbub.services import Services
 from hubbub.tenancy.access import PLANS
 from hubbub.tenancy.api import api
 from hubbub.tenancy.api_keys_api import api as api_keys_api
@@ -24,9 +22,9 @@ from hubbub.tenancy.staff_api import api as staff_api
 __all__ = ["plugin"]
 
 
-async def _plans(app: web.Application) -> AsyncIterator[None]:
+async def _plans(services: Services) -> AsyncIterator[None]:
     """The plan catalog of ``HUBBUB_PLANS``; an invalid one stops start-up."""
-    app[PLANS] = parse_plans(app[SETTINGS].plans)
+    services.app[PLANS] = parse_plans(services.settings.plans)
     yield
 
 
@@ -39,5 +37,5 @@ plugin = Plugin(
         "tenant:unwatch": unwatch_tenant,
         **PRESENCE_EVENTS,
     },
-    cleanup_ctx=(_plans, tenant_access, tenant_purge, presence),
+    start=(_plans, tenant_access, tenant_purge, presence),
 )

@@ -24,13 +24,13 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from hubbub.errors import AppError
-from hubbub.gateway import REALTIME, REDIS, ROUTER, SETTINGS
 from hubbub.http.routing import Api
 from hubbub.identity.bearer import authenticate_request
 from hubbub.realtime.handshake import Principal
 from hubbub.realtime.presence import Presence, topic
 from hubbub.realtime.protocol import parse_payload
 from hubbub.realtime.server import SocketContext
+from hubbub.services import ROUTER, Services
 from hubbub.tenancy.access import authorize, roster
 from hubbub.tenancy.wire import TenantPath
 
@@ -141,26 +141,26 @@ async def list_presence(request: web.Request, *, path: TenantPath) -> PresenceLi
     return PresenceList(items=[PresenceView.model_validate(v) for v in views])
 
 
-async def presence(app: web.Application) -> AsyncIterator[None]:
+async def presence(services: Services) -> AsyncIterator[None]:
     """This gateway's presence: its lease, heartbeat and socket hooks (a cleanup context)."""
-    tracker = app[PRESENCE] = Presence(app[REDIS], app[SETTINGS])
+    tracker = services.app[PRESENCE] = Presence(services.redis, services.settings)
 
     async def connected(sid: str, principal: Principal) -> None:
         if principal.tenant_id is None or principal.user_id is None:
             return
         try:
-            await authorize(app[ROUTER], principal.tenant_id, principal.user_id)
+            await authorize(services.router, principal.tenant_id, principal.user_id)
         except AppError as error:
             log.info("socket %s not counted in presence of %s: %s", sid, principal.tenant_id, error)
             return
         await tracker.connected(sid, principal)
         try:  # again: a removal decided meanwhile found no device of theirs to forget
-            await authorize(app[ROUTER], principal.tenant_id, principal.user_id)
+            await authorize(services.router, principal.tenant_id, principal.user_id)
         except AppError as error:
             log.info("socket %s no longer counted in presence: %s", sid, error)
             await tracker.disconnected(sid)
 
-    realtime = app[REALTIME]
+    realtime = services.realtime
     realtime.on_connect(connected)
     realtime.on_disconnect(tracker.disconnected)
     realtime.on_event(tracker.active)

@@ -16,15 +16,15 @@ tenant-scoped table. The same sweep prunes expired tenant-creation keys.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from aiohttp import web
 
 from hubbub.actors.router import Router
 from hubbub.errors import AppError
-from hubbub.gateway import DATABASE, ROUTER, SETTINGS
 from hubbub.periodic import Periodic
+from hubbub.services import Services
 from hubbub.storage.database import Database
 from hubbub.tenancy.access import send_tenant
 from hubbub.tenancy.commands import PurgeTenant
@@ -54,13 +54,13 @@ class PurgeSweep:
     def __init__(
         self,
         db: Database,
-        router: Callable[[], Router],
+        router: Router,
         *,
         interval: float,
         creation_window: timedelta,
     ) -> None:
         self._db = db
-        self._router = router  # the gateway's, which starts after its plugins
+        self._router = router
         self._creation_window = creation_window
         self.rounds = Periodic("tenant purge sweep", interval, self.sweep)
         self.purged = 0
@@ -81,7 +81,7 @@ class PurgeSweep:
 
     async def _purge(self, tenant_id: str) -> int:
         try:
-            await send_tenant(self._router(), tenant_id, PurgeTenant())
+            await send_tenant(self._router, tenant_id, PurgeTenant())
         except AppError as error:
             self.failures += 1
             log.warning("purging tenant %s failed (%s); next round retries", tenant_id, error)
@@ -94,13 +94,12 @@ class PurgeSweep:
 PURGE = web.AppKey("tenant_purge", PurgeSweep)
 
 
-async def tenant_purge(app: web.Application) -> AsyncIterator[None]:
-    """A ``cleanup_ctx``: the purge sweep (its first round one interval after start-up,
-    when the gateway's router is up)."""
-    settings = app[SETTINGS]
-    sweep = app[PURGE] = PurgeSweep(
-        app[DATABASE],
-        lambda: app[ROUTER],
+async def tenant_purge(services: Services) -> AsyncIterator[None]:
+    """A start hook: the purge sweep (its first round one interval after start-up)."""
+    settings = services.settings
+    sweep = services.app[PURGE] = PurgeSweep(
+        services.db,
+        services.router,
         interval=settings.tenant_purge_interval_seconds,
         creation_window=timedelta(hours=settings.idempotency_window_hours),
     )

@@ -15,13 +15,13 @@ from typing import Any
 
 from aiohttp import web
 
-from hubbub.gateway import DATABASE
 from hubbub.http.routing import Api
 from hubbub.jobs.caller import Caller, caller, idempotency_key
 from hubbub.jobs.control import cancel_job
 from hubbub.jobs.dispatch import submit_job
 from hubbub.jobs.stream import serve_stream
 from hubbub.jobs.wire import JobEventView, StreamQuery
+from hubbub.services import DATABASE
 from hubbub.workflows import runs
 from hubbub.workflows.declaration import Workflow, find, registered
 from hubbub.workflows.wire import (
@@ -39,7 +39,9 @@ from hubbub.workflows.wire import (
 
 __all__ = ["api"]
 
-api = Api("workflows", "Multi-step work with declared stages and steps, run as jobs.")
+api = Api(
+    "workflows", "Multi-step work with declared stages and steps, run as jobs.", tenant_header=True
+)
 
 BASE = "/api/v1/workflows"
 JOBS = "/api/v1/jobs"  # a run's stream is its job's

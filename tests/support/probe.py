@@ -15,10 +15,10 @@ from pydantic import BaseModel, Field
 
 from hubbub.actors.command import Command
 from hubbub.errors import AppError, FieldError
-from hubbub.gateway import ROUTER
 from hubbub.http.routing import Api
 from hubbub.plugin import Plugin
 from hubbub.realtime.server import SocketContext
+from hubbub.services import ROUTER
 from tests.support.tally import Add, Get, Tally
 
 __all__ = ["plugin"]

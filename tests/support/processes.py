@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import cast
 
@@ -17,7 +17,7 @@ import psutil
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
-__all__ = ["At", "Gateway", "free_port"]
+__all__ = ["TWO_FACTOR_KEY", "At", "Gateway", "free_port"]
 
 
 def free_port() -> int:
@@ -36,16 +36,34 @@ class At:
         return URL(self._url + path)
 
 
+#: The suite's HUBBUB_TWO_FACTOR_KEY: every gateway of the suite shares one
+#: database, so one key (a gateway with it seals the token signing keys that
+#: all of them read).
+TWO_FACTOR_KEY = "k" * 40
+
+
 class Gateway:
     """One ``python -m hubbub serve`` process on a free port, configured only
-    by ``env``: no ``HUBBUB_*`` variable leaks in from the test process."""
+    by ``env`` (and the suite's :data:`TWO_FACTOR_KEY`, unless ``env`` names
+    another): no ``HUBBUB_*`` variable leaks in from the test process.
+    ``command`` replaces ``python -m hubbub``; ``cwd`` is its working directory."""
 
-    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        log_path: Path,
+        *,
+        command: Sequence[str] = (sys.executable, "-m", "hubbub"),
+        cwd: Path | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("HUBBUB_")}
-        self._env = {**inherited, **env, "HUBBUB_PORT": str(self.port)}
+        suite = {"HUBBUB_TWO_FACTOR_KEY": TWO_FACTOR_KEY}
+        self._env = {**inherited, **suite, **env, "HUBBUB_PORT": str(self.port)}
         self._log_path = log_path
+        self._command = [*command, "serve"]
+        self._cwd = cwd
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -56,8 +74,9 @@ class Gateway:
     def start(self) -> Gateway:
         with open(self._log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "hubbub", "serve"],
+                self._command,
                 env=self._env,
+                cwd=self._cwd,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
