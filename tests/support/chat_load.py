@@ -54,6 +54,7 @@ class _Socket:
         self.reconnects = 0
         self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._next_url = 0
+        self._gone = asyncio.Event()  # set when the current connection dropped
         self.client = self._client()
 
     def _client(self) -> socketio.AsyncClient:
@@ -66,11 +67,13 @@ class _Socket:
         await self.events.put((event, data))
 
     async def _dropped(self, *reason: Any) -> None:
+        self._gone.set()
         await self.events.put(("disconnect", None))
 
     async def connect(self) -> None:
         """Connect to the current url, moving on to the next one until one answers."""
         auth = {"token": self.who.token, "tenant_id": self.tenant_id}
+        self._gone.clear()
         while True:
             url = self.urls[self._next_url % len(self.urls)]
             try:
@@ -90,11 +93,22 @@ class _Socket:
         await self.connect()
 
     async def call(self, event: str, data: dict[str, Any]) -> dict[str, Any] | None:
-        """The ack, or None when the call timed out or the socket is gone."""
+        """The ack, or None when the call timed out or the socket is gone
+        (python-socketio leaves a call pending when its connection drops:
+        the drop ends the wait here)."""
         if not self.client.connected:
             return None
+        call = asyncio.ensure_future(self.client.call(event, data, timeout=CALL_SECONDS))
+        gone = asyncio.ensure_future(self._gone.wait())
         try:
-            return await self.client.call(event, data, timeout=CALL_SECONDS)
+            await asyncio.wait([call, gone], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if not call.done():
+            call.cancel()
+            return None
+        try:
+            return call.result()
         except (socketio.exceptions.TimeoutError, socketio.exceptions.BadNamespaceError):
             return None
 

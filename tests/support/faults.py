@@ -13,6 +13,7 @@ import math
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import ray
@@ -20,7 +21,7 @@ import ray
 from hubbub.storage.database import connect_owner
 from tests.support.chat import Team
 from tests.support.chat_load import ChatLoad
-from tests.support.job_load import Followed, JobLoad, attempts_output
+from tests.support.job_load import CHAOS_COUNT, Followed, JobLoad, attempts_output
 
 __all__ = ["Measured", "Scenario", "kill_namespace", "readiness", "until_readiness"]
 
@@ -90,12 +91,15 @@ class Scenario:
         sender_urls: list[list[str]],
         listener_urls: list[str],
         job_urls: list[str],
+        job_kind: str = CHAOS_COUNT,
+        job_input: dict[str, Any] | None = None,
     ) -> Scenario:
-        """Both loads running on ``team``'s new conversation and job."""
+        """Both loads running on ``team``'s new conversation and a new job of
+        ``job_kind`` (one the gateways know)."""
         owner, *others = team.people
         found = await team.conversation(owner, "group", *others)
         chat = ChatLoad(found["id"], team.tenant_id, team.people, sender_urls, listener_urls, 1)
-        job = JobLoad(job_urls, team.tenant_id, owner)
+        job = JobLoad(job_urls, team.tenant_id, owner, job_kind, job_input or {})
         scenario = cls(chat, job, database_url)
         try:
             await chat.start()
@@ -194,8 +198,12 @@ class Scenario:
         return lost, duplicated
 
     def _send_recovery(self) -> float:
-        after = [a.acked_at for a in self.chat.acked() if a.sent_at > self.fault_at]
-        return min(after) - self.fault_at
+        """Until every sender had a send tried after the fault acked."""
+        firsts = [
+            min(a.acked_at for a in sender.acked if a.sent_at > self.fault_at)
+            for sender in self.chat.senders
+        ]
+        return max(firsts) - self.fault_at
 
     def _chat_event_recovery(self) -> float:
         assert self.chat.listener is not None
