@@ -7,11 +7,13 @@ gateway restart) sending and receiving again.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from collections.abc import Callable
 
 import pytest
+import ray
 from aiohttp.test_utils import TestServer
 
 from hubbub.actors.router import shard_index
@@ -36,10 +38,17 @@ async def _scenario(gateway: TestServer, settings: Settings) -> Scenario:
 
 
 async def _shard_pid(gateway: TestServer, kind: str, key: str) -> tuple[int, int]:
-    """``(pid, epoch)`` of the shard process hosting ``key`` of ``kind``."""
+    """``(pid, epoch)`` of the shard process hosting ``key`` of ``kind``, once
+    it answers (a restarting actor is waited for)."""
     shards = gateway.app[ROUTER].shards(kind)
-    stats = await shards[shard_index(key, len(shards))].stats()
-    return stats["pid"], stats["epoch"]
+    async with asyncio.timeout(60):
+        while True:
+            try:
+                stats = await shards[shard_index(key, len(shards))].stats()
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+                await asyncio.sleep(0.1)
+                continue
+            return stats["pid"], stats["epoch"]
 
 
 async def _kill_shard(
