@@ -210,6 +210,7 @@ async def test_a_send_through_a_fenced_shard_succeeds_once_it_is_restarted(
         async with http.post(f"{url}/api/v1/tallies/{key}", json=body, headers=headers) as r:
             assert r.status == 200, await r.text()
             assert (await r.json())["total"] == 3
+        await _until_ready(http, url)  # every fenced shard restarted: leave no shard fenced
 
 
 async def _until_ready(http: aiohttp.ClientSession, url: str) -> None:

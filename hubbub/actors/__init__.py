@@ -53,6 +53,10 @@ else sends it commands. Keep this table true.
 | a user's presence (devices, status, text,    | Redis, changed only by atomic scripts   |
 | availability, last_seen_at, idle); a         | of ``Presence`` (``realtime/presence.py``); |
 | gateway's presence lease and its sockets     | each gateway its own lease and sockets  |
+| login failure counts, locks and known        | Redis, changed only by ``LoginGuard``   |
+| devices (hashed device tokens)               | (``hubbub/identity/login_guard.py``)    |
+| a gateway's started services (db, Redis,     | its ``create_app`` (``gateway.py``),    |
+| router, bus) handed to start hooks           | as one ``Services`` (``services.py``)   |
 
 Ray appears only in ``runtime.py``.
 """

@@ -37,7 +37,11 @@ from hubbub.services import DATABASE, ROUTER, SETTINGS
 
 __all__ = ["api"]
 
-api = Api("chat", "Chat with the AI assistant: your message, then its reply, streamed.")
+api = Api(
+    "chat",
+    "Chat with the AI assistant: your message, then its reply, streamed.",
+    tenant_header=True,
+)
 
 BASE = "/api/v1/chat"
 JOBS = "/api/v1/jobs"

@@ -38,7 +38,7 @@ from hubbub.tenancy.creations import request_hash
 
 __all__ = ["api"]
 
-api = Api("broadcasts", "One message to many conversations, sent by a job.")
+api = Api("broadcasts", "One message to many conversations, sent by a job.", tenant_header=True)
 
 BASE = "/api/v1/broadcasts"
 ONE = f"{BASE}/{{broadcast_id}}"

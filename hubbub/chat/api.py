@@ -51,12 +51,16 @@ from hubbub.tenancy.access import authorize, tenant_of
 
 __all__ = ["api"]
 
-api = Api("conversations", "Conversations, members, messages and read state.")
+api = Api("conversations", "Conversations, members, messages and read state.", tenant_header=True)
 
 BASE = "/api/v1/conversations"
 ONE = f"{BASE}/{{conversation_id}}"
 BEARER = ("bearer",)
 NOT_FOUND = {404: "No such conversation of which you are a member in this tenant (`not_found`)"}
+MEMBERS_FIXED = {
+    409: "A direct or agent conversation keeps its members "
+    "(`direct_conversation_fixed`, `agent_conversation_fixed`)"
+}
 BAD_SEQ = {422: "A seq outside the conversation's range (`seq_out_of_range`)"}
 
 
@@ -220,7 +224,7 @@ async def update_membership(
     params=ConversationPath,
     response=ConversationView,
     security=BEARER,
-    responses=NOT_FOUND,
+    responses=NOT_FOUND | MEMBERS_FIXED,
 )
 async def join_conversation(request: web.Request, *, path: ConversationPath) -> ConversationView:
     """Join a public channel of your tenant (others are by invitation: 404)."""
@@ -236,7 +240,9 @@ async def join_conversation(request: web.Request, *, path: ConversationPath) -> 
     body=NewMembers,
     response=ConversationView,
     security=BEARER,
-    responses=NOT_FOUND | {403: "`insufficient_role`", 422: "`not_a_tenant_member`"},
+    responses=NOT_FOUND
+    | MEMBERS_FIXED
+    | {403: "`insufficient_role`", 422: "`not_a_tenant_member`"},
 )
 async def add_members(
     request: web.Request, *, path: ConversationPath, body: NewMembers
@@ -255,7 +261,7 @@ async def add_members(
     params=ConversationMemberPath,
     status=204,
     security=BEARER,
-    responses=NOT_FOUND | {403: "`insufficient_role`"},
+    responses=NOT_FOUND | MEMBERS_FIXED | {403: "`insufficient_role`"},
 )
 async def remove_conversation_member(request: web.Request, *, path: ConversationMemberPath) -> None:
     """Remove a member (owner or admin; only an owner removes an owner)."""
@@ -264,7 +270,13 @@ async def remove_conversation_member(request: web.Request, *, path: Conversation
     await do.ask(request.app[ROUTER], tenant_id, path.conversation_id, remove)
 
 
-@api.post(f"{ONE}/leave", params=ConversationPath, status=204, security=BEARER, responses=NOT_FOUND)
+@api.post(
+    f"{ONE}/leave",
+    params=ConversationPath,
+    status=204,
+    security=BEARER,
+    responses=NOT_FOUND | MEMBERS_FIXED,
+)
 async def leave_conversation(request: web.Request, *, path: ConversationPath) -> None:
     """Leave a group or channel."""
     tenant_id, user = await _caller(request)

@@ -19,7 +19,9 @@ from hubbub.tenancy.access import authorize, tenant_of
 
 __all__ = ["search_api"]
 
-search_api = Api("conversation search", "Full-text search and the public channel directory.")
+search_api = Api(
+    "conversation search", "Full-text search and the public channel directory.", tenant_header=True
+)
 
 BASE = "/api/v1/conversations"
 BEARER = ("bearer",)

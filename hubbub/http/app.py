@@ -12,7 +12,7 @@ from hubbub.config import Settings
 from hubbub.http.health import READINESS, Readiness, health_api
 from hubbub.http.middleware import REQUEST_ID_HEADER, middlewares
 from hubbub.http.openapi import register_docs
-from hubbub.http.routing import Api
+from hubbub.http.routing import Api, register_routes
 from hubbub.http.secret_paths import SecretPaths
 from hubbub.http.security_headers import add_security_headers
 from hubbub.log import quiet_client_faults
@@ -40,8 +40,7 @@ def create_http_app(
     app.on_response_prepare.append(add_security_headers)
     quiet_client_faults()
     app[READINESS] = readiness
-    for api in every_api:
-        api.register(app)
+    register_routes(app, every_api)
     register_docs(app, every_api)
     _allow_cors(app, settings.cors_origins)
     return app

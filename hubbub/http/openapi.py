@@ -2,7 +2,12 @@
 
 Schemas come from the routes' pydantic models (pydantic's JSON Schema is
 the 2020-12 dialect OpenAPI 3.1 uses). Every operation also lists the
-problem responses it can give. ``/docs`` is Swagger UI served from the
+problem responses it can give: the ones its route declares, and the ones
+its shape implies — a JSON body can be malformed (400 ``invalid_json``),
+too large (413) or of another type (415); a secured route answers 401; a
+route that reads ``X-Tenant-Id`` declares the header (the reusable
+``components.parameters.TenantId``) and its 400 ``tenant_required``; every
+429 (and login's 423) carries ``Retry-After``. ``/docs`` is Swagger UI served from the
 swagger-ui-bundle package, so it works without network access.
 """
 
@@ -17,7 +22,7 @@ from pydantic.json_schema import models_json_schema
 from swagger_ui_bundle import swagger_ui_path
 
 from hubbub import __version__
-from hubbub.http.routing import Api, Route
+from hubbub.http.routing import TENANT_HEADER, Api, Route
 
 __all__ = ["SECURITY_SCHEMES", "build_openapi", "register_docs"]
 
@@ -65,7 +70,33 @@ _PROBLEM_SCHEMA: dict[str, Any] = {
     },
 }
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+_EVENT_STREAM = "text/event-stream"
 _DEFAULT_PROBLEMS = {422: "Invalid input; `errors` names each bad field", 500: "Unexpected error"}
+_BODY_PROBLEMS = {
+    400: "The body is not valid JSON (`invalid_json`)",
+    413: "The body is larger than HUBBUB_MAX_BODY_BYTES (`payload_too_large`)",
+    415: "The body is not `application/json` (`unsupported_media_type`)",
+}
+_TENANT_PROBLEMS = {
+    400: f"No {TENANT_HEADER} header, and the credential names no tenant (`tenant_required`)",
+    404: "No such tenant of which you are a member (`not_found`)",
+}
+_SECURED_PROBLEMS = {401: "Missing, invalid or expired token, or a revoked session"}
+_TENANT_PARAMETER: dict[str, Any] = {
+    "name": TENANT_HEADER,
+    "in": "header",
+    "required": False,
+    "description": "The tenant you act in. Needed with a user's bearer token; an API key "
+    "acts in its own tenant (naming another answers 404).",
+    "schema": {"type": "string", "format": "uuid"},
+}
+#: Problems that say when to try again (a rate limit; login's lockout).
+_RETRY_LATER = (423, 429)
+_RETRY_AFTER: dict[str, Any] = {
+    "description": "Whole seconds to wait before retrying.",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1},
+}
 
 
 def build_openapi(apis: Sequence[Api]) -> dict[str, Any]:
@@ -80,7 +111,11 @@ def build_openapi(apis: Sequence[Api]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
-    components: dict[str, Any] = {"schemas": schemas}
+    components: dict[str, Any] = {
+        "schemas": schemas,
+        "parameters": {"TenantId": _TENANT_PARAMETER},
+        "headers": {"RetryAfter": _RETRY_AFTER},
+    }
     used = sorted({name for route in routes for name in route.security})
     if used:
         components["securitySchemes"] = {name: SECURITY_SCHEMES[name] for name in used}
@@ -110,7 +145,8 @@ def _models(routes: list[Route]) -> list[type[BaseModel]]:
             if model is not None:
                 found[model] = None
         for _, model in route.alternatives.values():
-            found[model] = None
+            if model is not None:
+                found[model] = None
     return list(found)
 
 
@@ -122,6 +158,8 @@ def _operation(route: Route) -> dict[str, Any]:
         "parameters": _parameters(route.params, "path") + _parameters(route.query, "query"),
         "responses": _responses(route),
     }
+    if route.tenant_header:
+        operation["parameters"].append({"$ref": "#/components/parameters/TenantId"})
     if route.security:
         operation["security"] = [{name: []} for name in route.security]
     if route.body is not None:
@@ -150,25 +188,78 @@ def _parameters(model: type[BaseModel] | None, location: str) -> list[dict[str, 
 
 
 def _responses(route: Route) -> dict[str, Any]:
-    success: dict[str, Any] = {"description": "Success"}
-    if route.response is not None:
-        success["content"] = {route.content_type: {"schema": _ref(route.response)}}
-    problems = _DEFAULT_PROBLEMS | dict(route.responses)
-    if route.security:
-        problems.setdefault(401, "Missing, invalid or expired token, or a revoked session")
-    if route.status == 200 and route.response is None:
-        responses = {"204": {"description": "Success, no content"}}
-    else:
-        responses = {str(route.status): success}
+    bodiless_ok = route.status == 200 and route.response is None
+    responses = {"204" if bodiless_ok else str(route.status): _success(route)}
     for status, (description, model) in route.alternatives.items():
-        content = {"application/json": {"schema": _ref(model)}}
-        responses[str(status)] = {"description": description, "content": content}
-    for status, description in sorted(problems.items()):
-        responses[str(status)] = {
-            "description": description,
-            "content": {"application/problem+json": {"schema": _PROBLEM_REF}},
-        }
+        responses[str(status)] = _answer(description, model)
+    for status, description in sorted(_problems(route).items()):
+        responses[str(status)] = _problem(status, description)
     return responses
+
+
+def _success(route: Route) -> dict[str, Any]:
+    if route.response is None:
+        return {"description": "Success, no content"}
+    if route.content_type == _EVENT_STREAM:
+        content = {_EVENT_STREAM: {"schema": _sse_event(route.response)}}
+        description = f"An event stream; each event's data is a {route.response.__name__}"
+        return {"description": description, "content": content}
+    content = {route.content_type: {"schema": _ref(route.response)}}
+    return {"description": "Success", "content": content}
+
+
+def _sse_event(model: type[BaseModel]) -> dict[str, Any]:
+    """One Server-Sent Event, as OpenAPI 3.1 describes a stream's items: its
+    ``data`` is the JSON of ``model``."""
+    return {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "event": {"type": "string"},
+            "id": {"type": "string"},
+            "retry": {"type": "integer"},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": _ref(model),
+            },
+        },
+    }
+
+
+def _answer(description: str, model: type[BaseModel] | None) -> dict[str, Any]:
+    if model is None:
+        return {"description": f"{description}; no content"}
+    content = {"application/json": {"schema": _ref(model)}}
+    return {"description": description, "content": content}
+
+
+def _problems(route: Route) -> dict[int, str]:
+    """``{status: description}`` of every problem the route can answer: its
+    shape's (body, security, tenant) joined with the ones it declares."""
+    implied = [_DEFAULT_PROBLEMS]
+    if route.body is not None:
+        implied.append(_BODY_PROBLEMS)
+    if route.security:
+        implied.append(_SECURED_PROBLEMS)
+    if route.tenant_header:
+        implied.append(_TENANT_PROBLEMS)
+    implied.append(dict(route.responses))
+    joined: dict[int, list[str]] = {}
+    for problems in implied:
+        for status, description in problems.items():
+            joined.setdefault(status, []).append(description)
+    return {status: "; or ".join(dict.fromkeys(texts)) for status, texts in joined.items()}
+
+
+def _problem(status: int, description: str) -> dict[str, Any]:
+    problem: dict[str, Any] = {
+        "description": description,
+        "content": {"application/problem+json": {"schema": _PROBLEM_REF}},
+    }
+    if status in _RETRY_LATER:
+        problem["headers"] = {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}
+    return problem
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:

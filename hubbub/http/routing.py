@@ -27,11 +27,21 @@ a lone surrogate: its 422 naming the header comes first), and no handler
 can forget the check. ``("bearer", "api_key")`` also accepts an
 ``X-API-Key``: the route's schemes are left in ``request[ROUTE_SECURITY]``
 for the authenticator to honour.
+
+``tenant_header=True`` (on a route, or on its :class:`Api` for all of them)
+declares that the handler reads ``X-Tenant-Id``: OpenAPI lists the header
+and the 400 ``tenant_required`` of its absence.
+
+Routes are registered together by :func:`register_routes`, so a literal
+path (``/conversations/search``) wins over a parameterised sibling
+(``/conversations/{conversation_id}``) for every method, not only for the
+methods it declares: another method there answers 405, never the sibling.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,9 +55,11 @@ from hubbub.validation import field_errors, loads, unclean, validation_error
 __all__ = [
     "REQUEST_AUTHENTICATOR",
     "ROUTE_SECURITY",
+    "TENANT_HEADER",
     "Api",
     "RequestAuthenticator",
     "Route",
+    "register_routes",
     "validation_error",
 ]
 
@@ -58,6 +70,9 @@ ROUTE_SECURITY = web.RequestKey("route_security", tuple[str, ...])
 RequestAuthenticator = Callable[[web.Request], Awaitable[object]]
 #: ``app[REQUEST_AUTHENTICATOR]``: run before every route that declares a scheme.
 REQUEST_AUTHENTICATOR = web.AppKey("request_authenticator", RequestAuthenticator)
+
+#: The header naming the tenant a request acts in (``tenant_header=True``).
+TENANT_HEADER = "X-Tenant-Id"
 
 Handler = Callable[..., Awaitable[BaseModel | web.StreamResponse | None]]
 
@@ -83,8 +98,11 @@ class Route:
     #: names, never their values (``hubbub.http.secret_paths``).
     secret_params: tuple[str, ...] = ()
     #: Other success answers the handler may return as a web.Response:
-    #: ``{status: (description, model)}``, documented in OpenAPI.
-    alternatives: Mapping[int, tuple[str, type[BaseModel]]] = field(default_factory=dict)
+    #: ``{status: (description, model)}``, documented in OpenAPI; a model of
+    #: ``None`` is an answer without a body.
+    alternatives: Mapping[int, tuple[str, type[BaseModel] | None]] = field(default_factory=dict)
+    #: The handler reads the tenant from ``X-Tenant-Id`` (else the credential's).
+    tenant_header: bool = False
 
     @property
     def operation_id(self) -> str:
@@ -94,13 +112,15 @@ class Route:
 class Api:
     """A group of routes under one OpenAPI tag."""
 
-    def __init__(self, tag: str, description: str = "") -> None:
+    def __init__(self, tag: str, description: str = "", *, tenant_header: bool = False) -> None:
         self.tag = tag
         self.description = description
+        self.tenant_header = tenant_header
         self.routes: list[Route] = []
 
     def route(self, method: str, path: str, **options: Any) -> Callable[[Handler], Handler]:
         """Declare ``method path``; see the module docstring for the options."""
+        options.setdefault("tenant_header", self.tenant_header)
 
         def declare(handler: Handler) -> Handler:
             summary = options.pop("summary", None) or _first_line(handler)
@@ -124,9 +144,47 @@ class Api:
     def delete(self, path: str, **options: Any) -> Callable[[Handler], Handler]:
         return self.route("DELETE", path, **options)
 
-    def register(self, app: web.Application) -> None:
-        for route in self.routes:
-            app.router.add_route(route.method, route.path, _endpoint(route))
+
+def register_routes(app: web.Application, apis: Iterable[Api]) -> None:
+    """Add every route of ``apis`` to ``app``; then give each literal path the
+    methods its parameterised siblings have, answering 405 with its ``Allow``."""
+    routes = [route for api in apis for route in api.routes]
+    for route in routes:
+        app.router.add_route(route.method, route.path, _endpoint(route))
+    for path, methods in _shadowed_methods(routes).items():
+        for method in methods:
+            app.router.add_route(method, path, _not_allowed(_methods_of(routes, path)))
+
+
+def _shadowed_methods(routes: list[Route]) -> dict[str, set[str]]:
+    """``{literal path: methods it lacks that a parameterised path matching it has}``."""
+    literal = {route.path for route in routes if "{" not in route.path}
+    shadowed: dict[str, set[str]] = {}
+    for route in routes:
+        if "{" not in route.path:
+            continue
+        pattern = _template_pattern(route.path)
+        for path in literal:
+            if pattern.fullmatch(path) and route.method not in _methods_of(routes, path):
+                shadowed.setdefault(path, set()).add(route.method)
+    return shadowed
+
+
+def _template_pattern(path: str) -> re.Pattern[str]:
+    """The paths aiohttp matches to ``path``: each ``{name}`` is one segment."""
+    parts = re.split(r"\{[^}]+\}", path)
+    return re.compile("[^/]+".join(map(re.escape, parts)))
+
+
+def _methods_of(routes: list[Route], path: str) -> set[str]:
+    return {route.method for route in routes if route.path == path}
+
+
+def _not_allowed(allowed: set[str]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def not_allowed(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+
+    return not_allowed
 
 
 def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

@@ -20,7 +20,7 @@ from hubbub.identity.sessions import (
     rotate_refresh_token,
 )
 from hubbub.identity.sign_in import open_session, refresh_lifetime, token_answer
-from hubbub.identity.signup import RATE_LIMITED, signup_gate
+from hubbub.identity.signup import RATE_LIMITED, SignupRequestView, signup_gate
 from hubbub.identity.standing import refuse_if_barred
 from hubbub.identity.two_factor_api import TwoFactorChallenge, challenge_if_enabled
 from hubbub.identity.users import create_user, email_taken, find_for_login, get_user
@@ -52,8 +52,13 @@ BEARER = ("bearer",)
     body=NewAccount,
     response=AuthTokens,
     status=201,
+    alternatives={
+        202: (
+            "Signup policy `approval`: a signup request was filed for staff to approve",
+            SignupRequestView,
+        )
+    },
     responses={
-        202: "Signup policy `approval`: a signup request was filed for staff to approve",
         403: "Signup policy `invite_only`: accounts come only from invites (`signup_invite_only`)",
         409: "The email already has an account (`email_taken`) or a pending signup request "
         "(`signup_request_pending`)",

@@ -45,7 +45,7 @@ from hubbub.tenancy.roles import at_least
 
 __all__ = ["api"]
 
-api = Api("jobs", "Long-running work on Ray workers, with live progress.")
+api = Api("jobs", "Long-running work on Ray workers, with live progress.", tenant_header=True)
 
 BASE = "/api/v1/jobs"
 ONE = f"{BASE}/{{job_id}}"

@@ -28,6 +28,7 @@ from aiohttp import web
 from hubbub.actors.command import Command
 from hubbub.actors.router import Router
 from hubbub.errors import AppError, FieldError
+from hubbub.http.routing import TENANT_HEADER
 from hubbub.identity.bearer import authenticate_request
 from hubbub.ratelimit import RATE_LIMITER, Limit
 from hubbub.services import ROUTER
@@ -49,7 +50,6 @@ __all__ = [
 ]
 
 PLANS = web.AppKey("plans", PlanCatalog)
-TENANT_HEADER = "X-Tenant-Id"
 
 
 def tenant_of(request: web.Request, token_tenant: UUID | None = None) -> UUID:

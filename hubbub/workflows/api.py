@@ -39,7 +39,9 @@ from hubbub.workflows.wire import (
 
 __all__ = ["api"]
 
-api = Api("workflows", "Multi-step work with declared stages and steps, run as jobs.")
+api = Api(
+    "workflows", "Multi-step work with declared stages and steps, run as jobs.", tenant_header=True
+)
 
 BASE = "/api/v1/workflows"
 JOBS = "/api/v1/jobs"  # a run's stream is its job's
