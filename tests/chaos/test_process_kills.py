@@ -20,10 +20,13 @@ from hubbub.actors.router import shard_index
 from hubbub.config import Settings
 from hubbub.services import ROUTER
 from tests.support.chat import new_team
-from tests.support.faults import Measured, Scenario, until_readiness
+from tests.support.faults import Measured, Scenario, metric_total, until_readiness
 from tests.support.job_load import attempts_output
 
 pytestmark = pytest.mark.chaos
+
+#: The gateway's count of router calls a shard failed as a whole (dead or restarting).
+ROUTER_FAILURES = "hubbub_router_call_failures_total"
 
 
 def _url(server: TestServer) -> str:
@@ -59,12 +62,15 @@ async def _kill_shard(
         await scenario.warm()
         key = scenario.chat.conversation_id if kind == "conversation" else scenario.job.job_id
         pid, epoch = await _shard_pid(gateway, kind, key)
+        failures = await metric_total(_url(gateway), ROUTER_FAILURES, kind=kind)
         scenario.fault()
         os.kill(pid, signal.SIGKILL)
         await scenario.recovered()
         after = await _shard_pid(gateway, kind, key)
         assert after[0] != pid and after[1] > epoch  # a new process, a new lease
         await until_readiness(_url(gateway), 200)
+        if kind == "conversation":  # the gateway's router sends; a job's worker reports
+            assert await metric_total(_url(gateway), ROUTER_FAILURES, kind=kind) > failures
         record(await scenario.verdict(f"SIGKILL the {kind} shard"))
     finally:
         await scenario.close()

@@ -26,9 +26,20 @@ from hubbub.storage.embedded import EmbeddedPostgres, EmbeddedRedis
 from hubbub.storage.migrate import migrate
 from tests.conftest import TEST_STREAMS
 from tests.support.chat import new_team
-from tests.support.faults import Measured, Scenario, kill_namespace, until_readiness
+from tests.support.faults import (
+    Measured,
+    Scenario,
+    kill_namespace,
+    metric_total,
+    until_readiness,
+)
 
 pytestmark = pytest.mark.chaos
+
+#: The gateway's bus subscription re-established after Redis came back.
+BUS_RECONNECTS = ("hubbub_bus_reconnects_total", {})
+#: Commits the shards could not store while Postgres was down (retried by the clients).
+COMMIT_FAILURES = ("hubbub_commit_failures_total", {"code": "commit_failed"})
 
 
 @dataclass
@@ -81,10 +92,12 @@ async def _restart(
     stop: Callable[[], None],
     start: Callable[[], None],
     record: Callable[[Measured], None],
+    counter: tuple[str, dict[str, str]],
 ) -> None:
     """Stop a server under load, see readiness fail on ``check``, start it
     again at the same URL, then the verdict. The fault's moment is when the
-    server has stopped, so recovery times include its restart."""
+    server has stopped, so recovery times include its restart. ``counter``
+    (a ``/metrics`` sample name and labels) must have moved meanwhile."""
     url = deployment.url
     team = await new_team(deployment.gateway, 3)
     assert deployment.settings.database_url is not None
@@ -93,6 +106,8 @@ async def _restart(
     )
     try:
         await scenario.warm()
+        name, labels = counter
+        before = await metric_total(url, name, **labels)
         await asyncio.to_thread(stop)
         scenario.fault()  # from here on the server is down
         down = await until_readiness(url, 503)
@@ -101,6 +116,7 @@ async def _restart(
         await until_readiness(url, 200)
         await scenario.recovered()
         record(await scenario.verdict(f"restart {check}"))
+        assert await metric_total(url, name, **labels) > before, name
     finally:
         await scenario.close()
 
@@ -113,7 +129,7 @@ async def test_a_redis_restart_loses_and_repeats_nothing(
     def start() -> None:
         assert redis.start() == deployment.settings.redis_url
 
-    await _restart(deployment, "redis", redis.stop, start, record)
+    await _restart(deployment, "redis", redis.stop, start, record, BUS_RECONNECTS)
 
 
 async def test_a_postgres_restart_loses_and_repeats_nothing(
@@ -124,4 +140,4 @@ async def test_a_postgres_restart_loses_and_repeats_nothing(
     def start() -> None:
         assert postgres.start() == deployment.settings.database_url
 
-    await _restart(deployment, "postgres", postgres.stop, start, record)
+    await _restart(deployment, "postgres", postgres.stop, start, record, COMMIT_FAILURES)

@@ -17,13 +17,21 @@ from typing import Any
 
 import aiohttp
 import ray
+from prometheus_client.parser import text_string_to_metric_families
 
 from hubbub.storage.database import connect_owner
 from tests.support.chat import Team
 from tests.support.chat_load import ChatLoad
 from tests.support.job_load import CHAOS_COUNT, Followed, JobLoad, attempts_output
 
-__all__ = ["Measured", "Scenario", "kill_namespace", "readiness", "until_readiness"]
+__all__ = [
+    "Measured",
+    "Scenario",
+    "kill_namespace",
+    "metric_total",
+    "readiness",
+    "until_readiness",
+]
 
 #: Longest wait for readiness to change.
 READINESS_SECONDS = 120.0
@@ -49,6 +57,21 @@ async def until_readiness(url: str, status: int) -> dict:
             if found == status:
                 return body
             await asyncio.sleep(0.1)
+
+
+async def metric_total(url: str, name: str, **labels: str) -> float:
+    """The sum of the ``name`` samples of the gateway's ``/metrics`` (scraped
+    from loopback, so no token) whose labels include ``labels``."""
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as response:
+        assert response.status == 200, await response.text()
+        text = await response.text()
+    wanted = set(labels.items())
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and wanted <= set(sample.labels.items())
+    )
 
 
 def kill_namespace(namespace: str) -> None:
