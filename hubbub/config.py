@@ -212,6 +212,16 @@ class Settings(BaseSettings):
     message_max_bytes: int = Field(
         16_384, ge=1, le=1_048_576, description="Largest message body, in UTF-8 bytes."
     )
+    message_limit_per_socket: RateText = Field(
+        "20/second",
+        description="Messages one socket may send (a burst of the count, then evenly over "
+        "the period); past it a send is acked rate_limited.",
+    )
+    message_limit_per_user: RateText = Field(
+        "600/minute",
+        description="Messages one user may send over every socket and HTTP, on every "
+        "gateway together; past it a send answers rate_limited.",
+    )
     snooze_sweep_seconds: float = Field(
         5.0,
         gt=0,
@@ -332,6 +342,11 @@ class Settings(BaseSettings):
         ge=0,
         le=600,
         description="How long POST /chat waits for the reply before answering 202 with the job.",
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token `/metrics` requires; unset: `/metrics` answers loopback "
+        "clients only.",
     )
     gateway_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",

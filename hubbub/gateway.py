@@ -25,6 +25,7 @@ from hubbub.actors.runtime import open_shards, ray_status
 from hubbub.config import ConfigError, Settings
 from hubbub.http.app import create_http_app
 from hubbub.http.health import Readiness
+from hubbub.http.metrics import METRICS
 from hubbub.http.routing import REQUEST_AUTHENTICATOR
 from hubbub.plugin import Plugin
 from hubbub.realtime.handshake import Authenticator, anonymous
@@ -113,6 +114,7 @@ async def _shards(
     for kind in kinds:
         shards[kind.kind] = await asyncio.to_thread(open_shards, kind, settings.shards, settings)
     router = app[ROUTER] = Router(shards, settings)
+    app[METRICS].shards = [ref for refs in shards.values() for ref in refs]
 
     async def check_ray() -> dict[str, Any]:
         refs = [ref for kind in router.kinds for ref in router.shards(kind)]

@@ -171,6 +171,8 @@ async def test_a_job_command_with_a_field_of_the_wrong_type_is_refused_naming_it
     assert refused.value.errors[0].field == "actor"
     status, job = await team.call("GET", f"{JOBS}/{accepted['id']}", owner)
     assert (status, job["status"]) == (200, "queued")
+    # It never gets a worker: cancelled, it frees its place in Ray's queue for later tests.
+    await team.call("POST", f"{JOBS}/{accepted['id']}/cancel", owner)
 
 
 async def test_cancelling_a_running_job_stops_its_handler(gateway: TestServer) -> None:

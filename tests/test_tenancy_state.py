@@ -18,7 +18,7 @@ from hubbub.tenancy.commands import (
     SetPlan,
     TenantCommand,
 )
-from hubbub.tenancy.events import MemberRemoved, TenantDeleted
+from hubbub.tenancy.events import MemberRemoved, MemberRoleChanged, TenantDeleted
 from hubbub.tenancy.records import TenantState
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -75,3 +75,12 @@ def test_events_carry_their_wire_view() -> None:
     deleted = TenantDeleted(NOW, NOW)
     assert deleted.payload() == {"purge_after": NOW.isoformat()}
     assert deleted.access_revoked() == {"user_id": None}
+
+
+def test_only_a_lowered_role_is_published_on_the_access_topic() -> None:
+    lowered = MemberRoleChanged("u2", role="member", previous="admin")
+    assert lowered.role_lowered() == {"user_id": "u2", "role": "member"}
+    assert lowered.access_revoked() is None
+    assert MemberRoleChanged("u2", role="admin", previous="member").role_lowered() is None
+    assert MemberRoleChanged("u2", role="admin", previous="admin").role_lowered() is None
+    assert MemberRemoved("u2", "admin", left=False).role_lowered() is None

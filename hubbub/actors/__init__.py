@@ -10,6 +10,9 @@ else sends it commands. Keep this table true.
 | a shard's lease epoch                        | the shard host (row in ``shard_leases``)|
 | activation, mailboxes, commit/publish queues | the shard host                          |
 | batches bound for a shard, batch numbering   | the gateway's router (one per gateway)  |
+| a process's metric values                    | its event loop (``hubbub/metrics.py``): |
+|                                              | a gateway's or a shard actor's; read at |
+|                                              | scrape on the same loop, never locked   |
 | when a fenced shard was last restarted       | the router's ``Fencing`` (``fencing.py``)|
 | sockets, their rooms and watched topics      | the gateway holding them (``Realtime``) |
 | the Redis subscription of a gateway (one for | its ``Fanout`` (``realtime/fanout.py``),|
@@ -23,7 +26,8 @@ else sends it commands. Keep this table true.
 | support status, snooze, assignee, labels,    | ``hubbub/chat/rules.py`` and            |
 | deletion                                     | ``state.py``)                           |
 | which local sockets get which conversation,  | the gateway's ``ConversationRooms``     |
-| which joins are in flight                    | (``hubbub/chat/rooms.py``)              |
+| which joins are in flight, which tenant each | (``hubbub/chat/rooms.py``)              |
+| joined conversation is in                    |                                         |
 | a socket's typing indicators (deadline,      | the socket's gateway: its               |
 | last relay)                                  | ``TypingRelay`` (``hubbub/chat/typing.py``) |
 | a job's status, attempts, cancel request,    | its ``JobEntity``                       |
@@ -39,7 +43,8 @@ else sends it commands. Keep this table true.
 | so far, the next ``message:delta`` index)    | (``hubbub/agent/reply.py``); committed  |
 |                                              | by the conversation entity              |
 | which local SSE streams and sockets follow   | the gateway's ``JobFeeds`` and          |
-| which job, their last seqs                   | ``JobSubscriptions`` (``hubbub/jobs``)  |
+| which job, their last seqs, whose they are   | ``JobSubscriptions`` (``hubbub/jobs``)  |
+| and whether their access was revoked         |                                         |
 | an async signup's filed password hash and   | its ``account_signups`` / ``signup_streams`` |
 | stream links (and whether a link handed     | rows: filed by the gateway, the hash    |
 | out the account's tokens)                    | dropped by its ``tenant.provision`` run,|

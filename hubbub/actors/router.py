@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from hubbub.actors.batcher import Batcher
@@ -25,6 +25,7 @@ from hubbub.actors.fencing import Fencing
 from hubbub.actors.runtime import ShardRef
 from hubbub.config import Settings
 from hubbub.errors import AppError
+from hubbub.metrics import ROUTER_BATCH_SIZE, ROUTER_CALL_DURATION, ROUTER_CALL_FAILURES
 
 __all__ = ["Router", "shard_index"]
 
@@ -51,7 +52,7 @@ class Router:
         self.fencing = Fencing()
         self._batchers = {
             (ref.kind, ref.index): Batcher(
-                ref.call,
+                _measured(ref),
                 max_size=settings.router_batch_size,
                 max_delay=settings.router_flush_ms / 1000,
                 max_concurrency=settings.router_calls_in_flight,
@@ -98,6 +99,26 @@ class Router:
         """Let batches in flight finish; accept no more commands."""
         await asyncio.gather(*(batcher.close() for batcher in self._batchers.values()))
         await self.fencing.close()
+
+
+def _measured(ref: ShardRef) -> Callable[[list[Command]], Awaitable[list[Outcome]]]:
+    """``ref.call``, observed: batch size, call duration, whole-call failures."""
+    sizes = ROUTER_BATCH_SIZE.labels(ref.kind)
+    durations = ROUTER_CALL_DURATION.labels(ref.kind)
+    failures = ROUTER_CALL_FAILURES.labels(ref.kind)
+
+    async def call(commands: list[Command]) -> list[Outcome]:
+        sizes.observe(len(commands))
+        started = time.perf_counter()
+        try:
+            return await ref.call(commands)
+        except AppError:
+            failures.inc()
+            raise
+        finally:
+            durations.observe(time.perf_counter() - started)
+
+    return call
 
 
 def _loop_deadline(deadline: float) -> float:

@@ -117,6 +117,15 @@ class ShardActor:
     async def stats(self) -> dict[str, Any]:
         return (await self._open()).stats()
 
+    async def metrics(self) -> bytes:
+        """This process's :data:`hubbub.metrics.SHARD` registry, in the text format."""
+        # Imported here: Ray pickles this class by value, and a registry holds locks.
+        from prometheus_client import generate_latest
+
+        from hubbub.metrics import SHARD
+
+        return generate_latest(SHARD)
+
     async def _open(self) -> ShardHost:
         if self._host is not None:
             return self._host
@@ -185,6 +194,20 @@ class ShardRef:
         """Kill the actor's process; Ray restarts it (calls meanwhile fail with
         ``shard_unavailable``) and the new one takes a fresh lease. Blocking."""
         ray.kill(self._handle, no_restart=False)
+
+    async def metrics(self) -> bytes:
+        """The shard's metrics text; ``shard_unavailable`` if it is dead or
+        restarting (the caller sets the deadline)."""
+        try:
+            return await self._handle.metrics.remote()
+        except (
+            ray.exceptions.RayActorError,
+            ray.exceptions.ActorUnavailableError,
+            AttributeError,  # a shard still running a release without metrics
+        ) as exc:
+            raise AppError.unavailable(
+                "shard_unavailable", f"{self.kind} shard {self.index} gave no metrics: {exc!r}"
+            ) from None
 
 
 def connect_ray(settings: Settings) -> None:

@@ -41,6 +41,13 @@ from hubbub.actors.receipts import (
     receipt_write,
 )
 from hubbub.errors import AppError
+from hubbub.metrics import (
+    ACTIVATION_FAILURES,
+    ACTIVATIONS,
+    COMMANDS,
+    ENTITIES_ACTIVE,
+    PASSIVATIONS,
+)
 from hubbub.storage import pubsub
 from hubbub.storage.database import Database
 
@@ -128,6 +135,7 @@ class ShardHost:
             self._publish_batch, max_size=1024, max_delay=0.0, max_concurrency=1
         )
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_idle())
+        ENTITIES_ACTIVE.set_function(lambda: len(self._active))  # one host per shard process
 
     def enqueue(self, commands: Sequence[Command | AppError]) -> list[asyncio.Future[Outcome]]:
         """Take ``commands`` in order; one future outcome each. Synchronous.
@@ -147,6 +155,7 @@ class ShardHost:
                 self._route(command, future, group)
         self._finish(group)
         self._handled += len(commands)
+        COMMANDS.inc(len(commands))
         return futures
 
     async def handle(self, commands: Sequence[Command | AppError]) -> list[Outcome]:
@@ -171,6 +180,7 @@ class ShardHost:
         if active is None or not (active.committing is None or active.committing.done()):
             return False
         del self._active[(tenant_id, key)]
+        PASSIVATIONS.inc()
         return True
 
     async def close(self) -> None:
@@ -315,8 +325,10 @@ class ShardHost:
         for eid, active in zip(eids, loaded, strict=True):
             if isinstance(active, BaseException):
                 log.error("%s %r failed to activate", self.kind, eid[1], exc_info=active)
+                ACTIVATION_FAILURES.inc()
                 self._fail_waiting(eid)
             else:
+                ACTIVATIONS.inc()
                 self._resume(eid, active, group)
         self._finish(group)
 

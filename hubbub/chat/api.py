@@ -18,6 +18,7 @@ from hubbub.chat import commands as do
 from hubbub.chat import reads
 from hubbub.chat.access import check_tenant_members, keyed_conversation_id
 from hubbub.chat.reads import Filters
+from hubbub.chat.send_limits import SEND_LIMITS
 from hubbub.chat.wire import (
     ConversationList,
     ConversationListQuery,
@@ -316,7 +317,11 @@ async def list_messages(
     response=MessageView,
     status=201,
     security=BEARER,
-    responses=NOT_FOUND | {422: "`body_empty`, `body_too_large`, `reply_to_not_found`"},
+    responses=NOT_FOUND
+    | {
+        422: "`body_empty`, `body_too_large`, `reply_to_not_found`",
+        429: "Past your send limit (`rate_limited`, `Retry-After`)",
+    },
 )
 async def send_message(
     request: web.Request, *, path: ConversationPath, body: NewMessage
@@ -325,7 +330,13 @@ async def send_message(
     tenant_id, user = await _caller(request)
     app = request.app
     reply = await do.send_message(
-        app[ROUTER], tenant_id, path.conversation_id, user, body, app[SETTINGS].message_max_bytes
+        app[ROUTER],
+        tenant_id,
+        path.conversation_id,
+        user,
+        body,
+        app[SETTINGS].message_max_bytes,
+        app[SEND_LIMITS],
     )
     return MessageView.model_validate(reply)
 

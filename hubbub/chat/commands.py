@@ -26,6 +26,7 @@ from hubbub.ids import new_id
 
 if TYPE_CHECKING:
     from hubbub.actors.router import Router
+    from hubbub.chat.send_limits import SendLimits
     from hubbub.chat.wire import NewMessage
 
 __all__ = [
@@ -208,13 +209,19 @@ async def send_message(
     user: str,
     message: NewMessage,
     max_bytes: int,
+    limits: SendLimits,
+    socket: str | None = None,
 ) -> dict[str, Any]:
-    """Send ``message`` as ``user``; the committed message (``message_view``).
+    """Send ``message`` as ``user`` (on socket ``socket``, if it came on one);
+    the committed message (``message_view``).
 
-    422 ``body_empty`` / ``body_too_large`` past ``max_bytes``. The
-    conversation itself answers a repeated ``client_msg_id`` with the message
-    it made the first time, however old: no idempotency receipt."""
+    422 ``body_empty`` / ``body_too_large`` past ``max_bytes``; then 429
+    ``rate_limited`` past the socket's or the user's send limit (``limits``),
+    before the conversation sees it. The conversation itself answers a
+    repeated ``client_msg_id`` with the message it made the first time,
+    however old: no idempotency receipt (a retry counts against the limits)."""
     check_body(message.body, max_bytes)
+    await limits.check(user, socket)
     reply_to = None if message.reply_to is None else str(message.reply_to)
     body = Send(user, message.body, message.client_msg_id, str(new_id()), reply_to)
     return await ask(router, tenant_id, conversation_id, body)

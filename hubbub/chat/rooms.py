@@ -16,6 +16,12 @@ stream order, the socket gets what the room was sent after that seq (read
 back) and enters the live room. Events without a ``seq`` (``read`` marks,
 typing) are not part of the stream: a socket gets those sent once it is in
 the room.
+
+When someone loses access to the tenant (removed, or the tenant deleted),
+:meth:`ConversationRooms.cut_off` drops their sockets (everyone's) from
+every conversation of that tenant at once, on every gateway
+(``hubbub.tenancy.eviction``): their conversation membership rows stay, but
+every read, join and send asks for tenant membership first.
 """
 
 from __future__ import annotations
@@ -45,8 +51,8 @@ def room(conversation_id: str) -> str:
 
 class ConversationRooms:
     """Owns: which conversations this gateway's sockets joined, which joins are
-    still in flight, and which user each joined socket is (the streams own
-    each conversation's head).
+    still in flight, which user each joined socket is and which tenant each
+    joined conversation is in (the streams own each conversation's head).
 
     Concurrency: one event loop; a conversation's events reach its room in
     its stream's order. Failure: a socket gone mid-join is forgotten; events
@@ -62,6 +68,7 @@ class ConversationRooms:
         self._joined: dict[str, set[str]] = {}  # sid -> conversation ids (joining or live)
         self._joining: dict[tuple[str, str], object] = {}  # (sid, conversation) -> its join
         self._users: dict[str, str] = {}  # sid -> user id
+        self._tenants: dict[str, str] = {}  # conversation id -> tenant id, while joined
 
     @property
     def repaired(self) -> int:
@@ -79,6 +86,7 @@ class ConversationRooms:
         self._joining[(sid, conversation_id)] = object()
         self._joined.setdefault(sid, set()).add(conversation_id)
         self._users[sid] = user_id
+        self._tenants[conversation_id] = tenant_id
         try:
             await self.streams.follow(
                 channel(conversation_id), self._reader(conversation_id, tenant_id)
@@ -121,6 +129,20 @@ class ConversationRooms:
         self._joined.pop(sid, None)
         self._users.pop(sid, None)
 
+    async def cut_off(self, tenant_id: str, user_id: str | None) -> list[str]:
+        """``user_id`` (None: everyone) lost access to the tenant: their sockets
+        here leave its conversations; which sockets left one."""
+        cut: list[str] = []
+        for sid, conversations in list(self._joined.items()):
+            if user_id is not None and self._users.get(sid) != user_id:
+                continue
+            lost = [c for c in conversations if self._tenants.get(c) == tenant_id]
+            for conversation_id in lost:
+                await self._drop(sid, conversation_id)
+            if lost:
+                cut.append(sid)
+        return cut
+
     def _reader(self, conversation_id: str, tenant_id: str) -> ReadAfter:
         async def read_after(after: int, before: int) -> list[Event]:
             async with self._database.tenant(tenant_id) as conn:
@@ -152,6 +174,8 @@ class ConversationRooms:
             # (and its Redis-backed manager would publish a leave for it to every gateway)
             await sio.leave_room(sid, room(conversation_id))
         await self.streams.unfollow(channel(conversation_id))
+        if self.streams.get(channel(conversation_id)) is None:
+            self._tenants.pop(conversation_id, None)
 
     async def _deliver(self, topic: str, event: str, data: dict[str, Any]) -> None:
         """One of the conversation's events, in stream order, to its room."""

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from hubbub.chat import commands as do
 from hubbub.chat import reads
 from hubbub.chat.rooms import ConversationRooms
+from hubbub.chat.send_limits import SEND_LIMITS
 from hubbub.chat.wire import NewMessage, ReadMark
 from hubbub.errors import AppError
 from hubbub.realtime.protocol import parse_payload
@@ -65,6 +66,7 @@ async def join(context: SocketContext, data: Any) -> dict[str, Any]:
     rooms = app[ROOMS]
     await rooms.begin_join(context.sid, user, conversation_id, tenant_id)
     try:
+        await acting(context)  # a removal decided meanwhile found no socket to drop
         async with app[DATABASE].tenant(tenant_id) as conn:
             events, _ = await reads.events_after(
                 conn, conversation_id, user, payload.since_seq, REPLAY_LIMIT + 1
@@ -92,7 +94,8 @@ async def leave(context: SocketContext, data: Any) -> dict[str, Any]:
 
 
 async def send_message(context: SocketContext, data: Any) -> dict[str, Any]:
-    """Send a message; the ack ``{id, seq, created_at}`` comes after commit."""
+    """Send a message; the ack ``{id, seq, created_at}`` comes after commit, or
+    ``rate_limited`` past the socket's or the user's send limit."""
     payload = parse_payload(_Send, data)
     app, tenant_id, user = await acting(context)
     message = await do.send_message(
@@ -102,6 +105,8 @@ async def send_message(context: SocketContext, data: Any) -> dict[str, Any]:
         user,
         payload,
         app[SETTINGS].message_max_bytes,
+        app[SEND_LIMITS],
+        context.sid,
     )
     return {"id": message["id"], "seq": message["seq"], "created_at": message["created_at"]}
 

@@ -10,8 +10,10 @@ from aiohttp import web
 
 from hubbub.config import Settings
 from hubbub.http.health import READINESS, Readiness, health_api
+from hubbub.http.metrics import METRICS, MetricsSources, metrics_api
 from hubbub.http.middleware import REQUEST_ID_HEADER, middlewares
 from hubbub.http.openapi import register_docs
+from hubbub.http.request_metrics import observe_requests
 from hubbub.http.routing import Api, register_routes
 from hubbub.http.secret_paths import SecretPaths
 from hubbub.http.security_headers import add_security_headers
@@ -23,12 +25,13 @@ __all__ = ["create_http_app"]
 def create_http_app(
     settings: Settings, apis: Sequence[Api], readiness: Readiness
 ) -> web.Application:
-    """The HTTP app: middleware, security headers, the health API, ``apis``,
-    OpenAPI and CORS; its connections close when idle (``http_idle_seconds``).
+    """The HTTP app: middleware, request metrics, security headers, the
+    health and metrics APIs, ``apis``, OpenAPI and CORS; its connections
+    close when idle (``http_idle_seconds``).
 
     Resources (databases, Socket.IO) are added by the caller.
     """
-    every_api = [health_api, *apis]
+    every_api = [health_api, metrics_api, *apis]
     secret_paths = SecretPaths(
         (route.path, route.secret_params) for api in every_api for route in api.routes
     )
@@ -37,9 +40,11 @@ def create_http_app(
         client_max_size=settings.max_body_bytes,
         handler_args=_connection_options(settings),
     )
+    observe_requests(app)
     app.on_response_prepare.append(add_security_headers)
     quiet_client_faults()
     app[READINESS] = readiness
+    app[METRICS] = MetricsSources(settings.metrics_token)
     register_routes(app, every_api)
     register_docs(app, every_api)
     _allow_cors(app, settings.cors_origins)

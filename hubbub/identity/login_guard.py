@@ -92,9 +92,10 @@ class LoginGuard:
         which the account's lock and budget do not hold back.
         """
         account = account_key(email)
-        await self._limiter.hit(f"login:ip:{ip or 'unknown'}", self._per_ip)
+        await self._limiter.hit(f"login:ip:{ip or 'unknown'}", self._per_ip, name="login_ip")
         if device is not None:
-            await self._limiter.hit(f"login:device:{device}", self._per_account)
+            device_key = f"login:device:{device}"
+            await self._limiter.hit(device_key, self._per_account, name="login_device")
             return
         locked_ms = await self._redis.pttl(f"{_PREFIX}locked:{account}")
         if locked_ms > 0:
@@ -106,7 +107,7 @@ class LoginGuard:
                 retriable=True,
                 extra={"retry_after": retry_after},
             )
-        await self._limiter.hit(f"login:account:{account}", self._per_account)
+        await self._limiter.hit(f"login:account:{account}", self._per_account, name="login_account")
 
     async def failed(self, email: str, device: str | None = None) -> bool:
         """Count a failed login; True when it locked the account (or forgot the

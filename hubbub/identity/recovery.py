@@ -111,11 +111,14 @@ async def forgot_password(request: web.Request, *, body: ForgotPassword) -> web.
     settings = request.app[SETTINGS]
     limiter = request.app[RATE_LIMITER]
     await limiter.hit(
-        f"forgot:ip:{request.remote}", Limit.parse(settings.password_forgot_limit_per_ip)
+        f"forgot:ip:{request.remote}",
+        Limit.parse(settings.password_forgot_limit_per_ip),
+        name="forgot_ip",
     )
     await limiter.hit(
         f"forgot:account:{account_key(body.email)}",
         Limit.parse(settings.password_forgot_limit_per_email),
+        name="forgot_account",
     )
     await _queue_reset(request, body.email)
     request.app[MAIL].wake()

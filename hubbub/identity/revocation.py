@@ -10,6 +10,10 @@ gateway then sends its matching local sockets the event ``auth:revoked``
 user and its session when it connects (``hubbub.realtime.server``), so a
 revocation costs one lookup per room, not a scan of every socket.
 
+Streams that are no socket — a job's SSE stream — end through the hooks
+registered with :meth:`RevocationListener.on_revoked` (the listener is
+``REVOCATIONS`` on the app), run after the sockets were disconnected.
+
 Delivery is at most once, like all Redis pub/sub: a gateway whose
 subscription is being rebuilt at that moment keeps the socket until it
 reconnects, when its revoked token is refused. HTTP requests never depend on
@@ -19,11 +23,12 @@ this: every request checks its session in Postgres.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -32,6 +37,7 @@ from hubbub.services import Services
 from hubbub.storage import pubsub
 
 __all__ = [
+    "REVOCATIONS",
     "REVOCATIONS_TOPIC",
     "REVOKED_EVENT",
     "Revocation",
@@ -119,7 +125,8 @@ async def announce_revoked(
 
 
 class RevocationListener:
-    """Owns: the counts of revocations dropped and sockets disconnected here.
+    """Owns: the counts of revocations dropped and sockets disconnected here,
+    and the hooks that end other live deliveries of a revocation.
 
     Concurrency: one event loop; revocations are applied one at a time in
     the order the gateway's bus reader hands them over (no Postgres read
@@ -135,6 +142,12 @@ class RevocationListener:
         self.check = self._fanout.check(REVOCATIONS_TOPIC)
         self.dropped = 0
         self.disconnected = 0
+        self._hooks: list[Callable[[Revocation], Awaitable[None]]] = []
+
+    def on_revoked(self, hook: Callable[[Revocation], Awaitable[None]]) -> None:
+        """Call ``hook(revocation)`` at every revocation, after its sockets went
+        (from the bus reader: it must not wait on Postgres or Ray)."""
+        self._hooks.append(hook)
 
     async def start(self) -> None:
         await self._fanout.watch(REVOCATIONS_TOPIC)
@@ -162,11 +175,19 @@ class RevocationListener:
                 notice,
                 sparing=None if spared is None else session_room(spared),
             )
+        for hook in self._hooks:
+            try:
+                await hook(revocation)
+            except Exception:  # one failing hook must not spare the others' streams
+                log.exception("ending the deliveries of %s failed", revocation)
+
+
+REVOCATIONS = web.AppKey("revocations", RevocationListener)
 
 
 async def revocation_listener(services: Services) -> AsyncIterator[None]:
     """The gateway's revocation listener on its bus (a cleanup context)."""
-    listener = RevocationListener(services.realtime)
+    listener = services.app[REVOCATIONS] = RevocationListener(services.realtime)
     await listener.start()
     services.readiness.add("fanout:revocations", listener.check)
     yield

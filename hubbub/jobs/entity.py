@@ -26,6 +26,7 @@ from hubbub.jobs.events import event_view
 from hubbub.jobs.rows import CHANGING, JOB_EVENTS, JOBS, event_row, job_row, state_from_row
 from hubbub.jobs.state import JobState
 from hubbub.jobs.view import view
+from hubbub.metrics import JOB_RUN_DURATION
 
 __all__ = ["ENDED", "EVENT", "JobEntity", "channel"]
 
@@ -92,8 +93,17 @@ class JobEntity(Entity):
         if was_running and state.status != "running":
             ended = {"tenant_id": state.tenant_id, "kind": state.kind}
             publications.append(Publication(ENDED, "job:ended", ended))
+            _observe_run(state, now)
         self.state = state
         return Decision(_reply(body, state), writes, publications)
+
+
+def _observe_run(state: JobState, now: datetime) -> None:
+    """Time from the job's first start to now, when it stops running (the
+    metric is observed as decided: a commit that then fails is rare)."""
+    if state.started_at is not None:
+        seconds = (now - state.started_at).total_seconds()
+        JOB_RUN_DURATION.labels(state.kind, state.status).observe(seconds)
 
 
 def _reply(body: JobCommand, state: JobState) -> dict[str, Any]:

@@ -28,6 +28,15 @@ A finished job's stream ends with its terminal ``status`` event, which a
 follower always gets: in the backlog, live, or — when the client had seen it
 already — once more at the end of the backlog.
 
+A follower whose user loses access to the job's tenant (removed from it,
+or the tenant deleted) is *revoked* at once by :meth:`JobFeeds.cut_off`
+(run by ``hubbub.tenancy.eviction`` on every gateway): its ``next`` returns
+no events from then on and ``revoked`` says why, so its SSE stream or socket
+relay ends. So is every follower of a user all of whose sessions were
+revoked (a ban, a lock, logout everywhere: :meth:`JobFeeds.sessions_revoked`),
+and every follower of another member's private job whose owner or admin
+role was lowered to one that cannot see it (:meth:`JobFeeds.role_lowered`).
+
 The same bus routes :data:`~hubbub.jobs.entity.ENDED`, where jobs that stop
 running say so, to ``on_ended`` (the job sweep's kick).
 """
@@ -40,12 +49,17 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import asyncpg
+
+from hubbub.errors import AppError
+from hubbub.identity.revocation import Revocation
 from hubbub.jobs import reads
 from hubbub.jobs.entity import ENDED, EVENT, channel
 from hubbub.jobs.state import TERMINAL
 from hubbub.realtime.fanout import Fanout
 from hubbub.realtime.seq_stream import Event, ReadAfter, SeqStreams
 from hubbub.storage.database import Database
+from hubbub.tenancy.roles import at_least
 
 __all__ = ["MAX_LIVE", "PAGE", "Follower", "JobFeeds", "is_final"]
 
@@ -110,8 +124,15 @@ class JobFeeds:
         """
         async with self.database.tenant(tenant_id) as conn:
             reads.check_after_seq(await reads.job(conn, job_id, viewer), after_seq)
+            managed = (
+                viewer is not None
+                and viewer.manages
+                and not await _visible_to_members(conn, job_id, viewer.user_id)
+            )
         read_after = self.reader(tenant_id, job_id)
-        follower = Follower(self, tenant_id, job_id, after_seq, read_after)
+        user_id = None if viewer is None else viewer.user_id
+        follower = Follower(self, tenant_id, job_id, after_seq, read_after, user_id)
+        follower.needs_manager = managed
         self._followers.setdefault(job_id, set()).add(follower)
         try:
             await self.streams.follow(channel(job_id), read_after)
@@ -119,6 +140,41 @@ class JobFeeds:
             self._discard(follower)  # the stream forgot it already
             raise
         return follower
+
+    async def cut_off(self, tenant_id: str, user_id: str | None) -> list[str]:
+        """Revoke the followers of ``user_id`` (None: everyone) of the tenant's
+        jobs; no socket is cut off here (:class:`JobSubscriptions` names them)."""
+        for followers in list(self._followers.values()):
+            for follower in list(followers):
+                if follower.tenant_id == tenant_id and (
+                    user_id is None or follower.user_id == user_id
+                ):
+                    follower.revoke()
+        return []
+
+    async def role_lowered(self, tenant_id: str, user_id: str, role: str) -> None:
+        """Revoke the user's followers of jobs only owners and admins may see
+        (other members' private ones), if ``role`` is neither."""
+        if at_least(role, "admin"):
+            return
+        for followers in list(self._followers.values()):
+            for follower in list(followers):
+                same = follower.tenant_id == tenant_id and follower.user_id == user_id
+                if same and follower.needs_manager:
+                    follower.revoke()
+
+    async def sessions_revoked(self, revocation: Revocation) -> None:
+        """Revoke the followers of a user whose every session was revoked.
+
+        A revocation of some sessions only (one logout; a password change
+        sparing the session that made it) ends no stream: a follower does
+        not know its session, so it ends when its client next reconnects."""
+        if revocation.user_id is None or revocation.except_session_id is not None:
+            return
+        for followers in list(self._followers.values()):
+            for follower in list(followers):
+                if follower.user_id == revocation.user_id:
+                    follower.revoke()
 
     def reader(self, tenant_id: str, job_id: str) -> ReadAfter:
         """The job's ``read_after``: a page of its committed events, as bus events."""
@@ -149,21 +205,40 @@ class JobFeeds:
             follower.offer(data)
 
 
-class Follower:
-    """One client following one job.
+async def _visible_to_members(conn: asyncpg.Connection, job_id: str, user_id: str) -> bool:
+    """Whether ``user_id`` would see the job as a plain member."""
+    try:
+        await reads.job(conn, job_id, reads.Viewer(user_id, manages=False))
+    except AppError:
+        return False
+    return True
 
-    Owns: its buffer of live events (at most :data:`MAX_LIVE`) and the last
-    seq it handed out.
+
+class Follower:
+    """One client following one job (``user_id``: whose; None where the stream
+    was handed out without a member, such as a signup's link).
+
+    Owns: its buffer of live events (at most :data:`MAX_LIVE`), the last
+    seq it handed out, and whether its access was revoked.
     Concurrency: one consumer calls ``backlog`` until ``caught_up``, then ``next``.
     """
 
     def __init__(
-        self, feeds: JobFeeds, tenant_id: str, job_id: str, after_seq: int, read_after: ReadAfter
+        self,
+        feeds: JobFeeds,
+        tenant_id: str,
+        job_id: str,
+        after_seq: int,
+        read_after: ReadAfter,
+        user_id: str | None = None,
     ) -> None:
         self._feeds = feeds
         self._read_after = read_after
         self.tenant_id = tenant_id
         self.job_id = job_id
+        self.user_id = user_id
+        self.revoked = False
+        self.needs_manager = False  # seen only as an owner or admin (another's private job)
         self.last_seq = after_seq
         self.finished = False
         self.caught_up = False
@@ -179,6 +254,8 @@ class Follower:
 
     def offer(self, event: dict[str, Any]) -> None:
         """A live event from the bus (any order the bus gives)."""
+        if self.revoked:
+            return
         self._live.append(event)
         if len(self._live) > MAX_LIVE:  # Postgres has them all: keep the newest
             self._live = deque([max(self._live, key=lambda e: e["seq"])])
@@ -219,6 +296,8 @@ class Follower:
             if seq <= self.last_seq:
                 continue
             missed = await self._missed(seq)
+            if self.revoked:  # while the read was in flight
+                return []
             if missed and missed[-1]["seq"] < seq - 1:  # one page of a longer gap
                 self._live.appendleft(event)
                 events = missed
@@ -226,6 +305,12 @@ class Follower:
                 events = [*missed, event]
             self._advance(events)
             return events
+
+    def revoke(self) -> None:
+        """Its user lost access: no event from now on (``next`` returns none)."""
+        self.revoked = True
+        self._live.clear()
+        self.interrupt()
 
     def interrupt(self) -> None:
         """Make a waiting (or the next) ``next`` return no events."""

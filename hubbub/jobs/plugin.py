@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from hubbub.identity.revocation import REVOCATIONS
 from hubbub.jobs import demo
 from hubbub.jobs.api import api
 from hubbub.jobs.entity import JobEntity
@@ -18,6 +19,7 @@ from hubbub.jobs.sweep import JOB_SWEEP, job_sweep
 from hubbub.plugin import Plugin
 from hubbub.provisioning import provision
 from hubbub.services import Services
+from hubbub.tenancy.eviction import ACCESS_LOSSES
 
 __all__ = ["BUILTIN_KINDS", "plugin"]
 
@@ -37,6 +39,9 @@ async def _feeds(services: Services) -> AsyncIterator[None]:
     kick = services.app[JOB_SWEEP].rounds.kick
     feeds = services.app[FEEDS] = JobFeeds(services.bus, services.db, on_ended=kick)
     await feeds.start()
+    services.app[ACCESS_LOSSES].on_lost(feeds.cut_off)
+    services.app[ACCESS_LOSSES].on_lowered(feeds.role_lowered)
+    services.app[REVOCATIONS].on_revoked(feeds.sessions_revoked)
     services.readiness.add("fanout:jobs", feeds.check)
     yield
     await feeds.close()
@@ -45,6 +50,7 @@ async def _feeds(services: Services) -> AsyncIterator[None]:
 async def _subscriptions(services: Services) -> AsyncIterator[None]:
     subscriptions = services.app[SUBSCRIPTIONS] = JobSubscriptions(services.realtime)
     services.realtime.on_disconnect(subscriptions.forget)
+    services.app[ACCESS_LOSSES].on_lost(subscriptions.cut_off)
     yield
     await subscriptions.close()
 

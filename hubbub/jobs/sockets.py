@@ -4,7 +4,9 @@
 ``after_seq`` (read from Postgres), then ``job:event`` frames follow live, in
 seq order, with no gap and no duplicate (``feeds.py``), until the job's
 final status event; ``job:unsubscribe`` stops them sooner. A socket acts in
-the tenant of its handshake and must be a member of it.
+the tenant of its handshake and must be a member of it: when its user loses
+access to the tenant its subscriptions of the tenant's jobs stop at once
+(:meth:`JobSubscriptions.cut_off`) and it is told ``tenant:access_revoked``.
 """
 
 from __future__ import annotations
@@ -27,12 +29,15 @@ from hubbub.services import ROUTER
 from hubbub.tenancy.access import authorize
 from hubbub.tenancy.confirmed_members import acting
 
-__all__ = ["EVENT", "REPLAY_LIMIT", "SOCKET_EVENTS", "SUBSCRIPTIONS", "JobSubscriptions"]
+__all__ = ["EVENT", "REPLAY_LIMIT", "REVOKED", "SOCKET_EVENTS", "SUBSCRIPTIONS", "JobSubscriptions"]
 
 #: Most events a subscribe replays; further behind, page ``GET /jobs/{id}/events`` first.
 REPLAY_LIMIT = 1000
 #: The server → client event carrying one job event.
 EVENT = "job:event"
+#: The server → client event of a subscription ended because the socket's
+#: user may no longer see the job (a lowered role).
+REVOKED = "job:access_revoked"
 
 
 class _Subscribe(BaseModel):
@@ -57,6 +62,7 @@ class JobSubscriptions:
     def __init__(self, realtime: Realtime) -> None:
         self._realtime = realtime
         self._relays: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._followers: dict[tuple[str, str], Follower] = {}
 
     def start(self, sid: str, follower: Follower) -> None:
         """Relay ``follower``'s live events to ``sid``.
@@ -66,11 +72,13 @@ class JobSubscriptions:
         """
         task = asyncio.get_running_loop().create_task(self._relay(sid, follower))
         self._relays[(sid, follower.job_id)] = task
+        self._followers[(sid, follower.job_id)] = follower
         task.add_done_callback(lambda _: self._discard(sid, follower.job_id, task))
 
     async def stop(self, sid: str, job_id: str) -> bool:
         """Stop relaying the job to ``sid``; whether it was subscribed."""
         task = self._relays.pop((sid, job_id), None)
+        self._followers.pop((sid, job_id), None)
         if task is None:
             return False
         task.cancel()
@@ -83,6 +91,19 @@ class JobSubscriptions:
         for key in [key for key in self._relays if key[0] == sid]:
             await self.stop(*key)
 
+    async def cut_off(self, tenant_id: str, user_id: str | None) -> list[str]:
+        """``user_id`` (None: everyone) lost access to the tenant: stop relaying
+        its jobs to their sockets here; which sockets had one."""
+        cut = [
+            key
+            for key, follower in self._followers.items()
+            if follower.tenant_id == tenant_id and (user_id is None or follower.user_id == user_id)
+        ]
+        for key in cut:
+            self._followers[key].revoke()
+            await self.stop(*key)
+        return list(dict.fromkeys(sid for sid, _ in cut))
+
     async def close(self) -> None:
         for sid, job_id in list(self._relays):
             await self.stop(sid, job_id)
@@ -91,16 +112,20 @@ class JobSubscriptions:
         try:
             while not follower.finished:
                 events = await follower.next()
-                if not events:  # interrupted
-                    return
+                if not events:  # interrupted, or access revoked
+                    break
                 for event in events:
                     await self._realtime.sio.emit(EVENT, event, to=sid, ignore_queue=True)
+            if follower.revoked:  # still in the tenant, no longer allowed to see the job
+                notice = {"job_id": follower.job_id}
+                await self._realtime.sio.emit(REVOKED, notice, to=sid, ignore_queue=True)
         finally:
             await follower.close()
 
     def _discard(self, sid: str, job_id: str, task: asyncio.Task[None]) -> None:
         if self._relays.get((sid, job_id)) is task:
             del self._relays[(sid, job_id)]
+            self._followers.pop((sid, job_id), None)
 
 
 SUBSCRIPTIONS = web.AppKey("job_subscriptions", JobSubscriptions)
@@ -115,7 +140,10 @@ async def subscribe(context: SocketContext, data: Any) -> dict[str, Any]:
     viewer = await _viewer(app, tenant_id, user_id)
     follower = await app[FEEDS].follow(tenant_id, job_id, payload.after_seq, viewer)
     try:
+        await acting(context)  # a removal decided meanwhile found no follower to revoke
         events = await follower.backlog(REPLAY_LIMIT + 1)
+        if follower.revoked:  # its user lost access while the backlog was read
+            raise AppError.not_found("job")
         if not follower.caught_up:
             raise AppError(
                 "too_far_behind",

@@ -6,6 +6,10 @@ capabilities whose resources are jobs (workflow runs, agent chat streams, a
 signup's provisioning stream). Events come from this gateway's job feeds
 (``hubbub.jobs.feeds``); each is one SSE message with ``id`` its seq and
 ``event`` its type, so a client resumes with ``Last-Event-ID``.
+
+A stream whose follower loses access to the tenant (its user removed, the
+tenant deleted) ends at once with one last event, ``access_revoked``
+(``data: {"job_id", "tenant_id"}``, no ``id``), and no job event after it.
 """
 
 from __future__ import annotations
@@ -24,9 +28,13 @@ from hubbub.jobs.feeds import Follower
 from hubbub.jobs.keys import FEEDS
 from hubbub.jobs.reads import Viewer
 from hubbub.jobs.wire import StreamQuery
+from hubbub.metrics import SSE_DELIVERIES, SSE_STREAMS_OPEN
 from hubbub.services import SETTINGS
 
-__all__ = ["EventRewrite", "serve_stream"]
+__all__ = ["REVOKED", "EventRewrite", "serve_stream"]
+
+#: The last SSE event of a stream whose follower lost access to the tenant.
+REVOKED = "access_revoked"
 
 #: What one stream's client gets instead of a job event (the event itself
 #: unchanged for all others): async signup hands its tokens out this way.
@@ -53,8 +61,12 @@ async def serve_stream(
         async with sse_response(
             request, headers=headers, ping_interval=heartbeat, allow_all_methods=True
         ) as stream:
-            with contextlib.suppress(ConnectionResetError):  # the client left: nothing to do
-                await _relay(follower, stream, rewrite)
+            SSE_STREAMS_OPEN.inc()
+            try:
+                with contextlib.suppress(ConnectionResetError):  # the client left
+                    await _relay(follower, stream, rewrite)
+            finally:
+                SSE_STREAMS_OPEN.dec()
         return stream
     finally:
         await follower.close()
@@ -78,20 +90,26 @@ def _resume_point(request: web.Request, query: StreamQuery) -> int:
 async def _relay(
     follower: Follower, stream: EventSourceResponse, rewrite: EventRewrite | None
 ) -> None:
-    """Send the backlog, then live events, until the job's final event or the
-    client leaves (its heartbeat fails: the follower is interrupted)."""
+    """Send the backlog, then live events, until the job's final event, the
+    client leaves (its heartbeat fails: the follower is interrupted) or the
+    follower's access is revoked (then one ``access_revoked`` event ends it)."""
     gone = asyncio.get_running_loop().create_task(stream.wait())
     gone.add_done_callback(lambda task: task.cancelled() or follower.interrupt())
     try:
-        while not follower.caught_up:
+        while not follower.caught_up and not follower.revoked:
             for event in await follower.backlog():
+                if follower.revoked:
+                    break
                 await _send(stream, event, rewrite)
-        while not follower.finished:
+        while not follower.finished and not follower.revoked:
             events = await follower.next()
-            if not events:  # interrupted: the client left
-                return
+            if not events:  # interrupted: the client left, or access was revoked
+                break
             for event in events:
                 await _send(stream, event, rewrite)
+        if follower.revoked:
+            notice = {"job_id": follower.job_id, "tenant_id": follower.tenant_id}
+            await stream.send(orjson.dumps(notice).decode(), event=REVOKED)
     finally:
         gone.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -105,3 +123,4 @@ async def _send(
         event = await rewrite(event)
     data = orjson.dumps(event).decode()
     await stream.send(data, id=str(event["seq"]), event=event["type"])
+    SSE_DELIVERIES.inc()

@@ -49,11 +49,13 @@ from hubbub.actors.router import Router
 from hubbub.actors.runtime import Launcher, Task, open_launcher
 from hubbub.config import Settings
 from hubbub.errors import AppError
+from hubbub.http.metrics import METRICS
 from hubbub.jobs.commands import Dispatch, Lost, Supervise
 from hubbub.jobs.keys import SWEEP_ROUNDS
 from hubbub.jobs.registry import KINDS, JobKind
 from hubbub.jobs.schedules import fire_due
 from hubbub.jobs.worker import Launch
+from hubbub.metrics import JOB_QUEUE_DEPTH, JOBS_RUNNING
 from hubbub.periodic import Periodic
 from hubbub.services import Services
 from hubbub.storage.database import Database
@@ -96,6 +98,11 @@ SELECT admissible.*, coalesce(tenant_active.running, 0)
     + row_number() OVER (PARTITION BY tenant_id ORDER BY priority DESC, created_at) AS turn
 FROM admissible LEFT JOIN tenant_active USING (tenant_id)
 ORDER BY turn, priority DESC, created_at LIMIT $1"""
+
+_DEPTH = """SELECT
+  count(*) FILTER (WHERE status <> 'running' AND launch_id IS NULL) AS waiting,
+  count(*) FILTER (WHERE status = 'running' OR launch_id IS NOT NULL) AS active
+FROM jobs WHERE status IN ('queued', 'running', 'retrying')"""
 
 Slot = tuple[str, str]  # (tenant id, kind): what a concurrency limit counts
 
@@ -144,6 +151,15 @@ class JobSweep:
                 log.warning("job sweep: launching and supervising wait: %s", error)
                 return None
         return {"lost": lost, "ended": ended, "launched": launched, "fired": fired}
+
+    async def measure(self) -> None:
+        """Set the job queue gauges from Postgres (a metrics refresher):
+        waiting jobs, due or not, and active ones, of every tenant."""
+        async with self._db.tenant(None) as conn:
+            await conn.execute("SELECT set_config('hubbub.job_sweep', 'on', true)")
+            counts = await conn.fetchrow(_DEPTH)
+        JOB_QUEUE_DEPTH.set(counts["waiting"])
+        JOBS_RUNNING.set(counts["active"])
 
     async def _supervise(
         self, active: Sequence[asyncpg.Record]
@@ -243,6 +259,7 @@ async def job_sweep(services: Services) -> AsyncIterator[None]:
         services.db, services.router, launcher, services.app, settings
     )
     services.app[SWEEP_ROUNDS] = sweep.rounds
+    services.app[METRICS].refresh_with(sweep.measure)
     sweep.rounds.start()
     yield
     await sweep.rounds.close()

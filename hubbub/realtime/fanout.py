@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -37,6 +38,7 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from hubbub.errors import AppError
+from hubbub.metrics import BUS_RECONNECTS, DELIVERY_LAG
 from hubbub.storage import pubsub
 
 __all__ = ["Deliver", "Fanout", "kind_of"]
@@ -194,6 +196,8 @@ class Fanout:
         self._rebuilt()
 
     def _rebuilt(self) -> None:
+        if self._subscription:  # the first subscription is no reconnect
+            BUS_RECONNECTS.inc()
         self._subscription += 1
         self._proven.clear()
         for hook in self._rebuilt_hooks:
@@ -237,7 +241,9 @@ class Fanout:
                 arrived.set_result(None)
             return
         deliver = self._topics.get(topic) or self._kinds.get(kind_of(topic)) or self._default
+        received = time.perf_counter()
         try:
             await deliver(topic, event, data)
         except Exception:  # one consumer's bug must not stop every other's events
             log.exception("delivering %s on %s failed", event, topic)
+        DELIVERY_LAG.observe(time.perf_counter() - received)

@@ -15,6 +15,13 @@ compressed, so frames written by either path stay independent of each other.
 
 A socket whose unsent bytes pass ``limit`` reads too slowly to keep up: it
 is cut off, and its client resumes with ``since_seq`` after reconnecting.
+
+A client's pong waits behind the packets it sent before it, which are
+handled one at a time. So every packet read from a websocket counts as the
+pong of an outstanding ping (the next ping follows as usual): a client whose
+sends are still being worked through is alive, and is neither timed out for
+a late pong nor closed by an idle writer task, which would leave its
+remaining sends unanswered.
 """
 
 from __future__ import annotations
@@ -149,6 +156,8 @@ class _DirectWebSocket(WebSocket):
         data = await super().wait()
         if data == _UPGRADE and self._queue is None:
             self._go_direct()  # python-engineio starts the writer task next
+        if data is not None:
+            self._engine_socket.schedule_ping()  # heard from: as good as its pong
         return data
 
     def _go_direct(self) -> None:

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hubbub.errors import AppError
+from hubbub.metrics import SEQ_GAPS_DETECTED, SEQ_GAPS_REPAIRED
 from hubbub.realtime.fanout import Deliver, Fanout
 
 __all__ = ["Arrive", "Event", "ReadAfter", "RepairStats", "SeqStream", "SeqStreams"]
@@ -114,8 +115,10 @@ class SeqStream:
             return
         if self._drain is None and self._in_order(data.get("seq")):
             await self._pass(event, data)
-        else:
-            self._enqueue((event, data))
+            return
+        if self._drain is None:  # the first event past the head: the bus lost some
+            SEQ_GAPS_DETECTED.inc()
+        self._enqueue((event, data))
 
     def join(self, floor: int, arrive: Arrive) -> None:
         """A follower that has every event up to ``floor`` joins, in stream order:
@@ -159,7 +162,9 @@ class SeqStream:
         if isinstance(seq, int) and self.head is not None:
             if seq <= self.head:
                 return  # delivered already
-            await self._catch_up(seq)
+            if seq > self.head + 1:
+                await self._catch_up(seq)
+                SEQ_GAPS_REPAIRED.inc()
         await self._pass(event, data)
 
     async def _catch_up(self, before: int) -> None:

@@ -31,6 +31,7 @@ from redis.asyncio import Redis
 
 from hubbub.config import Settings
 from hubbub.errors import AppError
+from hubbub.metrics import SOCKET_DELIVERIES, SOCKETS_CONNECTED
 from hubbub.realtime.fanout import Fanout
 from hubbub.realtime.frames import DirectServer, PacketQueue, frame
 from hubbub.realtime.handshake import Authenticator, ConnectDeadline, Principal
@@ -182,15 +183,18 @@ class Realtime:
         encoded once; a socket on a websocket gets the frame written directly."""
         text = "42" + OrjsonJson.dumps([event, data])  # Engine.IO message of a Socket.IO event
         ready = frame(text)
+        written = 0
         for sid, eio_sid in list(self.sio.manager.get_participants("/", room)):
             socket = self.sio.eio.sockets.get(eio_sid)
             if sid in skip or socket is None or socket.closed:
                 continue
+            written += 1
             queue = socket.queue
             if isinstance(queue, PacketQueue) and queue.write(ready):
                 continue
             with contextlib.suppress(SocketIsClosedError):  # it closed meanwhile
                 await socket.send(eio_packet.Packet(eio_packet.MESSAGE, text[1:]))
+        SOCKET_DELIVERIES.inc(written)
 
     @property
     def connections(self) -> int:
@@ -207,6 +211,7 @@ class Realtime:
             ) from None
         await self.sio.save_session(sid, {"principal": principal})
         self._topics[sid] = set()
+        SOCKETS_CONNECTED.inc()
         if principal.user_id is not None:
             await self.sio.enter_room(sid, user_room(principal.user_id))
         if principal.session_id is not None:
@@ -218,7 +223,10 @@ class Realtime:
                 log.exception("a connect hook failed for socket %s", sid)
 
     async def _disconnect(self, sid: str, *args: Any) -> None:
-        for topic in self._topics.pop(sid, set()):
+        topics = self._topics.pop(sid, None)
+        if topics is not None:  # None: never connected (refused at its handshake)
+            SOCKETS_CONNECTED.dec()
+        for topic in topics or ():
             await self.fanout.unwatch(topic)
         for hook in self._disconnect_hooks:
             try:

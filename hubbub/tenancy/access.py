@@ -163,4 +163,5 @@ async def enforce_bucket(app: web.Application, tenant_id: UUID, plan: Plan, buck
     rate = plan.buckets.get(bucket)
     if rate is None:
         return
-    await app[RATE_LIMITER].hit(f"tenant:{tenant_id}:{plan.name}:{bucket}", Limit.parse(rate))
+    key = f"tenant:{tenant_id}:{plan.name}:{bucket}"
+    await app[RATE_LIMITER].hit(key, Limit.parse(rate), name=f"tenant_{bucket}")

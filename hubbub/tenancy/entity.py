@@ -36,7 +36,8 @@ from hubbub.tenancy.service_accounts import ServiceAccount
 __all__ = ["ACCESS_CHANNEL", "TenantEntity", "channel"]
 
 #: Global bus topic: ``tenant:access_revoked {tenant_id, user_id}`` (user_id
-#: None: everyone, the tenant was deleted).
+#: None: everyone, the tenant was deleted) and ``tenant:role_lowered
+#: {tenant_id, user_id, role}``.
 ACCESS_CHANNEL = "tenant-access"
 
 
@@ -374,4 +375,8 @@ def _publications(state: TenantState | None, event: ev.Event) -> list[Publicatio
     if revoked is not None:
         access = {"tenant_id": state.id, **revoked}
         found.append(Publication(ACCESS_CHANNEL, "tenant:access_revoked", access))
+    lowered = event.role_lowered()
+    if lowered is not None:
+        access = {"tenant_id": state.id, **lowered}
+        found.append(Publication(ACCESS_CHANNEL, "tenant:role_lowered", access))
     return found

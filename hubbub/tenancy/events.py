@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from hubbub.tenancy.records import Invite
+from hubbub.tenancy.roles import rank
 from hubbub.tenancy.service_accounts import ServiceAccount
 
 __all__ = [
@@ -56,6 +57,12 @@ class Event:
         """The payload of ``tenant:access_revoked`` (besides ``tenant_id``) when
         the event takes someone out of the tenant, so every gateway drops
         their sockets at once; None when it takes no one out."""
+        return None
+
+    def role_lowered(self) -> dict[str, Any] | None:
+        """The payload of ``tenant:role_lowered`` (besides ``tenant_id``) when the
+        event lowers someone's role, so every gateway ends what they may no
+        longer follow; None otherwise."""
         return None
 
     def revoked_key(self) -> str | None:
@@ -155,6 +162,11 @@ class MemberRoleChanged(Event):
 
     def payload(self) -> dict[str, Any]:
         return {"user_id": self.user_id, "role": self.role, "previous": self.previous}
+
+    def role_lowered(self) -> dict[str, Any] | None:
+        if rank(self.role) >= rank(self.previous):
+            return None
+        return {"user_id": self.user_id, "role": self.role}
 
 
 @dataclass(frozen=True, slots=True)

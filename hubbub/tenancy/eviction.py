@@ -12,7 +12,14 @@ counting as devices in the tenant's presence. The socket stays connected:
 its user may belong to other tenants.
 
 The same subscription tells :class:`ConfirmedMembers` which memberships
-its sockets may no longer act on.
+its sockets may no longer act on, and runs the hooks capabilities register
+on :class:`AccessLosses` (``ACCESS_LOSSES``): each ends that user's (or
+everyone's) live deliveries of the tenant's streams on this gateway — the
+conversation rooms their sockets joined, the job streams their sockets and
+SSE responses follow — and names the sockets it cut off, which are told
+``tenant:access_revoked`` once, like those of the tenant's rooms. A lowered
+role (``tenant:role_lowered`` on the same topic) runs the ``on_lowered``
+hooks: each ends what the user's new role may no longer follow.
 
 Joining checks membership twice — before entering the room and again
 after — so a removal decided between the two cannot leave a socket behind:
@@ -23,7 +30,7 @@ the room.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 from uuid import UUID
 
@@ -42,6 +49,10 @@ from hubbub.tenancy.presence_api import PRESENCE
 
 __all__ = [
     "ACCESS_FANOUT",
+    "ACCESS_LOSSES",
+    "AccessLosses",
+    "AccessLost",
+    "RoleLowered",
     "evict",
     "tenant_access",
     "unwatch_tenant",
@@ -53,6 +64,58 @@ log = logging.getLogger(__name__)
 #: The gateway's bus, which ``tenant-access`` is routed on (its rebuilds forget
 #: every confirmed membership).
 ACCESS_FANOUT = web.AppKey("tenant_access_fanout", Fanout)
+
+
+#: ``lost(tenant_id, user_id)``: ``user_id`` (None: everyone) lost access to
+#: the tenant; end their live deliveries here and return the sockets cut off.
+AccessLost = Callable[[str, str | None], Awaitable[Iterable[str]]]
+
+#: ``lowered(tenant_id, user_id, role)``: the user's role in the tenant is now
+#: the lower ``role``; end what it may no longer follow here.
+RoleLowered = Callable[[str, str, str], Awaitable[None]]
+
+
+class AccessLosses:
+    """Owns: the hooks that end a capability's live deliveries on this gateway
+    when someone loses access to a tenant.
+
+    Concurrency: one event loop; hooks run one after another, in the order
+    registered, from the bus reader (so none may wait on Postgres or Ray).
+    Failure: a failing hook is logged and the others still run.
+    """
+
+    def __init__(self) -> None:
+        self._hooks: list[AccessLost] = []
+        self._lowered: list[RoleLowered] = []
+
+    def on_lost(self, hook: AccessLost) -> None:
+        """Call ``hook`` whenever access to a tenant ends."""
+        self._hooks.append(hook)
+
+    def on_lowered(self, hook: RoleLowered) -> None:
+        """Call ``hook`` whenever a member's role is lowered."""
+        self._lowered.append(hook)
+
+    async def lowered(self, tenant_id: str, user_id: str, role: str) -> None:
+        """Run every ``on_lowered`` hook."""
+        for hook in self._lowered:
+            try:
+                await hook(tenant_id, user_id, role)
+            except Exception:  # one capability's failure must not spare another's streams
+                log.exception("narrowing deliveries of tenant %s failed", tenant_id)
+
+    async def lost(self, tenant_id: str, user_id: str | None) -> set[str]:
+        """Run every hook; the sockets they cut off."""
+        sids: set[str] = set()
+        for hook in self._hooks:
+            try:
+                sids.update(await hook(tenant_id, user_id))
+            except Exception:  # one capability's failure must not spare another's streams
+                log.exception("ending deliveries of tenant %s failed", tenant_id)
+        return sids
+
+
+ACCESS_LOSSES = web.AppKey("tenant_access_losses", AccessLosses)
 
 
 class _TenantRef(BaseModel):
@@ -98,45 +161,58 @@ async def unwatch_tenant(context: SocketContext, data: Any) -> dict[str, Any]:
     return {"tenant_id": str(tenant_id)}
 
 
-async def evict(realtime: Realtime, tenant_id: str, user_id: str | None) -> int:
+async def evict(
+    realtime: Realtime, tenant_id: str, user_id: str | None, cut_off: Iterable[str] = ()
+) -> int:
     """Make this gateway's sockets of ``user_id`` (None: all) leave the tenant's
-    rooms (its events and its presence), telling each once; how many left."""
+    rooms (its events and its presence), telling each once — and each of
+    ``cut_off`` (sockets already cut off from the tenant's streams); how many."""
     rooms = (channel(tenant_id), presence_topic(tenant_id))
     sids = dict.fromkeys(
         sid for room in rooms for sid, _ in realtime.sio.manager.get_participants("/", room)
     )
-    evicted = 0
+    told = set(cut_off)
     for sid in sids:
         if user_id is not None:
             session = await realtime.sio.get_session(sid)
             if session["principal"].user_id != user_id:
                 continue
+        for room in rooms:
+            await realtime.unwatch(sid, room)
+        told.add(sid)
+    for sid in told:
         await realtime.sio.emit(
             "tenant:access_revoked", {"tenant_id": tenant_id}, to=sid, ignore_queue=True
         )
-        for room in rooms:
-            await realtime.unwatch(sid, room)
-        evicted += 1
-    return evicted
+    return len(told)
 
 
 async def tenant_access(services: Services) -> AsyncIterator[None]:
     """This gateway's listener of ``tenant-access`` on its bus (a cleanup context)."""
 
     async def deliver(topic: str, event: str, data: dict[str, Any]) -> None:
-        if event != "tenant:access_revoked" or not isinstance(data.get("tenant_id"), str):
+        if not isinstance(data.get("tenant_id"), str):
+            return
+        if event == "tenant:role_lowered":
+            user_id, role = data.get("user_id"), data.get("role")
+            if isinstance(user_id, str) and isinstance(role, str):
+                await losses.lowered(data["tenant_id"], user_id, role)
+            return
+        if event != "tenant:access_revoked":
             return
         user_id = data.get("user_id")
         user_id = user_id if isinstance(user_id, str) else None
         members.forget(data["tenant_id"], user_id)
+        cut_off = await losses.lost(data["tenant_id"], user_id)
         try:
-            await evict(services.realtime, data["tenant_id"], user_id)
+            await evict(services.realtime, data["tenant_id"], user_id, cut_off)
             await services.app[PRESENCE].forget(data["tenant_id"], user_id)
         except Exception:  # one bad eviction must not stop the subscription
             log.exception("evicting sockets from tenant %s failed", data["tenant_id"])
 
     fanout = services.app[ACCESS_FANOUT] = services.bus
     members = services.app[CONFIRMED_MEMBERS] = ConfirmedMembers(fanout)
+    losses = services.app[ACCESS_LOSSES] = AccessLosses()
     fanout.route(ACCESS_CHANNEL, deliver)
     fanout.on_rebuilt(members.forget_all)
     await fanout.watch(ACCESS_CHANNEL)
