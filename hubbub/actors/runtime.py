@@ -240,23 +240,13 @@ def _start_local_ray(common: dict[str, Any]) -> None:
     # the node's address, which it resolves to the outward one even when told
     # 127.0.0.1; with clusters "disabled" (Ray's switch for single-machine
     # use, read at call time here and from the environment by its children)
-    # the node address, hence every listener, is loopback. Only Ray's own
-    # processes keep the switch: anything this process starts later (a
-    # `ray start` of a cluster, say) gets the environment as it was.
-    name = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
-    before = os.environ.get(name)
-    os.environ[name] = "0"
+    # the node address, hence every listener, is loopback.
+    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
     ray_constants.ENABLE_RAY_CLUSTER = False
     # Shards are on every request's path: Ray's default niceness (15) would
     # starve them whenever the gateway or Postgres keep the CPU busy.
     system = {"worker_niceness": 0}
-    try:
-        ray.init(include_dashboard=False, _system_config=system, **common)
-    finally:
-        if before is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = before
+    ray.init(include_dashboard=False, _system_config=system, **common)
     global _LOCAL_SESSION
     _LOCAL_SESSION = Path(ray._private.worker._global_node.get_session_dir_path())
 
