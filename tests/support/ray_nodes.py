@@ -24,10 +24,14 @@ from pathlib import Path
 
 import psutil
 import ray
+from ray._private import ray_constants
 
 from tests.support.processes import free_port
 
 __all__ = ["ClusterNode", "RayCluster"]
+
+#: Ray's switch for multi-node clusters (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER``).
+CLUSTERS_SWITCH = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
 
 #: Where the ``ray`` command of this interpreter's environment is.
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -72,8 +76,11 @@ class RayCluster:
         #: What a driver of this cluster (a gateway) needs in its environment:
         #: no token to share between nodes and drivers here (as in docker-compose.yml).
         self.driver_env = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+        # The suite's own local Ray (hubbub.actors.runtime) switched clusters off
+        # in this process's environment; a cluster's nodes need them on.
+        inherited = {k: v for k, v in os.environ.items() if k != CLUSTERS_SWITCH}
         self._env = {
-            **os.environ,
+            **inherited,
             **self.driver_env,
             "RAY_raylet_start_wait_time_s": str(int(START_SECONDS)),
             **env,
