@@ -27,13 +27,12 @@ from hubbub.actors.entity import Write
 from hubbub.actors.group_commit import statement_runs
 from hubbub.actors.lease import acquire_lease
 from hubbub.actors.router import Router, shard_index
-from hubbub.actors.runtime import ShardActor, entity_class_path, open_shards
+from hubbub.actors.runtime import open_shards
 from hubbub.actors.shard import ShardHost
 from hubbub.config import Settings
 from hubbub.errors import AppError, FieldError
 from hubbub.storage.database import Database
 from hubbub.storage.redis import connect_redis
-from tests.support.faults import kill_namespace
 from tests.support.tally import Add, Corrupt, Entry, Get, Tally, TallyCommand
 
 TENANT = str(uuid.uuid4())
@@ -186,25 +185,6 @@ def test_batches_cross_the_ray_boundary_unchanged() -> None:
     assert decoded[:2] == outcomes[:2]
     assert decoded[2].error is not None and decoded[2].error.to_wire() == refused.to_wire()
     assert decoded[2].error.status == 422
-
-
-async def test_a_gateway_opens_the_shards_another_gateway_is_still_creating(
-    ray_cluster: Settings,
-) -> None:
-    """Two gateways starting at once on a new deployment: one finds the
-    other part-way through creating a kind's shards (it had created only
-    the highest index) and opens them all, instead of refusing the count."""
-    namespace = f"hubbub-test-start-{uuid.uuid4().hex[:8]}"
-    settings = ray_cluster.model_copy(update={"ray_namespace": namespace})
-    try:
-        first = ShardActor.options(name="tally.1", namespace=namespace, lifetime="detached")
-        first.remote(entity_class_path(Tally), 1, settings)
-        shards = await asyncio.to_thread(open_shards, Tally, 2, settings)
-        assert [ref.index for ref in shards] == [0, 1]
-        with pytest.raises(RuntimeError, match="runs 2 tally shards but HUBBUB_SHARDS is 1"):
-            await asyncio.to_thread(open_shards, Tally, 1, settings)
-    finally:
-        await asyncio.to_thread(kill_namespace, namespace)
 
 
 def test_a_malformed_body_fails_its_own_command_not_the_batch() -> None:

@@ -291,22 +291,17 @@ def ray_status() -> dict[str, Any]:
 
 
 def open_shards(entity_cls: type[Entity], count: int, settings: Settings) -> Sequence[ShardRef]:
-    """Find or create the ``count`` shard actors of a kind. Blocking.
-
-    Shards are created from the highest index down, so the highest index
-    found names the deployment's count even while another gateway, starting
-    at the same moment, is still creating the lower ones.
-    """
+    """Find or create the ``count`` shard actors of a kind. Blocking."""
     kind = entity_cls.kind
-    deployed = _deployed_shard_count(kind, settings.ray_namespace)
-    if deployed not in (0, count):
+    running = _running_shard_count(kind, settings.ray_namespace)
+    if running not in (0, count):
         raise RuntimeError(
-            f"this deployment runs {deployed} {kind} shards but HUBBUB_SHARDS is {count}; "
+            f"this deployment runs {running} {kind} shards but HUBBUB_SHARDS is {count}; "
             "use the same value on every gateway, or stop the deployment to change it"
         )
     class_path = entity_class_path(entity_cls)
     refs = []
-    for index in reversed(range(count)):
+    for index in range(count):
         handle = ShardActor.options(
             name=f"{kind}.{index}",
             namespace=settings.ray_namespace,
@@ -314,20 +309,17 @@ def open_shards(entity_cls: type[Entity], count: int, settings: Settings) -> Seq
             **_SHARD_OPTIONS,
         ).remote(class_path, index, settings)
         refs.append(ShardRef(kind, index, handle))
-    refs.reverse()
     ray.get([ref._handle.stats.remote() for ref in refs])  # every shard is up
     return refs
 
 
-def _deployed_shard_count(kind: str, namespace: str) -> int:
-    """One past the highest index of the kind's shard actors; 0 if none."""
+def _running_shard_count(kind: str, namespace: str) -> int:
     prefix = f"{kind}."
-    indexes = [
-        int(actor["name"].removeprefix(prefix))
+    return sum(
+        1
         for actor in ray.util.list_named_actors(all_namespaces=True)
         if actor["namespace"] == namespace and actor["name"].startswith(prefix)
-    ]
-    return max(indexes, default=-1) + 1
+    )
 
 
 def attach_shards(kind: str, settings: Settings) -> list[ShardRef]:

@@ -172,21 +172,16 @@ class EmbeddedPostgres:
 
 
 class EmbeddedRedis:
-    """Owns: one Valkey server process on a free loopback port.
-
-    The port is chosen at the first start and kept: a restart (``stop``, then
-    ``start``) answers at the same URL, so its clients can reconnect.
-    """
+    """Owns: one Valkey server process on a free loopback port."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory.resolve()
         self._process: subprocess.Popen[bytes] | None = None
-        self._port: int | None = None
 
     def start(self, timeout: float = 10.0) -> str:
         """Start the server (data persisted in ``directory``); returns its URL."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        port = self._port = self._port or _free_port()
+        port = _free_port()
         command = [
             str(get_binary_path()),
             "--bind", "127.0.0.1",
